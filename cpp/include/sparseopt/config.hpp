@@ -1,0 +1,29 @@
+// Build configuration of the header-only core.
+//
+// SPARSEOPT_HAS_OPENMP is 1 when the including translation unit is compiled with OpenMP
+// (the CMake target sparseopt::sparseopt adds the flags); kernels then run in parallel,
+// otherwise on one thread with identical results.
+#pragma once
+
+#if defined(_OPENMP)
+#define SPARSEOPT_HAS_OPENMP 1
+#include <omp.h>
+#else
+#define SPARSEOPT_HAS_OPENMP 0
+#endif
+
+namespace sparseopt {
+
+// Whether the kernels in this translation unit can use more than one thread.
+inline constexpr bool has_openmp() noexcept { return SPARSEOPT_HAS_OPENMP != 0; }
+
+// The thread count a kernel uses for num_threads == 0 (OpenMP's current default), 1 without OpenMP.
+inline int max_threads() noexcept {
+#if SPARSEOPT_HAS_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+}  // namespace sparseopt

@@ -1,0 +1,53 @@
+// Sparse Adagrad, PyTorch's formula (torch.optim.Adagrad with a sparse gradient):
+//   clr = lr / (1 + (step - 1) * lr_decay)      step: global count, empty steps included
+//   sum += g^2;  p -= clr * g / (sqrt(sum) + eps)
+// A zero gradient changes nothing, so lazy updates are already the dense optimizer's result.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common.hpp"
+
+namespace sparseopt {
+
+struct AdagradOptions {
+  double lr = 1e-2;
+  double lr_decay = 0.0;
+  double eps = 1e-10;
+
+  void validate() const {
+    detail::require_finite_at_least(lr, 0.0, "lr");
+    detail::require_finite_at_least(lr_decay, 0.0, "lr_decay");
+    detail::require_finite_at_least(eps, 0.0, "eps");
+  }
+};
+
+template <class T>
+struct AdagradState {
+  Table<T> sum;  // running sum of squared gradients, the parameter's shape
+};
+
+// `step` counts this step too (1 on the first call).
+template <class T, class I>
+void adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdagradState<T>& state,
+                  const AdagradOptions& options, std::int64_t step, int num_threads = 0) {
+  options.validate();
+  detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
+  detail::require_same_rows(param, state.sum, "sum");
+  const CoalescePlan<I> plan = detail::plan_step(param, grad, num_threads);
+
+  const std::int64_t w = param.row_width;
+  const T clr = T(options.lr / (1.0 + double(step - 1) * options.lr_decay));
+  const T eps = T(options.eps);
+  detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
+    T* p = param.row(r);
+    T* s = state.sum.row(r);
+    for (std::int64_t j = 0; j < w; ++j) {
+      s[j] += g[j] * g[j];
+      p[j] -= clr * (g[j] / (std::sqrt(s[j]) + eps));
+    }
+  });
+}
+
+}  // namespace sparseopt

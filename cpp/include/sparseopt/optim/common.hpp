@@ -1,0 +1,44 @@
+// What every sparse optimizer step shares: option enums, hyper-parameter checks and the
+// check-then-update driver over the rows a gradient touches.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "../coalesce.hpp"
+#include "../errors.hpp"
+#include "../parallel.hpp"
+#include "../view.hpp"
+
+namespace sparseopt {
+
+// What happens to rows a step does not touch (see DESIGN.md):
+//   lazy  - they keep their parameters and state (SparseAdam, LazyAdam);
+//   exact - the result equals the dense optimizer fed zeros for them.
+enum class Mode { lazy, exact };
+
+namespace detail {
+
+inline void require_finite_at_least(double value, double lower, const char* name) {
+  require(std::isfinite(value) && value >= lower, name, " must be a finite number >= ", lower,
+          ", got ", value);
+}
+
+inline void require_unit_interval(double value, const char* name) {
+  require(value >= 0.0 && value < 1.0, name, " must be in [0, 1), got ", value);
+}
+
+// The checks every step makes before it writes: gradient shape against the table, indices in
+// range. Returns the coalescing plan the update runs over.
+template <class T, class I>
+CoalescePlan<I> plan_step(const Table<T>& param, const RowSparse<T, I>& grad, int num_threads) {
+  resolve_threads(num_threads);
+  require(grad.row_width == param.row_width, "values must have rows of ", param.row_width,
+          " elements (the parameter's row shape), got ", grad.row_width);
+  require(grad.size >= 0, "the gradient size must be >= 0, got ", grad.size);
+  require(param.data != nullptr || param.num_rows * param.row_width == 0, "param is null");
+  return plan_coalesce(grad.indices, grad.size, param.num_rows);
+}
+
+}  // namespace detail
+}  // namespace sparseopt

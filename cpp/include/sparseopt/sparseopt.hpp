@@ -1,0 +1,19 @@
+// sparseopt: sparse-gradient optimizers for parameter tables, header-only C++17.
+//
+//   #include <sparseopt/sparseopt.hpp>
+//   sparseopt::Table<float> param{data, num_rows, row_width};
+//   sparseopt::RowSparse<float, std::int64_t> grad{indices, values, n, row_width};
+//   sparseopt::adam_step(param, grad, state, options, step);
+//
+// Link the CMake target sparseopt::sparseopt (it brings OpenMP when the package had it).
+#pragma once
+
+#include "config.hpp"
+#include "errors.hpp"
+#include "view.hpp"
+#include "parallel.hpp"
+#include "coalesce.hpp"
+#include "optim/common.hpp"
+#include "optim/sgd.hpp"
+#include "optim/adagrad.hpp"
+#include "optim/adam.hpp"

@@ -1,0 +1,58 @@
+"""sparseopt: fast, correct training with sparse gradients.
+
+Row-sparse gradients ``(indices, values)`` are applied to parameter tables (NumPy arrays,
+updated in place) by optimizers that follow ``torch.optim``'s formulas; the kernels are a
+header-only C++17/OpenMP core, usable from C++ too (see :func:`get_cmake_dir`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import _args, _core, optim
+
+__version__: str = _core.__version__
+
+__all__ = ["__version__", "info", "coalesce", "optim", "get_include", "get_cmake_dir"]
+
+
+def info() -> dict:
+    """Build facts: ``version``, ``openmp`` (bool), ``max_threads`` (int), ``cuda`` (bool), ``compiler``."""
+    return dict(_core.build_info())
+
+
+def coalesce(indices: np.ndarray, values: np.ndarray, num_rows: int | None = None, *,
+             num_threads: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum the values of repeated indices of a row-sparse gradient.
+
+    Parameters
+    ----------
+    indices : ndarray of int32 or int64, shape (n,)
+    values : ndarray of float32 or float64, shape (n, *row_shape)
+    num_rows : int, optional
+        When given, every index must be in ``[0, num_rows)`` (IndexError otherwise).
+    num_threads : int
+        Threads for summing rows (0 = all available). Results do not depend on it.
+
+    Returns
+    -------
+    (unique_indices, summed_values, counts):
+        ``unique_indices`` ascending, with the dtype of ``indices``; ``summed_values`` of shape
+        ``(len(unique_indices), *row_shape)``, repeats added in the order they appear;
+        ``counts`` (int64) how often each index appeared.
+    """
+    if num_rows is not None:
+        num_rows = _args.count("num_rows", num_rows)
+    return _core.coalesce(indices, values, num_rows, _args.count("num_threads", num_threads))
+
+
+def get_include() -> str:
+    """Directory holding the C++ headers (``#include <sparseopt/sparseopt.hpp>``)."""
+    return str(Path(__file__).resolve().parent / "include")
+
+
+def get_cmake_dir() -> str:
+    """Directory holding ``sparseoptConfig.cmake``: pass it as ``-Dsparseopt_DIR=...``."""
+    return str(Path(__file__).resolve().parent / "share" / "cmake" / "sparseopt")

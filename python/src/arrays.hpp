@@ -1,0 +1,167 @@
+// Argument checks for NumPy arrays handed to the kernels. Zero-copy is the contract: an array
+// of the wrong kind is a TypeError that says what to pass, never a silent conversion (the
+// kernel would then update a hidden copy instead of the user's array).
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include <sparseopt/view.hpp>
+
+namespace sparseopt::bind {
+
+namespace py = pybind11;
+
+inline std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+inline std::string dtype_name(const py::array& a) { return py::str(a.dtype()); }
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (d) s += ", ";
+    s += std::to_string(a.shape(d));
+  }
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+template <class T>
+bool has_dtype(const py::array& a) {
+  return py::isinstance<py::array_t<T>>(a);  // dtype equivalence, byte order included
+}
+
+// `obj` as an ndarray that kernels may read in place: C-contiguous and aligned.
+inline py::array require_array(py::handle obj, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " + type_name(obj) +
+                         "; pass np.ascontiguousarray(" + name + ", dtype=...)");
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  const int flags = a.flags();
+  if (!(flags & py::array::c_style))
+    throw py::type_error(std::string(name) +
+                         " must be C-contiguous (sparseopt never copies silently); pass "
+                         "np.ascontiguousarray(" + name + ")");
+  if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::type_error(std::string(name) + " must be aligned; pass np.ascontiguousarray(" +
+                         name + ")");
+  return a;
+}
+
+// An array the kernel writes in place.
+inline py::array require_writeable(py::handle obj, const char* name) {
+  py::array a = require_array(obj, name);
+  if (!a.writeable())
+    throw py::type_error(std::string(name) +
+                         " is read-only; the kernel updates it in place, pass a writeable array");
+  return a;
+}
+
+inline void require_float_dtype(const py::array& a, const char* name) {
+  if (!has_dtype<float>(a) && !has_dtype<double>(a))
+    throw py::type_error(std::string(name) + " must have dtype float32 or float64, got " +
+                         dtype_name(a) + "; pass " + name + ".astype(np.float32)");
+}
+
+inline void require_same_dtype(const py::array& a, const py::array& like, const char* name,
+                               const char* like_name) {
+  const bool same = has_dtype<float>(like) ? has_dtype<float>(a) : has_dtype<double>(a);
+  if (!same)
+    throw py::type_error(std::string(name) + " must have the dtype of " + like_name + " (" +
+                         dtype_name(like) + "), got " + dtype_name(a) + "; pass " + name +
+                         ".astype(" + like_name + ".dtype)");
+}
+
+inline void require_index_dtype(const py::array& a, const char* name) {
+  if (!has_dtype<std::int32_t>(a) && !has_dtype<std::int64_t>(a))
+    throw py::type_error(std::string(name) + " must have dtype int32 or int64, got " +
+                         dtype_name(a) + "; pass " + name + ".astype(np.int64)");
+}
+
+// Rows and elements per row of a table-shaped array: shape (num_rows, *row_shape).
+template <class T>
+Table<T> table_of(py::array& a) {
+  std::int64_t width = 1;
+  for (py::ssize_t d = 1; d < a.ndim(); ++d) width *= a.shape(d);
+  return Table<T>{static_cast<T*>(a.mutable_data()), a.shape(0), width};
+}
+
+// The parameter table: a writeable float32/float64 array with at least one dimension.
+inline py::array require_param(py::handle obj) {
+  py::array param = require_writeable(obj, "param");
+  require_float_dtype(param, "param");
+  if (param.ndim() < 1)
+    throw py::value_error("param must have at least one dimension (num_rows, *row_shape), got a 0-d array");
+  return param;
+}
+
+// A state array: the parameter's (float32/float64) dtype and shape, writeable.
+inline py::array require_state_like(py::handle obj, const py::array& param, const char* name) {
+  py::array a = require_writeable(obj, name);
+  require_same_dtype(a, param, name, "param");
+  bool same = a.ndim() == param.ndim();
+  for (py::ssize_t d = 0; same && d < a.ndim(); ++d) same = a.shape(d) == param.shape(d);
+  if (!same)
+    throw py::value_error(std::string(name) + " must have the parameter's shape " +
+                          shape_str(param) + ", got " + shape_str(a));
+  return a;
+}
+
+// A per-row int64 counter array of shape (num_rows,), writeable.
+inline std::int64_t* require_row_counts(py::handle obj, const py::array& param, const char* name) {
+  py::array a = require_writeable(obj, name);
+  if (!has_dtype<std::int64_t>(a))
+    throw py::type_error(std::string(name) + " must have dtype int64, got " + dtype_name(a));
+  if (a.ndim() != 1 || a.shape(0) != param.shape(0))
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(param.shape(0)) +
+                          ",), got " + shape_str(a));
+  return static_cast<std::int64_t*>(a.mutable_data());
+}
+
+// indices (1-D int32/int64) and values (shape (len(indices), *row_shape)) of a row-sparse
+// gradient; row_shape is taken from `table` when given, else from values itself.
+struct GradientArrays {
+  py::array indices;
+  py::array values;
+};
+
+inline GradientArrays require_gradient(py::handle indices_obj, py::handle values_obj,
+                                       const py::array* table) {
+  GradientArrays g{require_array(indices_obj, "indices"), require_array(values_obj, "values")};
+  require_index_dtype(g.indices, "indices");
+  if (g.indices.ndim() != 1)
+    throw py::value_error("indices must be 1-D, got shape " + shape_str(g.indices) +
+                          "; pass indices.ravel() with values reshaped to match");
+  if (table) {
+    require_same_dtype(g.values, *table, "values", "param");
+  } else {
+    require_float_dtype(g.values, "values");
+  }
+  const py::ssize_t n = g.indices.shape(0);
+  bool ok = g.values.ndim() >= 1 && g.values.shape(0) == n;
+  if (table) {
+    ok = ok && g.values.ndim() == table->ndim();
+    for (py::ssize_t d = 1; ok && d < table->ndim(); ++d) ok = g.values.shape(d) == table->shape(d);
+  }
+  if (!ok) {
+    std::string want = "(" + std::to_string(n);
+    if (table)
+      for (py::ssize_t d = 1; d < table->ndim(); ++d) want += ", " + std::to_string(table->shape(d));
+    want += table ? (table->ndim() == 1 ? ",)" : ")") : ", ...)";
+    throw py::value_error("values must have shape " + want +
+                          " (len(indices), *param.shape[1:]), got " + shape_str(g.values));
+  }
+  return g;
+}
+
+template <class T, class I>
+RowSparse<T, I> row_sparse_of(const GradientArrays& g) {
+  std::int64_t width = 1;
+  for (py::ssize_t d = 1; d < g.values.ndim(); ++d) width *= g.values.shape(d);
+  return RowSparse<T, I>{static_cast<const I*>(g.indices.data()),
+                         static_cast<const T*>(g.values.data()), g.indices.shape(0), width};
+}
+
+}  // namespace sparseopt::bind

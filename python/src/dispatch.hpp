@@ -1,0 +1,26 @@
+// The one place where NumPy dtypes become C++ types. Every binding calls a kernel through
+// dispatch(), which instantiates it for float/double tables and int32/int64 indices.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "arrays.hpp"
+
+namespace sparseopt::bind {
+
+template <class T> struct tag { using type = T; };
+
+// Calls f(tag<T>{}, tag<I>{}) for the value dtype of `values` and index dtype of `indices`
+// (both already checked by arrays.hpp).
+template <class F>
+decltype(auto) dispatch(const py::array& values, const py::array& indices, F&& f) {
+  auto with_index = [&](auto value_tag) -> decltype(auto) {
+    if (has_dtype<std::int32_t>(indices)) return f(value_tag, tag<std::int32_t>{});
+    return f(value_tag, tag<std::int64_t>{});
+  };
+  if (has_dtype<float>(values)) return with_index(tag<float>{});
+  return with_index(tag<double>{});
+}
+
+}  // namespace sparseopt::bind

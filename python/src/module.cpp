@@ -1,0 +1,29 @@
+// sparseopt._core: the pybind11 module. It checks arrays, dispatches on dtypes and releases the
+// GIL around kernels; the numerics live in cpp/include/sparseopt/.
+#include <pybind11/pybind11.h>
+
+#include <sparseopt/config.hpp>
+
+#include "bindings.hpp"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "sparseopt's compiled core (private: use the sparseopt package)";
+  m.attr("__version__") = SPARSEOPT_VERSION;
+  m.def("build_info", [] {
+    py::dict info;
+    info["version"] = SPARSEOPT_VERSION;
+    info["openmp"] = sparseopt::has_openmp();
+    info["max_threads"] = sparseopt::max_threads();
+    info["cuda"] = false;
+#if defined(__clang__)
+    info["compiler"] = "clang " __clang_version__;
+#elif defined(__GNUC__)
+    info["compiler"] = "gcc " __VERSION__;
+#endif
+    return info;
+  });
+  sparseopt::bind::bind_coalesce(m);
+  sparseopt::bind::bind_optim(m);
+}
