@@ -138,14 +138,23 @@ const T* summed_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, st
 // Calls update(row, g) for every row the gradient touches, g being that row's summed gradient,
 // in parallel over rows. Each row is handled by exactly one thread, so any update that reads
 // and writes only its own row gives the same bits for every thread count.
-template <class T, class I, class Update>
+//
+// Touched rows are scattered over a large table, so each one costs a memory round trip per
+// state array; prefetch(row) is called a few rows ahead so those trips overlap.
+template <class T, class I, class Update, class Prefetch>
 void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int num_threads,
-                  Update&& update) {
+                  Update&& update, Prefetch&& prefetch) {
+  constexpr std::int64_t ahead = 8;
   const int threads = resolve_threads(num_threads);
   const std::int64_t w = grad.row_width;
+  const std::int64_t n = plan.size();
   // Allocated before the parallel region so nothing in it can fail half-way through.
   std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
-  parallel_for(plan.size(), threads, plan.size() * w, [&](std::int64_t u, int slot) {
+  parallel_for(n, threads, n * w, [&](std::int64_t u, int slot) {
+    if (u + ahead < n) {
+      prefetch(static_cast<std::int64_t>(plan.rows[u + ahead]));
+      prefetch_row(grad.value_row(plan.order[plan.offsets[u + ahead]]), w);
+    }
     const T* g = summed_row(grad, plan, u, scratch.data() + static_cast<std::size_t>(slot) * w);
     update(static_cast<std::int64_t>(plan.rows[u]), g);
   });

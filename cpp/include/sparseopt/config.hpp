@@ -12,6 +12,14 @@
 #define SPARSEOPT_HAS_OPENMP 0
 #endif
 
+// Marks pointers that do not alias, so that row loops vectorise without run-time alias checks
+// (the kernels check that the arrays they are given do not overlap).
+#if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
+#define SPARSEOPT_RESTRICT __restrict
+#else
+#define SPARSEOPT_RESTRICT
+#endif
+
 namespace sparseopt {
 
 // Whether the kernels in this translation unit can use more than one thread.

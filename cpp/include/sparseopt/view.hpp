@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "config.hpp"
+
 #include "errors.hpp"
 
 namespace sparseopt {
@@ -34,12 +36,42 @@ struct RowSparse {
 
 namespace detail {
 
+// Asks the cache for the start of a row that will be written soon (a hint: no effect on results).
+template <class T>
+inline void prefetch_row(const T* row, std::int64_t row_width) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr std::int64_t line = 64, max_lines = 8;
+  const std::int64_t bytes = row_width * std::int64_t(sizeof(T));
+  const char* p = reinterpret_cast<const char*>(row);
+  for (std::int64_t off = 0; off < bytes && off < line * max_lines; off += line)
+    __builtin_prefetch(p + off, 1, 3);
+#else
+  (void)row;
+  (void)row_width;
+#endif
+}
+
+// Kernels update rows through non-aliasing pointers: arrays they write must not overlap.
+inline void require_disjoint(const void* a, std::int64_t a_bytes, const char* a_name,
+                             const void* b, std::int64_t b_bytes, const char* b_name) {
+  const auto x = reinterpret_cast<std::uintptr_t>(a), y = reinterpret_cast<std::uintptr_t>(b);
+  const bool overlap = a_bytes > 0 && b_bytes > 0 && x < y + std::uintptr_t(b_bytes) &&
+                       y < x + std::uintptr_t(a_bytes);
+  require(!overlap, a_name, " and ", b_name, " must not share memory; pass separate arrays");
+}
+
+template <class T>
+std::int64_t byte_size(const Table<T>& t) noexcept {
+  return t.num_rows * t.row_width * std::int64_t(sizeof(T));
+}
+
 template <class T, class U>
 void require_same_rows(const Table<T>& table, const Table<U>& other, const char* name) {
   require(other.num_rows == table.num_rows && other.row_width == table.row_width, name,
           " must have the parameter's shape: ", table.num_rows, " rows of ", table.row_width,
           " elements, got ", other.num_rows, " rows of ", other.row_width);
   require(other.data != nullptr || table.num_rows * table.row_width == 0, name, " is null");
+  require_disjoint(table.data, byte_size(table), "param", other.data, byte_size(other), name);
 }
 
 }  // namespace detail

@@ -28,6 +28,19 @@ struct AdagradState {
   Table<T> sum;  // running sum of squared gradients, the parameter's shape
 };
 
+namespace detail {
+
+template <class T>
+void adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s, const T* SPARSEOPT_RESTRICT g,
+                 std::int64_t w, T clr, T eps) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) {
+    s[j] += g[j] * g[j];
+    p[j] -= clr * (g[j] / (std::sqrt(s[j]) + eps));
+  }
+}
+
+}  // namespace detail
+
 // `step` counts this step too (1 on the first call).
 template <class T, class I>
 void adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdagradState<T>& state,
@@ -41,13 +54,12 @@ void adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad, const Adag
   const T clr = T(options.lr / (1.0 + double(step - 1) * options.lr_decay));
   const T eps = T(options.eps);
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
-    T* p = param.row(r);
-    T* s = state.sum.row(r);
-    for (std::int64_t j = 0; j < w; ++j) {
-      s[j] += g[j] * g[j];
-      p[j] -= clr * (g[j] / (std::sqrt(s[j]) + eps));
-    }
-  });
+    detail::adagrad_row(param.row(r), state.sum.row(r), g, w, clr, eps);
+  },
+      [&](std::int64_t r) {
+        detail::prefetch_row(param.row(r), w);
+        detail::prefetch_row(state.sum.row(r), w);
+      });
 }
 
 }  // namespace sparseopt

@@ -51,6 +51,21 @@ inline double adam_step_size(const AdamOptions& o, std::int64_t t) {
   return o.lr * std::sqrt(bc2) / bc1;
 }
 
+// One touched row, written as SparseAdam writes it (old + (1 - beta) (new - old)) so that the
+// rounding matches.
+template <class T>
+void adam_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
+              const T* SPARSEOPT_RESTRICT g, std::int64_t w, T keep1, T keep2, T eps,
+              T step_size) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) {
+    const T m_new = m[j] + (g[j] - m[j]) * keep1;
+    const T v_new = v[j] + (g[j] * g[j] - v[j]) * keep2;
+    m[j] = m_new;
+    v[j] = v_new;
+    p[j] -= step_size * (m_new / (std::sqrt(v_new) + eps));
+  }
+}
+
 }  // namespace detail
 
 // `step` is the optimizer's step count including this step (1 on the first call).
@@ -61,6 +76,9 @@ void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamSta
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::require_same_rows(param, state.exp_avg, "exp_avg");
   detail::require_same_rows(param, state.exp_avg_sq, "exp_avg_sq");
+  detail::require_disjoint(state.exp_avg.data, detail::byte_size(state.exp_avg), "exp_avg",
+                           state.exp_avg_sq.data, detail::byte_size(state.exp_avg_sq),
+                           "exp_avg_sq");
   const bool per_row = options.bias_correction == BiasCorrection::row;
   detail::require(!per_row || state.row_steps != nullptr || param.num_rows == 0,
                   "bias_correction='row' needs row_steps");
@@ -72,18 +90,14 @@ void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamSta
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
     T step_size = global_step_size;
     if (per_row) step_size = T(detail::adam_step_size(options, ++state.row_steps[r]));
-    T* p = param.row(r);
-    T* m = state.exp_avg.row(r);
-    T* v = state.exp_avg_sq.row(r);
-    for (std::int64_t j = 0; j < w; ++j) {
-      // Written as SparseAdam writes it (old + (1 - beta) (new - old)) to match its rounding.
-      const T m_new = m[j] + (g[j] - m[j]) * keep1;
-      const T v_new = v[j] + (g[j] * g[j] - v[j]) * keep2;
-      m[j] = m_new;
-      v[j] = v_new;
-      p[j] -= step_size * (m_new / (std::sqrt(v_new) + eps));
-    }
-  });
+    detail::adam_row(param.row(r), state.exp_avg.row(r), state.exp_avg_sq.row(r), g, w, keep1,
+                     keep2, eps, step_size);
+  },
+      [&](std::int64_t r) {
+        detail::prefetch_row(param.row(r), w);
+        detail::prefetch_row(state.exp_avg.row(r), w);
+        detail::prefetch_row(state.exp_avg_sq.row(r), w);
+      });
 }
 
 }  // namespace sparseopt

@@ -37,6 +37,8 @@ CoalescePlan<I> plan_step(const Table<T>& param, const RowSparse<T, I>& grad, in
           " elements (the parameter's row shape), got ", grad.row_width);
   require(grad.size >= 0, "the gradient size must be >= 0, got ", grad.size);
   require(param.data != nullptr || param.num_rows * param.row_width == 0, "param is null");
+  require_disjoint(param.data, byte_size(param), "param", grad.values,
+                   grad.size * grad.row_width * std::int64_t(sizeof(T)), "values");
   return plan_coalesce(grad.indices, grad.size, param.num_rows);
 }
 

@@ -40,6 +40,28 @@ struct SgdState {
   std::int64_t* row_steps = nullptr;
 };
 
+namespace detail {
+
+template <class T>
+void sgd_row(T* SPARSEOPT_RESTRICT p, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
+             T lr) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) p[j] -= lr * g[j];
+}
+
+// first: the row's buffer does not exist yet and starts as g (undampened), as in PyTorch.
+template <class T>
+void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
+                      const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr, T mu, T keep,
+                      bool nesterov, bool first) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) {
+    const T bj = first ? g[j] : mu * b[j] + keep * g[j];
+    b[j] = bj;
+    p[j] -= lr * (nesterov ? g[j] + mu * bj : bj);
+  }
+}
+
+}  // namespace detail
+
 template <class T, class I>
 void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState<T>& state,
               const SgdOptions& options, int num_threads = 0) {
@@ -55,20 +77,15 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
   const T lr = T(options.lr), mu = T(options.momentum), keep = T(1.0 - options.dampening);
   const bool nesterov = options.nesterov;
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
-    T* p = param.row(r);
-    if (!momentum) {
-      for (std::int64_t j = 0; j < w; ++j) p[j] -= lr * g[j];
-      return;
-    }
-    T* b = state.momentum_buffer.row(r);
-    const bool first = state.row_steps[r] == 0;
-    for (std::int64_t j = 0; j < w; ++j) {
-      const T bj = first ? g[j] : mu * b[j] + keep * g[j];
-      b[j] = bj;
-      p[j] -= lr * (nesterov ? g[j] + mu * bj : bj);
-    }
-    ++state.row_steps[r];
-  });
+    if (!momentum) return detail::sgd_row(param.row(r), g, w, lr);
+    const bool first = state.row_steps[r]++ == 0;
+    detail::sgd_momentum_row(param.row(r), state.momentum_buffer.row(r), g, w, lr, mu, keep,
+                             nesterov, first);
+  },
+      [&](std::int64_t r) {
+        detail::prefetch_row(param.row(r), w);
+        if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
+      });
 }
 
 }  // namespace sparseopt
