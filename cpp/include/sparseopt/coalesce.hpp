@@ -56,43 +56,55 @@ std::int64_t check_indices(const I* indices, std::int64_t n, std::int64_t num_ro
   return hi;
 }
 
-// Stable sort of input positions by index: least-significant-digit radix sort on the bits the
-// largest index needs (a plain comparison sort for short inputs).
+inline int bit_width(std::uint64_t x) noexcept {
+  int bits = 0;
+  while (bits < 64 && (x >> bits) != 0) ++bits;
+  return bits;
+}
+
+// Sorts (index, position) pairs packed into one word each, index in the high bits, so that
+// equal indices stay in input order. Least-significant-digit radix sort over the index bits
+// only (a comparison sort for short inputs); the words ping-pong between two buffers.
+inline void sort_packed(std::vector<std::uint64_t>& keys, int shift, int key_bits) {
+  const std::size_t n = keys.size();
+  if (n < 256) {
+    std::sort(keys.begin(), keys.end());
+    return;
+  }
+  constexpr int digit_bits = 11;
+  constexpr std::uint64_t buckets = std::uint64_t(1) << digit_bits;
+  std::vector<std::uint64_t> tmp(n);
+  std::array<std::size_t, buckets> start;
+  for (int d = 0; d < key_bits; d += digit_bits) {
+    const int s = shift + d;
+    start.fill(0);
+    for (const std::uint64_t k : keys) ++start[(k >> s) & (buckets - 1)];
+    std::size_t sum = 0;
+    for (auto& c : start) sum += std::exchange(c, sum);
+    for (const std::uint64_t k : keys) tmp[start[(k >> s) & (buckets - 1)]++] = k;
+    keys.swap(tmp);
+  }
+}
+
+// Input positions in order of index, equal indices in input order.
 template <class I>
 void sort_positions(const I* indices, std::int64_t n, std::int64_t max_index,
                     std::vector<std::int64_t>& order) {
   order.resize(static_cast<std::size_t>(n));
-  if (n < 256) {
-    for (std::int64_t k = 0; k < n; ++k) order[k] = k;
-    std::stable_sort(order.begin(), order.end(),
-                     [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
+  const int position_bits = bit_width(std::uint64_t(n > 0 ? n - 1 : 0));
+  const int index_bits = bit_width(std::uint64_t(max_index > 0 ? max_index : 0));
+  if (position_bits + index_bits <= 64) {
+    std::vector<std::uint64_t> keys(static_cast<std::size_t>(n));
+    for (std::int64_t k = 0; k < n; ++k)
+      keys[k] = (std::uint64_t(indices[k]) << position_bits) | std::uint64_t(k);
+    sort_packed(keys, position_bits, index_bits);
+    const std::uint64_t mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
+    for (std::int64_t k = 0; k < n; ++k) order[k] = std::int64_t(keys[k] & mask);
     return;
   }
-  constexpr int digit_bits = 11;
-  constexpr std::size_t buckets = std::size_t(1) << digit_bits;
-  int key_bits = 0;
-  while (key_bits < 63 && (std::uint64_t(max_index) >> key_bits) != 0) ++key_bits;
-
-  std::vector<std::uint64_t> keys(n), keys_tmp(n);
-  std::vector<std::int64_t> order_tmp(n);
-  for (std::int64_t k = 0; k < n; ++k) {
-    keys[k] = static_cast<std::uint64_t>(indices[k]);
-    order[k] = k;
-  }
-  std::array<std::int64_t, buckets> start;
-  for (int shift = 0; shift < key_bits; shift += digit_bits) {
-    start.fill(0);
-    for (std::int64_t k = 0; k < n; ++k) ++start[(keys[k] >> shift) & (buckets - 1)];
-    std::int64_t sum = 0;
-    for (auto& s : start) sum += std::exchange(s, sum);
-    for (std::int64_t k = 0; k < n; ++k) {
-      const std::int64_t dst = start[(keys[k] >> shift) & (buckets - 1)]++;
-      keys_tmp[dst] = keys[k];
-      order_tmp[dst] = order[k];
-    }
-    keys.swap(keys_tmp);
-    order.swap(order_tmp);
-  }
+  for (std::int64_t k = 0; k < n; ++k) order[k] = k;  // indices too large to pack
+  std::stable_sort(order.begin(), order.end(),
+                   [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
 }
 
 }  // namespace detail
@@ -104,6 +116,8 @@ CoalescePlan<I> plan_coalesce(const I* indices, std::int64_t n, std::int64_t num
   CoalescePlan<I> plan;
   const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
   detail::sort_positions(indices, n, max_index, plan.order);
+  plan.rows.reserve(static_cast<std::size_t>(n));
+  plan.offsets.reserve(static_cast<std::size_t>(n) + 1);
   plan.offsets.push_back(0);
   for (std::int64_t k = 0; k < n; ++k) {
     const I r = indices[plan.order[k]];
@@ -144,7 +158,7 @@ const T* summed_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, st
 template <class T, class I, class Update, class Prefetch>
 void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int num_threads,
                   Update&& update, Prefetch&& prefetch) {
-  constexpr std::int64_t ahead = 8;
+  constexpr std::int64_t ahead = 32;
   const int threads = resolve_threads(num_threads);
   const std::int64_t w = grad.row_width;
   const std::int64_t n = plan.size();
