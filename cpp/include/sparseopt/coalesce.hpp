@@ -17,17 +17,6 @@
 
 namespace sparseopt {
 
-// The rows a gradient touches, ascending, and where each row's values are.
-template <class I>
-struct CoalescePlan {
-  std::vector<I> rows;                // unique indices, ascending
-  std::vector<std::int64_t> offsets;  // rows.size() + 1 bounds into `order`
-  std::vector<std::int64_t> order;    // input positions grouped by row, in input order per row
-
-  std::int64_t size() const noexcept { return static_cast<std::int64_t>(rows.size()); }
-  std::int64_t count(std::int64_t u) const noexcept { return offsets[u + 1] - offsets[u]; }
-};
-
 namespace detail {
 
 // Throws index_error naming the first index outside [0, num_rows) (num_rows < 0: no upper
@@ -62,10 +51,10 @@ inline int bit_width(std::uint64_t x) noexcept {
   return bits;
 }
 
-// Sorts (index, position) pairs packed into one word each, index in the high bits, so that
-// equal indices stay in input order. Least-significant-digit radix sort over the index bits
-// only (a comparison sort for short inputs); the words ping-pong between two buffers.
-inline void sort_packed(std::vector<std::uint64_t>& keys, int shift, int key_bits) {
+// Sorts words by bits [shift, shift + key_bits): least-significant-digit radix sort (stable),
+// a comparison sort of the whole words for short inputs. The words ping-pong with `tmp`.
+inline void sort_packed(std::vector<std::uint64_t>& keys, std::vector<std::uint64_t>& tmp,
+                        int shift, int key_bits) {
   const std::size_t n = keys.size();
   if (n < 256) {
     std::sort(keys.begin(), keys.end());
@@ -73,7 +62,7 @@ inline void sort_packed(std::vector<std::uint64_t>& keys, int shift, int key_bit
   }
   constexpr int digit_bits = 11;
   constexpr std::uint64_t buckets = std::uint64_t(1) << digit_bits;
-  std::vector<std::uint64_t> tmp(n);
+  tmp.resize(n);
   std::array<std::size_t, buckets> start;
   for (int d = 0; d < key_bits; d += digit_bits) {
     const int s = shift + d;
@@ -86,47 +75,84 @@ inline void sort_packed(std::vector<std::uint64_t>& keys, int shift, int key_bit
   }
 }
 
-// Input positions in order of index, equal indices in input order.
-template <class I>
-void sort_positions(const I* indices, std::int64_t n, std::int64_t max_index,
-                    std::vector<std::int64_t>& order) {
-  order.resize(static_cast<std::size_t>(n));
-  const int position_bits = bit_width(std::uint64_t(n > 0 ? n - 1 : 0));
-  const int index_bits = bit_width(std::uint64_t(max_index > 0 ? max_index : 0));
-  if (position_bits + index_bits <= 64) {
-    std::vector<std::uint64_t> keys(static_cast<std::size_t>(n));
-    for (std::int64_t k = 0; k < n; ++k)
-      keys[k] = (std::uint64_t(indices[k]) << position_bits) | std::uint64_t(k);
-    sort_packed(keys, position_bits, index_bits);
-    const std::uint64_t mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
-    for (std::int64_t k = 0; k < n; ++k) order[k] = std::int64_t(keys[k] & mask);
-    return;
-  }
-  for (std::int64_t k = 0; k < n; ++k) order[k] = k;  // indices too large to pack
-  std::stable_sort(order.begin(), order.end(),
-                   [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
+// Drops a buffer that grew far beyond what is needed now, so one huge step does not pin
+// its memory for the rest of the process.
+template <class V>
+void fit(V& buffer, std::size_t needed) {
+  constexpr std::size_t keep_bytes = std::size_t(1) << 20;
+  if (buffer.capacity() * sizeof(typename V::value_type) > keep_bytes &&
+      buffer.capacity() > 4 * needed)
+    V().swap(buffer);
 }
 
 }  // namespace detail
 
-// Checks every index against [0, num_rows) (pass num_rows < 0 for no upper bound) and groups
-// the positions of each row. Throws index_error before anything is written.
+// The rows a gradient touches, ascending, and where each row's values are. A plan can be
+// rebuilt for every step: its buffers are reused, which spares the page faults of fresh
+// allocations on every call.
+template <class I>
+class CoalescePlan {
+ public:
+  std::vector<I> rows;                // unique indices, ascending
+  std::vector<std::int64_t> offsets;  // rows.size() + 1 bounds into `order`
+  std::vector<std::int64_t> order;    // input positions grouped by row, in input order per row
+
+  std::int64_t size() const noexcept { return static_cast<std::int64_t>(rows.size()); }
+  std::int64_t count(std::int64_t u) const noexcept { return offsets[u + 1] - offsets[u]; }
+
+  // Checks every index against [0, num_rows) (num_rows < 0: no upper bound) -- throwing
+  // index_error, with the plan left empty, before anything is written -- and groups the
+  // positions of each row.
+  void build(const I* indices, std::int64_t n, std::int64_t num_rows) {
+    const auto size = static_cast<std::size_t>(n);
+    for (auto* buffer : {&offsets, &order}) detail::fit(*buffer, size);
+    detail::fit(rows, size);
+    detail::fit(keys_, size);
+    detail::fit(tmp_, size);
+    rows.clear();
+    offsets.assign(1, 0);
+    order.clear();
+    const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
+    sort_positions(indices, n, max_index);
+    for (std::int64_t k = 0; k < n; ++k) {
+      const I r = indices[order[k]];
+      if (rows.empty() || rows.back() != r) {
+        if (!rows.empty()) offsets.push_back(k);
+        rows.push_back(r);
+      }
+    }
+    if (n > 0) offsets.push_back(n);
+  }
+
+ private:
+  std::vector<std::uint64_t> keys_, tmp_;  // sort scratch
+
+  // order = input positions sorted by index, equal indices in input order: (index, position)
+  // packed into one word with the index in the high bits and radix-sorted on the index bits.
+  void sort_positions(const I* indices, std::int64_t n, std::int64_t max_index) {
+    order.resize(static_cast<std::size_t>(n));
+    const int position_bits = detail::bit_width(std::uint64_t(n > 0 ? n - 1 : 0));
+    const int index_bits = detail::bit_width(std::uint64_t(max_index > 0 ? max_index : 0));
+    if (position_bits + index_bits <= 64) {
+      keys_.resize(static_cast<std::size_t>(n));
+      for (std::int64_t k = 0; k < n; ++k)
+        keys_[k] = (std::uint64_t(indices[k]) << position_bits) | std::uint64_t(k);
+      detail::sort_packed(keys_, tmp_, position_bits, index_bits);
+      const std::uint64_t mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
+      for (std::int64_t k = 0; k < n; ++k) order[k] = std::int64_t(keys_[k] & mask);
+      return;
+    }
+    for (std::int64_t k = 0; k < n; ++k) order[k] = k;  // indices too large to pack
+    std::stable_sort(order.begin(), order.end(),
+                     [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
+  }
+};
+
+// A new plan for one gradient (see CoalescePlan::build).
 template <class I>
 CoalescePlan<I> plan_coalesce(const I* indices, std::int64_t n, std::int64_t num_rows) {
   CoalescePlan<I> plan;
-  const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
-  detail::sort_positions(indices, n, max_index, plan.order);
-  plan.rows.reserve(static_cast<std::size_t>(n));
-  plan.offsets.reserve(static_cast<std::size_t>(n) + 1);
-  plan.offsets.push_back(0);
-  for (std::int64_t k = 0; k < n; ++k) {
-    const I r = indices[plan.order[k]];
-    if (plan.rows.empty() || plan.rows.back() != r) {
-      if (!plan.rows.empty()) plan.offsets.push_back(k);
-      plan.rows.push_back(r);
-    }
-  }
-  if (n > 0) plan.offsets.push_back(n);
+  plan.build(indices, n, num_rows);
   return plan;
 }
 
@@ -158,20 +184,29 @@ const T* summed_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, st
 template <class T, class I, class Update, class Prefetch>
 void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int num_threads,
                   Update&& update, Prefetch&& prefetch) {
-  constexpr std::int64_t ahead = 32;
+  constexpr std::int64_t ahead = 16;
+  // Cost model for splitting rows between threads: each value row summed, plus the update of
+  // a row (a few state arrays read and written). Zipf-like indices put thousands of repeats
+  // on a few rows, so counting rows alone would leave one thread with most of the work.
+  constexpr std::int64_t update_cost = 4;
   const int threads = resolve_threads(num_threads);
   const std::int64_t w = grad.row_width;
   const std::int64_t n = plan.size();
   // Allocated before the parallel region so nothing in it can fail half-way through.
   std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
-  parallel_for(n, threads, n * w, [&](std::int64_t u, int slot) {
-    if (u + ahead < n) {
-      prefetch(static_cast<std::int64_t>(plan.rows[u + ahead]));
-      prefetch_row(grad.value_row(plan.order[plan.offsets[u + ahead]]), w);
-    }
-    const T* g = summed_row(grad, plan, u, scratch.data() + static_cast<std::size_t>(slot) * w);
-    update(static_cast<std::int64_t>(plan.rows[u]), g);
-  });
+  parallel_for(
+      n, threads, (grad.size + n) * w,
+      [&](std::int64_t u, int slot) {
+        if (u + ahead < n) {
+          prefetch(static_cast<std::int64_t>(plan.rows[u + ahead]));
+          const std::int64_t first = plan.offsets[u + ahead];
+          const std::int64_t last = std::min(plan.offsets[u + ahead + 1], first + 4);
+          for (std::int64_t k = first; k < last; ++k) prefetch_row(grad.value_row(plan.order[k]), w);
+        }
+        T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
+        update(static_cast<std::int64_t>(plan.rows[u]), summed_row(grad, plan, u, own));
+      },
+      [&](std::int64_t u) { return plan.offsets[u] + update_cost * u; });
 }
 
 }  // namespace detail

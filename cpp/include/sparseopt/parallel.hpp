@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <utility>
 
 #include "config.hpp"
 #include "errors.hpp"
@@ -23,23 +24,40 @@ inline int resolve_threads(int num_threads) {
   return num_threads == 0 ? available : num_threads;
 }
 
-// Calls fn(i, slot) for every i in [0, n), split statically over up to `threads` threads;
+// Calls fn(i, slot) for every i in [0, n), split into one contiguous range per thread;
 // slot in [0, threads) names the calling thread so that it can use its own scratch memory.
-// `work` (elements touched) decides whether threads are worth starting. Kernels check their
-// inputs before they get here; should fn throw anyway, the first exception is rethrown after
-// the loop instead of terminating the process.
-template <class F>
-void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn) {
+// cost_before(i) (non-decreasing, 0 at i = 0) is the cost of items [0, i): ranges are cut so
+// that each thread gets about the same cost (the default treats items as equal). `work`
+// (elements touched) decides whether threads are worth starting. Which thread runs an item
+// never changes its result. Kernels check their inputs before they get here; should fn throw
+// anyway, the first exception is rethrown after the loop instead of terminating the process.
+template <class F, class CostBefore>
+void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn,
+                  CostBefore&& cost_before) {
 #if SPARSEOPT_HAS_OPENMP
   if (threads > 1 && n > 1 && work >= parallel_min_work) {
     std::exception_ptr error;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) {
-      try {
-        fn(i, omp_get_thread_num());
-      } catch (...) {
+    const std::int64_t total = cost_before(n);
+#pragma omp parallel num_threads(threads)
+    {
+      const std::int64_t slot = omp_get_thread_num(), slots = omp_get_num_threads();
+      // The first item whose preceding cost reaches the share of the threads before `s`.
+      auto first_item = [&](std::int64_t s) {
+        std::int64_t lo = 0, hi = n;
+        while (lo < hi) {
+          const std::int64_t mid = lo + (hi - lo) / 2;
+          if (cost_before(mid) * slots < total * s) lo = mid + 1; else hi = mid;
+        }
+        return s == slots ? n : lo;
+      };
+      const std::int64_t begin = first_item(slot), end = first_item(slot + 1);
+      for (std::int64_t i = begin; i < end; ++i) {
+        try {
+          fn(i, static_cast<int>(slot));
+        } catch (...) {
 #pragma omp critical(sparseopt_parallel_for_error)
-        if (!error) error = std::current_exception();
+          if (!error) error = std::current_exception();
+        }
       }
     }
     if (error) std::rethrow_exception(error);
@@ -48,8 +66,14 @@ void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn) {
 #else
   (void)threads;
   (void)work;
+  (void)cost_before;
 #endif
   for (std::int64_t i = 0; i < n; ++i) fn(i, 0);
+}
+
+template <class F>
+void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn) {
+  parallel_for(n, threads, work, std::forward<F>(fn), [](std::int64_t i) { return i; });
 }
 
 }  // namespace detail

@@ -82,7 +82,7 @@ void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamSta
   const bool per_row = options.bias_correction == BiasCorrection::row;
   detail::require(!per_row || state.row_steps != nullptr || param.num_rows == 0,
                   "bias_correction='row' needs row_steps");
-  const CoalescePlan<I> plan = detail::plan_step(param, grad, num_threads);
+  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
 
   const std::int64_t w = param.row_width;
   const T keep1 = T(1.0 - options.beta1), keep2 = T(1.0 - options.beta2), eps = T(options.eps);

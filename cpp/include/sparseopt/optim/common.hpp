@@ -29,9 +29,11 @@ inline void require_unit_interval(double value, const char* name) {
 }
 
 // The checks every step makes before it writes: gradient shape against the table, indices in
-// range. Returns the coalescing plan the update runs over.
+// range. Returns the coalescing plan the update runs over: one per calling thread, rebuilt by
+// each step, so that steady training does not allocate.
 template <class T, class I>
-CoalescePlan<I> plan_step(const Table<T>& param, const RowSparse<T, I>& grad, int num_threads) {
+const CoalescePlan<I>& plan_step(const Table<T>& param, const RowSparse<T, I>& grad,
+                                 int num_threads) {
   resolve_threads(num_threads);
   require(grad.row_width == param.row_width, "values must have rows of ", param.row_width,
           " elements (the parameter's row shape), got ", grad.row_width);
@@ -39,7 +41,9 @@ CoalescePlan<I> plan_step(const Table<T>& param, const RowSparse<T, I>& grad, in
   require(param.data != nullptr || param.num_rows * param.row_width == 0, "param is null");
   require_disjoint(param.data, byte_size(param), "param", grad.values,
                    grad.size * grad.row_width * std::int64_t(sizeof(T)), "values");
-  return plan_coalesce(grad.indices, grad.size, param.num_rows);
+  thread_local CoalescePlan<I> plan;
+  plan.build(grad.indices, grad.size, param.num_rows);
+  return plan;
 }
 
 }  // namespace detail

@@ -71,7 +71,7 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
     detail::require_same_rows(param, state.momentum_buffer, "momentum_buffer");
     detail::require(state.row_steps != nullptr || param.num_rows == 0, "row_steps is null");
   }
-  const CoalescePlan<I> plan = detail::plan_step(param, grad, num_threads);
+  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
 
   const std::int64_t w = param.row_width;
   const T lr = T(options.lr), mu = T(options.momentum), keep = T(1.0 - options.dampening);
