@@ -1,0 +1,452 @@
+"""Small, reusable benchmark harness for sparseopt.
+
+Only the standard library and numpy are required; torch is used (for its
+version string) only when it is installed.
+
+Pieces:
+  * time_steps / time_callable -- wall-clock timing with warm-up and repeats,
+    returning the median and the spread (min, max, IQR).
+  * machine_info                -- CPU model, cores, sparseopt.info(), versions.
+  * copy_bandwidth              -- measured memory copy bandwidth (np.copyto).
+  * write_results               -- bench/results/<name>.json and <name>.md.
+  * splice_readme               -- replace the text between
+                                   <!-- bench:NAME --> and <!-- /bench:NAME -->.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+MiB = 1 << 20
+
+
+# --------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------
+def summarize(samples: Sequence[float]) -> dict:
+    """Median, min, max, quartiles and IQR of a list of samples (any unit)."""
+    xs = sorted(float(x) for x in samples)
+    if not xs:
+        raise ValueError("no samples")
+    if len(xs) >= 2:
+        q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    else:
+        q1 = q3 = xs[0]
+    return {
+        "median": statistics.median(xs),
+        "min": xs[0],
+        "max": xs[-1],
+        "q1": q1,
+        "q3": q3,
+        "iqr": q3 - q1,
+        "n": len(xs),
+    }
+
+
+class _GcPaused:
+    """Context manager: disable the cyclic GC while timing."""
+
+    def __enter__(self):
+        self._was = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        return self
+
+    def __exit__(self, *exc):
+        if self._was:
+            gc.enable()
+        return False
+
+
+# --------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------
+def time_callable(fn: Callable[[], Any], *, warmup: int = 3, repeat: int = 7,
+                  number: int = 1) -> dict:
+    """Time ``fn()``.
+
+    ``warmup`` untimed calls, then ``repeat`` timed blocks of ``number`` calls
+    each.  Returns summarize() of the per-call seconds of every block (so the
+    median is the median over blocks of the mean time per call), plus the raw
+    per-block values under "samples".
+    """
+    for _ in range(warmup):
+        fn()
+    per_call = []
+    with _GcPaused():
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            per_call.append((time.perf_counter() - t0) / number)
+    out = summarize(per_call)
+    out["samples"] = per_call
+    return out
+
+
+def time_steps(step: Callable[[int], Any], *, prepare: Callable[[int], Any] | None = None,
+               warmup: int = 5, steps: int = 25, repeat: int = 5,
+               start: int = 0) -> dict:
+    """Time individual steps, each with its own (untimed) preparation.
+
+    ``prepare(i)`` (optional, untimed) then ``step(i)`` (timed) are called
+    for a running counter i = start, start+1, ... so the caller can cycle
+    through pre-generated inputs.  ``warmup`` untimed steps come first; then
+    ``repeat`` blocks of ``steps`` individually timed steps.
+
+    Returns summarize() of the per-block mean seconds/step (median over
+    blocks is the headline number), and, under "per_step", summarize() of
+    all individual step times.  "next" is the next counter value.
+    """
+    i = start
+    for _ in range(warmup):
+        if prepare is not None:
+            prepare(i)
+        step(i)
+        i += 1
+    block_means = []
+    all_steps = []
+    pc = time.perf_counter
+    with _GcPaused():
+        for _ in range(repeat):
+            ts = []
+            for _ in range(steps):
+                if prepare is not None:
+                    prepare(i)
+                t0 = pc()
+                step(i)
+                ts.append(pc() - t0)
+                i += 1
+            block_means.append(sum(ts) / len(ts))
+            all_steps.extend(ts)
+    out = summarize(block_means)
+    out["samples"] = block_means
+    out["per_step"] = summarize(all_steps)
+    out["next"] = i
+    return out
+
+
+# --------------------------------------------------------------------------
+# other processes' CPU use (the machine is shared)
+# --------------------------------------------------------------------------
+def _proc_stat() -> tuple[float, float] | None:
+    """(busy seconds, steal seconds) summed over all CPUs, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq = v[:7]
+    steal = v[7] if len(v) > 7 else 0
+    return (user + nice + system + irq + softirq) / hz, steal / hz
+
+
+class CpuMonitor:
+    """Measures how many cores *other* processes kept busy over an interval.
+
+    ``m = CpuMonitor(); ...; r = m.read()`` -> {"other_cores": busy cores
+    not accounted for by this process, "steal_cores": hypervisor steal,
+    "wall_s": interval}.  Values near 0 mean the machine was quiet.
+    (Resolution is one clock tick, so short intervals are coarse.)
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self._t = time.perf_counter()
+        self._stat = _proc_stat()
+        tm = os.times()
+        self._own = tm.user + tm.system
+
+    def read(self) -> dict | None:
+        stat = _proc_stat()
+        if stat is None or self._stat is None:
+            return None
+        wall = time.perf_counter() - self._t
+        tm = os.times()
+        own = tm.user + tm.system - self._own
+        busy = stat[0] - self._stat[0]
+        return {"other_cores": max(busy - own, 0.0) / wall,
+                "steal_cores": (stat[1] - self._stat[1]) / wall,
+                "wall_s": wall}
+
+
+def wait_for_quiet(max_other_cores: float = 0.25, quiet_s: float = 10.0,
+                   timeout_s: float = 600.0, poll_s: float = 2.0) -> dict:
+    """Block until other processes used < max_other_cores for quiet_s seconds
+    in a row (or timeout_s passed).  Returns {"quiet": bool, "waited_s": ...}."""
+    t0 = time.perf_counter()
+    quiet_since = None
+    announced = False
+    while True:
+        m = CpuMonitor()
+        time.sleep(poll_s)
+        r = m.read()
+        now = time.perf_counter()
+        if r is None:
+            return {"quiet": None, "waited_s": now - t0}
+        if r["other_cores"] < max_other_cores:
+            quiet_since = quiet_since or (now - poll_s)
+            if now - quiet_since >= quiet_s:
+                return {"quiet": True, "waited_s": now - t0}
+        else:
+            quiet_since = None
+            if not announced:
+                log(f"machine busy (other processes use {r['other_cores']:.1f} cores); "
+                    f"waiting up to {timeout_s:.0f} s for it to quieten ...")
+                announced = True
+        if now - t0 > timeout_s:
+            log("machine still busy; going ahead anyway (numbers will be noisy)")
+            return {"quiet": False, "waited_s": now - t0}
+
+
+# --------------------------------------------------------------------------
+# machine description
+# --------------------------------------------------------------------------
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _l3_cache() -> str | None:
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for idx in sorted(base.glob("index*")):
+            if (idx / "level").read_text().strip() == "3":
+                return (idx / "size").read_text().strip()
+    except OSError:
+        pass
+    return None
+
+
+def sparseopt_info() -> dict | None:
+    """sparseopt.info() if the package imports, else None."""
+    try:
+        import sparseopt  # noqa: F401
+    except Exception:
+        return None
+    try:
+        info = dict(sparseopt.info())
+    except Exception as e:  # pragma: no cover - library under development
+        info = {"error": repr(e)}
+    info.setdefault("version", getattr(sparseopt, "__version__", None))
+    return info
+
+
+def machine_info() -> dict:
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    info = {
+        "cpu_model": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": affinity,
+        "l3_cache": _l3_cache(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": None,
+        "torch_threads": None,
+        "sparseopt": sparseopt_info(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()
+        info["mem_total_gib"] = round(int(mem[1]) / (1 << 20), 1)
+    except Exception:
+        pass
+    try:
+        import torch
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except Exception:
+        pass
+    return info
+
+
+def describe_machine(m: dict, bw: dict | None = None) -> str:
+    """One markdown line describing the machine, copy bandwidth and versions."""
+    cores = m.get("usable_cpus") or m.get("logical_cpus")
+    parts = [f"{m['cpu_model']}, {cores} cores"]
+    if m.get("l3_cache"):
+        parts[-1] += f" (L3 {m['l3_cache']})"
+    if bw:
+        s = f"copy bandwidth {bw['gbps']['median']:.1f} GB/s (np.copyto, 1 thread"
+        if bw.get("gbps_threads"):
+            s += f"; {bw['gbps_threads']['median']:.1f} GB/s with {bw['threads']} threads"
+        parts.append(s + ")")
+    so = m.get("sparseopt")
+    if so:
+        s = f"sparseopt {so.get('version')}"
+        extra = [f"{k}={so[k]}" for k in ("openmp", "max_threads") if k in so]
+        if extra:
+            s += " (" + ", ".join(extra) + ")"
+        parts.append(s)
+    else:
+        parts.append("sparseopt not installed")
+    if m.get("torch"):
+        parts.append(f"torch {m['torch']} ({m['torch_threads']} threads)")
+    parts.append(f"numpy {m['numpy']}, Python {m['python']}")
+    return "Machine: " + "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------
+# memory bandwidth
+# --------------------------------------------------------------------------
+def copy_bandwidth(size_mib: int = 256, repeat: int = 7, threads: int | None = None) -> dict:
+    """Measured memory copy bandwidth with np.copyto between two arrays.
+
+    Bytes counted per copy = read + write = 2 * size.  Returns
+    {"gbps": summarize(GB/s per rep), "bytes": ..., "size_mib": ...}.
+    With ``threads`` > 1, additionally measures the copy split into that many
+    contiguous chunks copied concurrently from Python threads (numpy releases
+    the GIL in copyto), reported under "gbps_threads".
+    """
+    n = size_mib * MiB // 8
+    src = np.ones(n, dtype=np.float64)   # touch every page up front
+    dst = np.zeros(n, dtype=np.float64)
+    dst.fill(2.0)
+    nbytes = 2 * src.nbytes
+    np.copyto(dst, src)  # warm-up
+    t = time_callable(lambda: np.copyto(dst, src), warmup=1, repeat=repeat)
+    gbps = [nbytes / s / 1e9 for s in t["samples"]]
+    out = {"size_mib": size_mib, "bytes": nbytes, "gbps": summarize(gbps),
+           "seconds": summarize(t["samples"])}
+    out["gbps"]["samples"] = gbps
+    if threads and threads > 1:
+        bounds = np.linspace(0, n, threads + 1).astype(np.int64)
+        chunks = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+        def par_copy():
+            ths = [threading.Thread(target=np.copyto, args=c) for c in chunks]
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join()
+
+        tt = time_callable(par_copy, warmup=1, repeat=repeat)
+        g2 = [nbytes / s / 1e9 for s in tt["samples"]]
+        out["threads"] = threads
+        out["gbps_threads"] = summarize(g2)
+        out["gbps_threads"]["samples"] = g2
+    del src, dst
+    return out
+
+
+# --------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
+                   align: Sequence[str] | None = None) -> str:
+    """Render a GitHub markdown table. align entries: 'l', 'r' or 'c'."""
+    header = [str(h) for h in header]
+    if align is None:
+        align = ["l"] + ["r"] * (len(header) - 1)
+    seps = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(seps[a] for a in align) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(lines)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o)!r}")
+
+
+def write_results(name: str, data: dict, markdown: str,
+                  results_dir: Path | str = RESULTS_DIR) -> tuple[Path, Path]:
+    """Write results_dir/<name>.json (data) and results_dir/<name>.md (markdown)."""
+    d = Path(results_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    jp, mp = d / f"{name}.json", d / f"{name}.md"
+    jp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    mp.write_text(markdown.rstrip("\n") + "\n")
+    return jp, mp
+
+
+class MarkerError(RuntimeError):
+    pass
+
+
+def _marker_span(name: str, path: Path) -> tuple[str, list[str], int, int]:
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    if not path.exists():
+        raise MarkerError(f"{path} does not exist; add the lines '{begin}' and "
+                          f"'{end}' where the {name!r} table should go")
+    with open(path, newline="") as f:   # keep line endings as they are
+        text = f.read()
+    lines = text.splitlines(keepends=True)
+    b = [i for i, l in enumerate(lines) if l.strip() == begin]
+    e = [i for i, l in enumerate(lines) if l.strip() == end]
+    if len(b) != 1 or len(e) != 1:
+        raise MarkerError(
+            f"{path}: expected exactly one line '{begin}' and one line '{end}' "
+            f"(found {len(b)} and {len(e)}); add them (each on its own line) "
+            f"where the {name!r} table should go")
+    if b[0] >= e[0]:
+        raise MarkerError(f"{path}: '{end}' comes before '{begin}'")
+    return text, lines, b[0], e[0]
+
+
+def check_markers(name: str, readme: Path | str = REPO_ROOT / "README.md") -> None:
+    """Raise MarkerError unless ``readme`` has a valid marker pair for NAME."""
+    _marker_span(name, Path(readme))
+
+
+def splice_readme(name: str, markdown: str,
+                  readme: Path | str = REPO_ROOT / "README.md") -> bool:
+    """Replace the text between the lines ``<!-- bench:NAME -->`` and
+    ``<!-- /bench:NAME -->`` in ``readme`` with ``markdown`` (surrounded by
+    one blank line each side, so markdown renders it as a table).
+
+    Everything outside the markers (the marker lines included) is left
+    byte-for-byte untouched.  Raises MarkerError if the file or a marker is
+    missing, duplicated, or out of order.  Returns True if the file changed.
+    """
+    path = Path(readme)
+    text, lines, b, e = _marker_span(name, path)
+    nl = "\r\n" if lines[b].endswith("\r\n") else "\n"
+    body = markdown.strip("\n").replace("\r\n", "\n").replace("\n", nl)
+    begin_line = lines[b] if lines[b].endswith(("\n", "\r")) else lines[b] + nl
+    new = "".join(lines[:b]) + begin_line + nl + body + nl + nl + "".join(lines[e:])
+    if new == text:
+        return False
+    with open(path, "w", newline="") as f:
+        f.write(new)
+    return True
+
+
+def log(*args, **kw):
+    print(*args, **kw, file=sys.stderr, flush=True)
