@@ -49,19 +49,17 @@ def test_installed_distribution_version_matches():
     assert dist_version == sparseopt.__version__
 
 
-def test_pyproject_version_matches():
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        pytest.skip("tomllib not available")
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyproject.toml")
+def test_version_is_the_one_in_cmakelists():
+    """The version is written once, in CMakeLists.txt's project(); the module reports it."""
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "CMakeLists.txt")
     if not os.path.exists(path):
-        pytest.skip("no pyproject.toml next to tests/")
-    with open(path, "rb") as f:
-        project = tomllib.load(f).get("project", {})
-    if "version" not in project:
-        pytest.skip("version is dynamic")
-    assert project["version"] == sparseopt.__version__
+        pytest.skip("no source tree next to tests/")
+    with open(path) as f:
+        match = re.search(r"project\(sparseopt\s+VERSION\s+([0-9.]+)", f.read())
+    assert match, "CMakeLists.txt must declare project(sparseopt VERSION x.y.z)"
+    assert match.group(1) == sparseopt.__version__
 
 
 def test_optim_namespace():
