@@ -114,6 +114,11 @@ def make_steps(
     return steps
 
 
+def random_param(rng, num_rows, row_shape, dtype):
+    """A C-contiguous standard-normal table of shape (num_rows, *row_shape)."""
+    return np.ascontiguousarray(rng.standard_normal((num_rows, *row_shape)).astype(dtype))
+
+
 def coalesce_ref(indices, values):
     """Plain NumPy coalescing: unique ascending indices, duplicates summed in
     order of appearance (sequentially, in the values' dtype), counts int64."""

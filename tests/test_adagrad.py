@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from sparseopt.optim import Adagrad
 
 from _helpers import (
+    coalesce_ref,
+    random_param,
     FLOAT_DTYPES,
     INDEX_DTYPES,
     ROW_SHAPES,
@@ -23,12 +25,6 @@ from _helpers import (
     make_steps,
 )
 
-
-def _coalesce(idx, vals):
-    uniq, inv = np.unique(np.asarray(idx, dtype=np.int64), return_inverse=True)
-    out = np.zeros((len(uniq), *vals.shape[1:]), dtype=vals.dtype)
-    np.add.at(out, inv.reshape(-1), vals)
-    return uniq, out
 
 
 class NumpyAdagrad:
@@ -41,7 +37,7 @@ class NumpyAdagrad:
     def step(self, idx, vals):
         self.t += 1
         clr = self.lr / (1 + (self.t - 1) * self.lr_decay)
-        u, g = _coalesce(idx, vals)
+        u, g = coalesce_ref(idx, vals)[:2]
         if u.size == 0:
             return
         dt = self.p.dtype.type
@@ -65,9 +61,6 @@ def run_torch(torch, p0, steps, lrs=None, **kw):
     return out
 
 
-def _param(rng, num_rows, row_shape, dtype):
-    return np.ascontiguousarray(rng.standard_normal((num_rows, *row_shape)).astype(dtype))
-
 
 # --------------------------------------------------------------------------- #
 # against torch.optim.Adagrad
@@ -86,7 +79,7 @@ def _param(rng, num_rows, row_shape, dtype):
 )
 def test_matches_torch_adagrad(torch, rng, dtype, index_dtype, row_shape, hp):
     num_rows, n_steps = 50, 40
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     p0 = param.copy()
     steps = make_steps(
         rng, num_rows, n_steps, row_shape, dtype, index_dtype, empty_every=6, hot_rows=3
@@ -108,7 +101,7 @@ def test_matches_torch_adagrad(torch, rng, dtype, index_dtype, row_shape, hp):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_lr_schedule_matches_torch(torch, rng, dtype):
     num_rows, n_steps = 30, 30
-    param = _param(rng, num_rows, (2,), dtype)
+    param = random_param(rng, num_rows, (2,), dtype)
     steps = make_steps(rng, num_rows, n_steps, (2,), dtype, np.int64, empty_every=5)
     lrs = [0.2 * 0.9**s for s in range(n_steps)]
     hp = dict(lr=lrs[0], lr_decay=0.1, initial_accumulator_value=0.05)
@@ -122,7 +115,7 @@ def test_lr_schedule_matches_torch(torch, rng, dtype):
 
 @pytest.mark.requires_torch
 def test_defaults_match_torch(torch, rng):
-    param = _param(rng, 25, (3,), np.float64)
+    param = random_param(rng, 25, (3,), np.float64)
     steps = make_steps(rng, 25, 15, (3,), np.float64, np.int64)
     ref = run_torch(torch, param.copy(), steps)  # torch defaults
     opt = Adagrad(param)
@@ -141,7 +134,7 @@ def test_defaults_match_torch(torch, rng):
 def test_matches_numpy_formula(rng, dtype, row_shape):
     num_rows, n_steps = 60, 40
     hp = dict(lr=0.2, lr_decay=0.03, eps=1e-8, initial_accumulator_value=0.5)
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     ref = NumpyAdagrad(param, **hp)
     opt = Adagrad(param, **hp)
     for idx, vals in make_steps(
@@ -169,7 +162,7 @@ def test_random_sequences_match_numpy(
     seed, num_rows, n_steps, row_shape, dtype, index_dtype, lr_decay, init
 ):
     rng = np.random.default_rng(seed)
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     hp = dict(lr=0.1, lr_decay=lr_decay, eps=1e-10, initial_accumulator_value=init)
     ref = NumpyAdagrad(param, **hp)
     opt = Adagrad(param, **hp)
@@ -186,7 +179,7 @@ def test_random_sequences_match_numpy(
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_empty_steps_advance_lr_decay(rng, dtype):
-    param = _param(rng, 8, (), dtype)
+    param = random_param(rng, 8, (), dtype)
     p0 = param.copy()
     opt = Adagrad(param, lr=0.5, lr_decay=1.0)
     for _ in range(3):
@@ -206,7 +199,7 @@ def test_empty_steps_advance_lr_decay(rng, dtype):
 
 
 def test_sum_initialised_to_initial_accumulator_value(rng):
-    param = _param(rng, 10, (2,), np.float64)
+    param = random_param(rng, 10, (2,), np.float64)
     opt = Adagrad(param, lr=0.1, initial_accumulator_value=0.75)
     opt.step(np.array([3], dtype=np.int64), np.array([[1.0, 2.0]]))
     s = opt.state_dict()["state"]["sum"]
@@ -227,7 +220,7 @@ def test_duplicates_are_coalesced_before_squaring(rng):
 
 
 def test_untouched_rows_bit_identical(rng):
-    param = _param(rng, 80, (3,), np.float32)
+    param = random_param(rng, 80, (3,), np.float32)
     p0 = param.copy()
     opt = Adagrad(param, lr=0.1, initial_accumulator_value=0.2)
     rows = np.array([0, 40, 79, 0], dtype=np.int64)
@@ -244,7 +237,7 @@ def test_untouched_rows_bit_identical(rng):
 # state_dict / load_state_dict
 # --------------------------------------------------------------------------- #
 def test_state_dict_contents(rng):
-    param = _param(rng, 12, (3,), np.float32)
+    param = random_param(rng, 12, (3,), np.float32)
     opt = Adagrad(param, lr=0.1)
     opt.step(np.array([1, 2], dtype=np.int64), np.ones((2, 3), dtype=np.float32))
     sd = opt.state_dict()
@@ -256,7 +249,7 @@ def test_state_dict_contents(rng):
 
 
 def test_state_dict_returns_copies(rng):
-    param = _param(rng, 6, (), np.float64)
+    param = random_param(rng, 6, (), np.float64)
     opt = Adagrad(param, lr=0.1)
     opt.step(np.array([1, 2], dtype=np.int64), np.ones(2))
     sd = opt.state_dict()
@@ -269,7 +262,7 @@ def test_state_dict_returns_copies(rng):
 def test_state_dict_round_trip_bit_identical(rng, dtype):
     num_rows, row_shape = 30, (2, 2)
     hp = dict(lr=0.1, lr_decay=0.02, eps=1e-9, initial_accumulator_value=0.3)
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     steps = make_steps(rng, num_rows, 12, row_shape, dtype, np.int64, empty_every=4)
     k = 5
     opt = Adagrad(param, **hp)
@@ -294,7 +287,7 @@ def test_state_dict_round_trip_bit_identical(rng, dtype):
 
 
 def test_load_state_dict_copies_arrays(rng):
-    param = _param(rng, 6, (), np.float64)
+    param = random_param(rng, 6, (), np.float64)
     opt = Adagrad(param, lr=0.1)
     opt.step(np.array([0], dtype=np.int64), np.ones(1))
     sd = opt.state_dict()

@@ -18,18 +18,20 @@ from hypothesis import strategies as st
 
 from sparseopt.optim import Adam
 
-from _helpers import FLOAT_DTYPES, INDEX_DTYPES, ROW_SHAPES, assert_close, make_steps
+from _helpers import (
+    FLOAT_DTYPES,
+    INDEX_DTYPES,
+    ROW_SHAPES,
+    assert_close,
+    coalesce_ref,
+    make_steps,
+    random_param,
+)
 
 
 # --------------------------------------------------------------------------- #
 # references
 # --------------------------------------------------------------------------- #
-def _coalesce(idx, vals):
-    uniq, inv = np.unique(np.asarray(idx, dtype=np.int64), return_inverse=True)
-    out = np.zeros((len(uniq), *vals.shape[1:]), dtype=vals.dtype)
-    np.add.at(out, inv.reshape(-1), vals)
-    return uniq, out
-
 
 class NumpyLazyAdam:
     def __init__(self, param, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
@@ -41,7 +43,7 @@ class NumpyLazyAdam:
 
     def step(self, idx, vals):
         self.t += 1
-        u, g = _coalesce(idx, vals)
+        u, g = coalesce_ref(idx, vals)[:2]
         if u.size == 0:
             return
         dt = self.p.dtype.type
@@ -77,9 +79,6 @@ def run_torch(torch, p0, steps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, lrs=None)
     return out
 
 
-def _param(rng, num_rows, row_shape, dtype):
-    return np.ascontiguousarray(rng.standard_normal((num_rows, *row_shape)).astype(dtype))
-
 
 # --------------------------------------------------------------------------- #
 # against torch.optim.SparseAdam
@@ -91,7 +90,7 @@ def _param(rng, num_rows, row_shape, dtype):
 def test_matches_torch_sparse_adam(torch, rng, dtype, index_dtype, row_shape):
     num_rows, n_steps = 50, 60
     lr, betas, eps = 1e-2, (0.9, 0.999), 1e-8
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     p0 = param.copy()
     steps = make_steps(
         rng, num_rows, n_steps, row_shape, dtype, index_dtype, empty_every=7, hot_rows=3
@@ -120,7 +119,7 @@ def test_matches_torch_sparse_adam(torch, rng, dtype, index_dtype, row_shape):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_lr_changing_every_step_matches_torch(torch, rng, dtype):
     num_rows, n_steps = 40, 50
-    param = _param(rng, num_rows, (3,), dtype)
+    param = random_param(rng, num_rows, (3,), dtype)
     p0 = param.copy()
     steps = make_steps(rng, num_rows, n_steps, (3,), dtype, np.int64, empty_every=9)
     lrs = [0.05 * (0.5 + 0.5 * math.cos(0.3 * s)) + 1e-4 for s in range(n_steps)]
@@ -141,7 +140,7 @@ def test_lr_changing_every_step_matches_torch(torch, rng, dtype):
 @pytest.mark.requires_torch
 def test_defaults_match_torch(torch, rng):
     """Adam(param) uses lr=1e-3, betas=(0.9, 0.999), eps=1e-8, like SparseAdam."""
-    param = _param(rng, 30, (2,), np.float64)
+    param = random_param(rng, 30, (2,), np.float64)
     p0 = param.copy()
     steps = make_steps(rng, 30, 20, (2,), np.float64, np.int64)
     p = torch.nn.Parameter(torch.from_numpy(p0.copy()))
@@ -168,7 +167,7 @@ def test_defaults_match_torch(torch, rng):
 def test_matches_numpy_formula_with_lr_schedule(rng, dtype, row_shape):
     num_rows, n_steps = 60, 80
     betas, eps = (0.85, 0.995), 1e-7
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     ref = NumpyLazyAdam(param, lr=0.02, betas=betas, eps=eps)
     opt = Adam(param, lr=0.02, betas=betas, eps=eps)
     steps = make_steps(
@@ -203,7 +202,7 @@ def test_random_sequences_match_numpy(
     seed, num_rows, n_steps, row_shape, dtype, index_dtype, b1, b2
 ):
     rng = np.random.default_rng(seed)
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     ref = NumpyLazyAdam(param, lr=0.01, betas=(b1, b2), eps=1e-8)
     opt = Adam(param, lr=0.01, betas=(b1, b2), eps=1e-8)
     steps = make_steps(rng, num_rows, n_steps, row_shape, dtype, index_dtype, empty_every=4)
@@ -222,7 +221,7 @@ def test_random_sequences_match_numpy(
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_empty_step_counts_for_bias_correction(rng, dtype, empty_step):
-    param = _param(rng, 10, (3,), dtype)
+    param = random_param(rng, 10, (3,), dtype)
     p0 = param.copy()
     opt = Adam(param, lr=0.1)
     opt.step(*empty_step((3,), dtype, np.int64))
@@ -247,12 +246,12 @@ def test_empty_step_counts_for_bias_correction(rng, dtype, empty_step):
 
 
 def test_duplicates_equal_summed_gradient(rng):
-    param = _param(rng, 8, (4,), np.float64)
+    param = random_param(rng, 8, (4,), np.float64)
     p_dup, p_sum = param.copy(), param.copy()
     a, b = Adam(p_dup, lr=0.05), Adam(p_sum, lr=0.05)
     idx = np.array([3, 1, 3, 3, 6, 1], dtype=np.int64)
     vals = rng.standard_normal((6, 4))
-    u, g = _coalesce(idx, vals)
+    u, g = coalesce_ref(idx, vals)[:2]
     for _ in range(3):
         a.step(idx, vals)
         b.step(u, g)
@@ -267,7 +266,7 @@ def test_duplicates_equal_summed_gradient(rng):
 
 
 def test_untouched_rows_bit_identical(rng):
-    param = _param(rng, 100, (5,), np.float32)
+    param = random_param(rng, 100, (5,), np.float32)
     p0 = param.copy()
     opt = Adam(param, lr=0.1)
     touched = np.array([2, 50, 99, 50], dtype=np.int64)
@@ -283,7 +282,7 @@ def test_untouched_rows_bit_identical(rng):
 
 
 def test_zero_copy_param_updated_in_place(rng):
-    param = _param(rng, 20, (2,), np.float64)
+    param = random_param(rng, 20, (2,), np.float64)
     p0 = param.copy()
     opt = Adam(param, lr=0.1)
     assert opt.param is param
@@ -300,7 +299,7 @@ def test_zero_copy_param_updated_in_place(rng):
 
 
 def test_lr_property(rng):
-    param = _param(rng, 5, (), np.float64)
+    param = random_param(rng, 5, (), np.float64)
     opt = Adam(param, lr=0.25)
     assert opt.lr == 0.25
     opt.lr = 0.125
@@ -313,7 +312,7 @@ def test_lr_property(rng):
 
 
 def test_bias_correction_global_is_default(rng):
-    p1 = _param(rng, 20, (3,), np.float64)
+    p1 = random_param(rng, 20, (3,), np.float64)
     p2 = p1.copy()
     a = Adam(p1, lr=0.05)
     b = Adam(p2, lr=0.05, mode="lazy", bias_correction="global")
@@ -328,7 +327,7 @@ def test_bias_correction_global_is_default(rng):
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_state_dict_contents(rng, dtype):
-    param = _param(rng, 12, (2, 3), dtype)
+    param = random_param(rng, 12, (2, 3), dtype)
     opt = Adam(param, lr=0.01)
     for idx, vals in make_steps(rng, 12, 4, (2, 3), dtype, np.int64):
         opt.step(idx, vals)
@@ -345,7 +344,7 @@ def test_state_dict_contents(rng, dtype):
 
 
 def test_state_dict_returns_copies(rng):
-    param = _param(rng, 10, (2,), np.float64)
+    param = random_param(rng, 10, (2,), np.float64)
     opt = Adam(param, lr=0.01)
     opt.step(np.array([1, 3, 1], dtype=np.int64), rng.standard_normal((3, 2)))
     sd = opt.state_dict()
@@ -362,7 +361,7 @@ def test_state_dict_returns_copies(rng):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_state_dict_round_trip_bit_identical(rng, dtype):
     num_rows, row_shape = 30, (4,)
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     steps = make_steps(rng, num_rows, 14, row_shape, dtype, np.int64, empty_every=5)
     k = 6
     opt = Adam(param, lr=0.03, betas=(0.8, 0.99), eps=1e-6)
@@ -389,7 +388,7 @@ def test_state_dict_round_trip_bit_identical(rng, dtype):
 
 
 def test_load_state_dict_copies_arrays(rng):
-    param = _param(rng, 10, (2,), np.float64)
+    param = random_param(rng, 10, (2,), np.float64)
     opt = Adam(param, lr=0.01)
     opt.step(np.array([1, 2], dtype=np.int64), rng.standard_normal((2, 2)))
     sd = opt.state_dict()
@@ -415,7 +414,7 @@ class NumpyLazyAdamBias(NumpyLazyAdam):
 
     def step(self, idx, vals):
         self.t += 1
-        u, g = _coalesce(idx, vals)
+        u, g = coalesce_ref(idx, vals)[:2]
         dt = self.p.dtype.type
         for r, gr in zip(u, g):
             self.row_steps[r] += 1
@@ -434,7 +433,7 @@ class NumpyLazyAdamBias(NumpyLazyAdam):
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_row_and_no_bias_correction_match_numpy(rng, dtype, index_dtype, bias_correction):
-    p0 = _param(rng, 40, (3,), dtype)
+    p0 = random_param(rng, 40, (3,), dtype)
     param = p0.copy()
     opt = Adam(param, lr=0.05, bias_correction=bias_correction)
     ref = NumpyLazyAdamBias(p0, bias_correction, lr=0.05)

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from sparseopt.optim import SGD
 
 from _helpers import (
+    coalesce_ref,
+    random_param,
     FLOAT_DTYPES,
     INDEX_DTYPES,
     ROW_SHAPES,
@@ -27,12 +29,6 @@ from _helpers import (
     make_steps,
 )
 
-
-def _coalesce(idx, vals):
-    uniq, inv = np.unique(np.asarray(idx, dtype=np.int64), return_inverse=True)
-    out = np.zeros((len(uniq), *vals.shape[1:]), dtype=vals.dtype)
-    np.add.at(out, inv.reshape(-1), vals)
-    return uniq, out
 
 
 class NumpyLazyMomentumSGD:
@@ -45,7 +41,7 @@ class NumpyLazyMomentumSGD:
 
     def step(self, idx, vals):
         self.t += 1
-        u, g = _coalesce(idx, vals)
+        u, g = coalesce_ref(idx, vals)[:2]
         if u.size == 0:
             return
         dt = self.p.dtype.type
@@ -80,9 +76,6 @@ def run_torch_sgd(torch, p0, steps, lrs=None, **kw):
     return out
 
 
-def _param(rng, num_rows, row_shape, dtype):
-    return np.ascontiguousarray(rng.standard_normal((num_rows, *row_shape)).astype(dtype))
-
 
 # --------------------------------------------------------------------------- #
 # plain SGD against torch
@@ -93,7 +86,7 @@ def _param(rng, num_rows, row_shape, dtype):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_plain_sgd_matches_torch(torch, rng, dtype, index_dtype, row_shape):
     num_rows, n_steps = 50, 30
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     p0 = param.copy()
     steps = make_steps(
         rng, num_rows, n_steps, row_shape, dtype, index_dtype, empty_every=5, hot_rows=2
@@ -112,7 +105,7 @@ def test_plain_sgd_matches_torch(torch, rng, dtype, index_dtype, row_shape):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_plain_sgd_lr_schedule_matches_torch(torch, rng, dtype):
     num_rows, n_steps = 30, 25
-    param = _param(rng, num_rows, (3,), dtype)
+    param = random_param(rng, num_rows, (3,), dtype)
     steps = make_steps(rng, num_rows, n_steps, (3,), dtype, np.int64)
     lrs = [0.1 / (1 + s) for s in range(n_steps)]
     ref = run_torch_sgd(torch, param.copy(), steps, lrs=lrs, lr=lrs[0])
@@ -149,7 +142,7 @@ MOMENTUM_IDS = ["heavy_ball", "dampened", "nesterov", "full_dampening"]
 @pytest.mark.parametrize("cfg", MOMENTUM_CONFIGS, ids=MOMENTUM_IDS)
 def test_lazy_momentum_matches_numpy(rng, dtype, row_shape, cfg):
     num_rows, n_steps = 40, 40
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     p0 = param.copy()
     ref = NumpyLazyMomentumSGD(param, lr=0.05, **cfg)
     opt = SGD(param, lr=0.05, mode="lazy", **cfg)
@@ -172,7 +165,7 @@ def test_lazy_momentum_matches_numpy(rng, dtype, row_shape, cfg):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_lazy_momentum_lr_schedule(rng, dtype):
     num_rows, n_steps = 30, 30
-    param = _param(rng, num_rows, (2,), dtype)
+    param = random_param(rng, num_rows, (2,), dtype)
     ref = NumpyLazyMomentumSGD(param, lr=0.1, momentum=0.8, dampening=0.1)
     opt = SGD(param, lr=0.1, momentum=0.8, dampening=0.1)
     for s, (idx, vals) in enumerate(make_steps(rng, num_rows, n_steps, (2,), dtype, np.int32)):
@@ -225,7 +218,7 @@ def test_nesterov_small_case():
 def test_momentum_all_rows_touched_equals_torch_dense(torch, rng, dtype, cfg):
     """When every step touches every row, lazy momentum is dense torch SGD."""
     num_rows, n_steps, row_shape = 20, 25, (3,)
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     p_t = torch.nn.Parameter(torch.from_numpy(param.copy()))
     topt = torch.optim.SGD([p_t], lr=0.05, **cfg)
     opt = SGD(param, lr=0.05, **cfg)
@@ -259,7 +252,7 @@ def test_momentum_all_rows_touched_equals_torch_dense(torch, rng, dtype, cfg):
 )
 def test_random_sequences_match_numpy(seed, num_rows, n_steps, row_shape, dtype, index_dtype, cfg):
     rng = np.random.default_rng(seed)
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     ref = NumpyLazyMomentumSGD(param, lr=0.1, **cfg)
     opt = SGD(param, lr=0.1, **cfg)
     for idx, vals in make_steps(rng, num_rows, n_steps, row_shape, dtype, index_dtype, 3):
@@ -279,7 +272,7 @@ def test_random_sequences_match_numpy(seed, num_rows, n_steps, row_shape, dtype,
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("row_shape", [(), (3,)], ids=lambda s: f"row{s}")
 def test_empty_step(rng, momentum, row_shape):
-    param = _param(rng, 10, row_shape, np.float64)
+    param = random_param(rng, 10, row_shape, np.float64)
     opt = SGD(param, lr=0.1, momentum=momentum)
     opt.step(np.array([1, 2], dtype=np.int64), np.ones((2, *row_shape)))
     p1 = param.copy()
@@ -294,7 +287,7 @@ def test_empty_step(rng, momentum, row_shape):
 
 
 def test_untouched_rows_keep_param_and_buffer(rng):
-    param = _param(rng, 50, (4,), np.float32)
+    param = random_param(rng, 50, (4,), np.float32)
     opt = SGD(param, lr=0.1, momentum=0.9)
     opt.step(np.array([1, 7, 7], dtype=np.int64), rng.standard_normal((3, 4)).astype(np.float32))
     p1 = param.copy()
@@ -309,7 +302,7 @@ def test_untouched_rows_keep_param_and_buffer(rng):
 
 
 def test_zero_copy(rng):
-    param = _param(rng, 10, (2,), np.float64)
+    param = random_param(rng, 10, (2,), np.float64)
     p0 = param.copy()
     opt = SGD(param, lr=1.0)
     assert opt.param is param
@@ -323,7 +316,7 @@ def test_zero_copy(rng):
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_state_dict_contents_momentum(rng, dtype):
-    param = _param(rng, 9, (2, 2), dtype)
+    param = random_param(rng, 9, (2, 2), dtype)
     opt = SGD(param, lr=0.1, momentum=0.9)
     opt.step(np.array([0, 8, 0], dtype=np.int64), np.ones((3, 2, 2), dtype=dtype))
     sd = opt.state_dict()
@@ -336,7 +329,7 @@ def test_state_dict_contents_momentum(rng, dtype):
 
 
 def test_state_dict_returns_copies(rng):
-    param = _param(rng, 6, (), np.float64)
+    param = random_param(rng, 6, (), np.float64)
     opt = SGD(param, lr=0.1, momentum=0.5)
     opt.step(np.array([1, 2], dtype=np.int64), np.ones(2))
     sd = opt.state_dict()
@@ -351,7 +344,7 @@ def test_state_dict_returns_copies(rng):
 @pytest.mark.parametrize("cfg", MOMENTUM_CONFIGS[:3] + [dict(momentum=0.0)], ids=MOMENTUM_IDS[:3] + ["plain"])
 def test_state_dict_round_trip_bit_identical(rng, cfg):
     num_rows, row_shape, dtype = 30, (3,), np.float32
-    param = _param(rng, num_rows, row_shape, dtype)
+    param = random_param(rng, num_rows, row_shape, dtype)
     steps = make_steps(rng, num_rows, 14, row_shape, dtype, np.int64, empty_every=4)
     k = 6
     opt = SGD(param, lr=0.05, **cfg)
@@ -379,7 +372,7 @@ def test_state_dict_round_trip_bit_identical(rng, cfg):
 
 
 def test_load_state_dict_copies_arrays(rng):
-    param = _param(rng, 6, (), np.float64)
+    param = random_param(rng, 6, (), np.float64)
     opt = SGD(param, lr=0.1, momentum=0.9)
     opt.step(np.array([0, 1], dtype=np.int64), np.ones(2))
     sd = opt.state_dict()
