@@ -168,7 +168,9 @@ const T* summed_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, st
   if (end - begin == 1) return first;
   const std::int64_t w = grad.row_width;
   std::memcpy(scratch, first, sizeof(T) * static_cast<std::size_t>(w));
+  constexpr std::int64_t ahead = 8;  // repeats of a row are scattered over the input
   for (std::int64_t k = begin + 1; k < end; ++k) {
+    if (k + ahead < end) prefetch_row(grad.value_row(plan.order[k + ahead]), w);
     const T* v = grad.value_row(plan.order[k]);
     for (std::int64_t j = 0; j < w; ++j) scratch[j] += v[j];
   }
