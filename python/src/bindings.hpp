@@ -1,4 +1,5 @@
-// The parts of the module, each bound in its own file.
+// The parts of the module, each bound in its own file (bind_<part>.cpp) and registered in
+// module.cpp.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -6,6 +7,9 @@
 namespace sparseopt::bind {
 
 void bind_coalesce(pybind11::module_& m);
-void bind_optim(pybind11::module_& m);
+void bind_optim(pybind11::module_& m);  // enums and checks shared by the optimizers
+void bind_sgd(pybind11::module_& m);
+void bind_adagrad(pybind11::module_& m);
+void bind_adam(pybind11::module_& m);
 
 }  // namespace sparseopt::bind

@@ -26,4 +26,7 @@ PYBIND11_MODULE(_core, m) {
   });
   sparseopt::bind::bind_coalesce(m);
   sparseopt::bind::bind_optim(m);
+  sparseopt::bind::bind_sgd(m);
+  sparseopt::bind::bind_adagrad(m);
+  sparseopt::bind::bind_adam(m);
 }
