@@ -2,8 +2,18 @@
 
 Every optimizer updates ``param`` -- the very array passed in -- in place, and follows the
 formulas and defaults of the ``torch.optim`` class of the same name. ``mode`` says what happens
-to rows a step does not touch: ``"lazy"`` keeps their parameters and state as they are
-(``torch.optim.SparseAdam``); ``"exact"`` gives the dense optimizer's result.
+to rows a step does not touch:
+
+``"lazy"``
+    They keep their parameters and state (``torch.optim.SparseAdam``, TensorFlow's LazyAdam).
+``"exact"``
+    The result equals the dense ``torch.optim`` optimizer fed zeros for untouched rows
+    (moments decay, momentum keeps moving the parameter, decoupled weight decay reaches every
+    row) at the cost of the touched rows: each row remembers the step it was last brought up to
+    date and is caught up in closed form when it is next touched, or by :meth:`Optimizer.flush`.
+    Call ``flush()`` before reading the parameters of rows that may be behind (evaluation,
+    saving for another program); ``state_dict()`` does not flush, so save/load/continue gives
+    the same bits as an uninterrupted run.
 
 Each step coalesces repeated indices (their values are summed, as ``torch.sparse`` does), checks
 every argument before it writes anything (a rejected call leaves ``param`` and the state exactly
@@ -18,18 +28,24 @@ import numpy as np
 
 from . import _args, _core
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "Adam"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
 _MODES = ("lazy", "exact")
 _BIAS_CORRECTIONS = ("global", "row", "none")
+_EXACT_STATE = ("last_step", "history", "window")
 
 
 class Optimizer:
     """Shared machinery: the parameter, hyper-parameters, step count and state arrays.
 
     Subclasses define ``_options_from(hyperparams)`` (the core's options object, checked),
-    ``_state_spec(options, hyperparams)`` (name -> (dtype, fill value) of each state array; None dtype means
-    the parameter's, an int64 array has one entry per row) and ``_apply(indices, values, step)``.
+    ``_state_spec(options, hyperparams)`` (name -> (dtype, fill value) of each state array;
+    None dtype means the parameter's shape and dtype, an int64 array has one entry per row),
+    ``_apply(indices, values, step)`` and, for exact mode, ``_flush()``.
+
+    In exact mode the state also holds ``last_step`` (int64 per row: the step through which
+    the row is up to date), ``history`` (float64, one row per step: the learning rate and the
+    per-step scalars the catch-up needs) and ``window`` (float64 sums over recent steps).
     """
 
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0):
@@ -39,10 +55,8 @@ class Optimizer:
         self._options = self._options_from(hyperparams)
         self._hyperparams = dict(hyperparams)
         self._step = 0
-        self._state = {
-            name: self._new_state_array(dtype, fill)
-            for name, (dtype, fill) in self._state_spec(self._options, self._hyperparams).items()
-        }
+        self._state = {name: self._new_state_array(dtype, fill)
+                       for name, (dtype, fill) in self._full_spec(self._options, hyperparams).items()}
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -74,8 +88,17 @@ class Optimizer:
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """The live state arrays (not copies); use :meth:`state_dict` for a snapshot."""
+        """The live state arrays (not copies); use :meth:`state_dict` for a snapshot.
+
+        In exact mode rows may be behind until :meth:`flush`, and ``history`` is replaced by a
+        larger array as steps accumulate.
+        """
         return dict(self._state)
+
+    @property
+    def exact(self) -> bool:
+        """Whether this optimizer runs in ``mode="exact"``."""
+        return getattr(self._options, "mode", None) == _core.Mode.exact
 
     def step(self, indices: np.ndarray, values: np.ndarray) -> None:
         """Apply the row-sparse gradient ``values[k]`` of row ``indices[k]`` (repeats summed).
@@ -84,16 +107,30 @@ class Optimizer:
         ``values``: the parameter's dtype, shape ``(n, *param.shape[1:])``, C-contiguous.
         ``n = 0`` is a valid, empty step (it still counts as a step, as in PyTorch).
         """
+        if self.exact:
+            self._reserve_history(self._step + 1)
         self._apply(indices, values, self._step + 1)
         self._step += 1
 
+    def flush(self) -> None:
+        """Bring every row up to the current step (exact mode; nothing to do in lazy mode).
+
+        Afterwards ``param`` and the state equal the dense optimizer's. Stepping on after a
+        flush is fine and costs nothing extra.
+        """
+        if self.exact:
+            self._flush()
+
     def state_dict(self) -> dict[str, Any]:
-        """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``."""
-        return {
-            "step": self._step,
-            "hyperparams": dict(self._hyperparams),
-            "state": {name: array.copy() for name, array in self._state.items()},
-        }
+        """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``.
+
+        Nothing is flushed: the snapshot holds rows as they are, with what is needed to
+        catch them up later (exact mode's ``history`` has one row per step taken, plus one).
+        """
+        state = {name: array.copy() for name, array in self._state.items()}
+        if "history" in state:
+            state["history"] = self._state["history"][: self._step + 1].copy()
+        return {"step": self._step, "hyperparams": dict(self._hyperparams), "state": state}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` snapshot, copying into this optimizer's own arrays.
@@ -111,7 +148,7 @@ class Optimizer:
                              f"{sorted(self._hyperparams)}, got {sorted(hyperparams)}")
         hyperparams = dict(hyperparams)
         options = self._options_from(hyperparams)
-        spec = self._state_spec(options, hyperparams)
+        spec = self._full_spec(options, hyperparams)
         if set(spec) != set(self._state):
             raise ValueError(f"state_dict was saved with options that need the state "
                              f"{sorted(spec)}, this optimizer has {sorted(self._state)}; "
@@ -126,11 +163,17 @@ class Optimizer:
                 got = given.dtype if isinstance(given, np.ndarray) else type(given).__name__
                 raise TypeError(f"state_dict['state'][{name!r}] must be a numpy array of dtype "
                                 f"{own.dtype}, got {got}")
-            if given.shape != own.shape:
-                raise ValueError(f"state_dict['state'][{name!r}] must have shape {own.shape}, "
+            expected = (step + 1, own.shape[1]) if name == "history" else own.shape
+            if given.shape != expected:
+                raise ValueError(f"state_dict['state'][{name!r}] must have shape {expected}, "
                                  f"got {given.shape}")
         for name, own in self._state.items():
-            np.copyto(own, arrays[name])
+            if name == "history":
+                history = np.zeros((max(16, 2 * (step + 1)), own.shape[1]))
+                history[: step + 1] = arrays[name]
+                self._state[name] = history
+            else:
+                np.copyto(own, arrays[name])
         self._options = options
         self._hyperparams = hyperparams
         self._step = step
@@ -141,10 +184,31 @@ class Optimizer:
                 f"{options}, step_count={self._step})")
 
     # -- for subclasses ----------------------------------------------------------------------
-    def _new_state_array(self, dtype: Any, fill: float) -> np.ndarray:
+    def _full_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        spec = dict(self._state_spec(options, hyperparams))
+        if getattr(options, "mode", None) == _core.Mode.exact:
+            window, quantities, columns = options.exact_layout()
+            spec["last_step"] = (np.int64, 0)
+            spec["history"] = ("history", (16, columns))
+            spec["window"] = ("window", (window, quantities))
+        return spec
+
+    def _new_state_array(self, dtype: Any, fill: Any) -> np.ndarray:
         if dtype is None:
             return np.full_like(self._param, fill, order="C")
+        if dtype in ("history", "window"):  # float64 arrays of their own shape
+            return np.zeros(fill, dtype=np.float64)
         return np.full(self._param.shape[0], fill, dtype=dtype)
+
+    def _reserve_history(self, step: int) -> None:
+        history = self._state["history"]
+        if history.shape[0] <= step:
+            grown = np.zeros((2 * history.shape[0], history.shape[1]))
+            grown[: history.shape[0]] = history
+            self._state["history"] = grown
+
+    def _exact_args(self) -> tuple[Any, Any, Any]:
+        return tuple(self._state.get(name) for name in _EXACT_STATE)
 
     def _options_from(self, hyperparams: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -155,39 +219,52 @@ class Optimizer:
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
         raise NotImplementedError
 
+    def _flush(self) -> None:
+        raise NotImplementedError
+
 
 def _mode(value: object) -> Any:
     return getattr(_core.Mode, _args.choice("mode", value, _MODES))
 
 
-class SGD(Optimizer):
-    """Stochastic gradient descent, optionally with momentum (``torch.optim.SGD``'s formula).
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
-    ``buf = momentum * buf + (1 - dampening) * g`` (``buf = g`` on its first step), then
-    ``p -= lr * (g + momentum * buf if nesterov else buf)``; without momentum ``p -= lr * g``.
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and L2 weight decay
+    (``torch.optim.SGD``'s formula).
+
+    ``g += weight_decay * p``; ``buf = momentum * buf + (1 - dampening) * g`` (``buf = g`` on
+    its first step), then ``p -= lr * (g + momentum * buf if nesterov else buf)``; without
+    momentum ``p -= lr * g``.
 
     ``mode="lazy"``: each row follows that formula over only the steps that touch it (its
-    buffer starts at its first touch; untouched rows keep parameter and buffer).
-    Without momentum the two modes are the same algorithm.
+    buffer starts at its first touch; untouched rows keep parameter and buffer, and are not
+    decayed). ``mode="exact"``: ``torch.optim.SGD`` fed zeros for untouched rows (momentum
+    keeps moving them, weight decay shrinks them); momentum together with weight decay is not
+    available in exact mode (ValueError).
 
-    State: ``momentum_buffer`` (the parameter's shape) and ``row_steps`` (int64 per row: steps
-    that touched the row), only when ``momentum != 0``.
+    State: ``momentum_buffer`` (the parameter's shape, with momentum); ``row_steps`` (int64
+    per row, lazy mode with momentum); exact mode's ``last_step``, ``history``, ``window``.
     """
 
     def __init__(self, param: np.ndarray, lr: float, momentum: float = 0.0,
-                 dampening: float = 0.0, nesterov: bool = False, mode: str = "lazy", *,
-                 num_threads: int = 0):
+                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+                 mode: str = "lazy", *, num_threads: int = 0):
         super().__init__(param, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                     nesterov=nesterov, mode=mode), num_threads=num_threads)
+                                     nesterov=nesterov, weight_decay=weight_decay, mode=mode),
+                         num_threads=num_threads)
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.SgdOptions()
         o.lr = h["lr"] = _args.real("lr", h["lr"])
         o.momentum = h["momentum"] = _args.real("momentum", h["momentum"])
         o.dampening = h["dampening"] = _args.real("dampening", h["dampening"])
-        if not isinstance(h["nesterov"], (bool, np.bool_)):
-            raise ValueError(f"nesterov must be True or False, got {h['nesterov']!r}")
-        o.nesterov = h["nesterov"] = bool(h["nesterov"])
+        o.nesterov = h["nesterov"] = _flag("nesterov", h["nesterov"])
+        o.weight_decay = h["weight_decay"] = _args.real("weight_decay", h["weight_decay"])
         o.mode = _mode(h["mode"])
         o.validate()
         return o
@@ -195,11 +272,19 @@ class SGD(Optimizer):
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         if options.momentum == 0.0:
             return {}
-        return {"momentum_buffer": (None, 0.0), "row_steps": (np.int64, 0)}
+        spec: dict[str, tuple[Any, float]] = {"momentum_buffer": (None, 0.0)}
+        if options.mode == _core.Mode.lazy:
+            spec["row_steps"] = (np.int64, 0)
+        return spec
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
         _core.sgd_step(self._param, indices, values, self._state.get("momentum_buffer"),
-                       self._state.get("row_steps"), self._options, self._num_threads)
+                       self._state.get("row_steps"), *self._exact_args(), self._options, step,
+                       self._num_threads)
+
+    def _flush(self) -> None:
+        _core.sgd_flush(self._param, self._state.get("momentum_buffer"), *self._exact_args(),
+                        self._options, self._step, self._num_threads)
 
 
 class Adagrad(Optimizer):
@@ -239,27 +324,91 @@ class Adagrad(Optimizer):
                            step, self._num_threads)
 
 
+class RMSprop(Optimizer):
+    """RMSprop (``torch.optim.RMSprop``'s formula).
+
+    ``square_avg = alpha * square_avg + (1 - alpha) * g**2``; ``avg = sqrt(square_avg) + eps``
+    (``centered``: ``grad_avg = lerp(grad_avg, g, 1 - alpha)`` and
+    ``avg = sqrt(square_avg - grad_avg**2) + eps``); with momentum
+    ``buf = momentum * buf + g / avg``, ``p -= lr * buf``, else ``p -= lr * g / avg``.
+
+    ``mode="lazy"``: touched rows take that step, untouched rows keep everything.
+    ``mode="exact"``: ``torch.optim.RMSprop`` fed zeros for untouched rows (their averages
+    decay and momentum keeps moving them).
+
+    State: ``square_avg``, ``momentum_buffer`` (with momentum), ``grad_avg`` (centered), all
+    the parameter's shape; exact mode's ``last_step``, ``history``, ``window``.
+    """
+
+    def __init__(self, param: np.ndarray, lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, momentum: float = 0.0, centered: bool = False,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        super().__init__(param, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
+                                     centered=centered, mode=mode), num_threads=num_threads)
+
+    def _options_from(self, h: dict[str, Any]) -> Any:
+        o = _core.RmspropOptions()
+        o.lr = h["lr"] = _args.real("lr", h["lr"])
+        o.alpha = h["alpha"] = _args.real("alpha", h["alpha"])
+        o.eps = h["eps"] = _args.real("eps", h["eps"])
+        o.momentum = h["momentum"] = _args.real("momentum", h["momentum"])
+        o.centered = h["centered"] = _flag("centered", h["centered"])
+        o.mode = _mode(h["mode"])
+        o.validate()
+        return o
+
+    def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
+        spec: dict[str, tuple[Any, float]] = {"square_avg": (None, 0.0)}
+        if options.momentum != 0.0:
+            spec["momentum_buffer"] = (None, 0.0)
+        if options.centered:
+            spec["grad_avg"] = (None, 0.0)
+        return spec
+
+    def _arrays(self) -> tuple[Any, ...]:
+        return (self._state["square_avg"], self._state.get("momentum_buffer"),
+                self._state.get("grad_avg"), *self._exact_args())
+
+    def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
+        _core.rmsprop_step(self._param, indices, values, *self._arrays(), self._options, step,
+                           self._num_threads)
+
+    def _flush(self) -> None:
+        _core.rmsprop_flush(self._param, *self._arrays(), self._options, self._step,
+                            self._num_threads)
+
+
 class Adam(Optimizer):
     """Adam for row-sparse gradients.
 
     ``mode="lazy"`` is ``torch.optim.SparseAdam``: on each touched row
     ``m += (1 - beta1) (g - m)``, ``v += (1 - beta2) (g**2 - v)``,
     ``p -= lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``; untouched rows
-    keep parameters and moments.
+    keep parameters and moments. ``weight_decay`` adds ``weight_decay * p`` to the gradient of
+    touched rows; ``amsgrad`` uses the running maximum of ``v``.
+
+    ``mode="exact"`` is ``torch.optim.Adam`` (``eps`` added after the bias correction) fed zeros
+    for untouched rows. Its ``weight_decay`` (L2 added to the gradient) has no closed form over
+    skipped steps and is refused in exact mode: use :class:`AdamW`.
 
     ``bias_correction`` picks ``t``: ``"global"`` the optimizer's step count (as PyTorch);
-    ``"row"`` the number of steps that touched the row, so a row first touched late still
-    starts with a step of size ``lr``; ``"none"`` no correction.
+    ``"row"`` (lazy mode) the number of steps that touched the row, so a row first touched
+    late still starts with a step of size ``lr``; ``"none"`` no correction.
 
-    State: ``exp_avg``, ``exp_avg_sq`` (the parameter's shape), and ``row_steps`` (int64 per
-    row) with ``bias_correction="row"``.
+    State: ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad), all the parameter's
+    shape; ``row_steps`` (int64 per row) with ``bias_correction="row"``; exact mode's
+    ``last_step``, ``history``, ``window``.
     """
 
-    def __init__(self, param: np.ndarray, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, mode: str = "lazy", bias_correction: str = "global", *,
-                 num_threads: int = 0):
-        super().__init__(param, dict(lr=lr, betas=betas, eps=eps, mode=mode,
-                                     bias_correction=bias_correction), num_threads=num_threads)
+    _decoupled = False
+
+    def __init__(self, param: np.ndarray, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, mode: str = "lazy",
+                 bias_correction: str = "global", *, num_threads: int = 0):
+        super().__init__(param, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                     amsgrad=amsgrad, mode=mode, bias_correction=bias_correction),
+                         num_threads=num_threads)
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.AdamOptions()
@@ -271,6 +420,9 @@ class Adam(Optimizer):
         o.beta2 = _args.real("betas[1]", betas[1])
         h["betas"] = (o.beta1, o.beta2)
         o.eps = h["eps"] = _args.real("eps", h["eps"])
+        o.weight_decay = h["weight_decay"] = _args.real("weight_decay", h["weight_decay"])
+        o.decoupled = self._decoupled
+        o.amsgrad = h["amsgrad"] = _flag("amsgrad", h["amsgrad"])
         o.mode = _mode(h["mode"])
         bias = _args.choice("bias_correction", h["bias_correction"], _BIAS_CORRECTIONS)
         o.bias_correction = getattr(_core.BiasCorrection, "global_" if bias == "global" else bias)
@@ -279,11 +431,39 @@ class Adam(Optimizer):
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         spec: dict[str, tuple[Any, float]] = {"exp_avg": (None, 0.0), "exp_avg_sq": (None, 0.0)}
-        if options.bias_correction == _core.BiasCorrection.row:
+        if options.amsgrad:
+            spec["max_exp_avg_sq"] = (None, 0.0)
+        if options.mode == _core.Mode.lazy and options.bias_correction == _core.BiasCorrection.row:
             spec["row_steps"] = (np.int64, 0)
         return spec
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
         _core.adam_step(self._param, indices, values, self._state["exp_avg"],
-                        self._state["exp_avg_sq"], self._state.get("row_steps"), self._options,
-                        step, self._num_threads)
+                        self._state["exp_avg_sq"], self._state.get("max_exp_avg_sq"),
+                        self._state.get("row_steps"), *self._exact_args(), self._options, step,
+                        self._num_threads)
+
+    def _flush(self) -> None:
+        _core.adam_flush(self._param, self._state["exp_avg"], self._state["exp_avg_sq"],
+                         self._state.get("max_exp_avg_sq"), *self._exact_args(), self._options,
+                         self._step, self._num_threads)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``torch.optim.AdamW``'s formula).
+
+    Each step first shrinks the parameter, ``p *= 1 - lr * weight_decay``, then takes Adam's
+    step. ``mode="lazy"`` shrinks and updates the touched rows only (SparseAdam's update);
+    ``mode="exact"`` is ``torch.optim.AdamW`` fed zeros for untouched rows, so the decay
+    reaches every row (caught up in closed form, also under a changing ``lr``).
+    """
+
+    _decoupled = True
+
+    def __init__(self, param: np.ndarray, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, mode: str = "lazy",
+                 bias_correction: str = "global", *, num_threads: int = 0):
+        super().__init__(param, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, mode=mode, bias_correction=bias_correction,
+                         num_threads=num_threads)

@@ -1,10 +1,27 @@
-// sparseopt._core.sgd_step and its options.
+// sparseopt._core: SGD's options, step, flush and exact-mode layout.
 #include <sparseopt/optim/sgd.hpp>
 
 #include "bindings.hpp"
 #include "optim_binding.hpp"
 
 namespace sparseopt::bind {
+
+namespace {
+
+template <class T>
+SgdState<T> sgd_state(const py::array& p, const SgdOptions& o, py::handle momentum_buffer,
+                      py::handle row_steps, py::handle last_step, py::handle history,
+                      py::handle window) {
+  SgdState<T> state;
+  if (o.momentum != 0.0) state.momentum_buffer = state_table<T>(momentum_buffer, p, "momentum_buffer");
+  if (o.mode == Mode::exact)
+    state.exact = exact_state(last_step, history, window, p, sgd_exact_layout(o));
+  else if (o.momentum != 0.0)
+    state.row_steps = require_row_counts(row_steps, p, "row_steps");
+  return state;
+}
+
+}  // namespace
 
 void bind_sgd(py::module_& m) {
   py::class_<SgdOptions>(m, "SgdOptions")
@@ -13,25 +30,42 @@ void bind_sgd(py::module_& m) {
       .def_readwrite("momentum", &SgdOptions::momentum)
       .def_readwrite("dampening", &SgdOptions::dampening)
       .def_readwrite("nesterov", &SgdOptions::nesterov)
+      .def_readwrite("weight_decay", &SgdOptions::weight_decay)
       .def_readwrite("mode", &SgdOptions::mode)
-      .def("validate", &SgdOptions::validate);
+      .def("validate", &SgdOptions::validate)
+      .def("exact_layout", [](const SgdOptions& o) { return layout_tuple(sgd_exact_layout(o)); });
 
   m.def(
       "sgd_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle momentum_buffer,
-         py::handle row_steps, const SgdOptions& options, int num_threads) {
+         py::handle row_steps, py::handle last_step, py::handle history, py::handle window,
+         const SgdOptions& options, std::int64_t step, int num_threads) {
+        options.validate();
         run_step(param, indices, values, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
           using T = typename decltype(value_tag)::type;
-          SgdState<T> state;
-          if (options.momentum != 0.0) {
-            state.momentum_buffer = state_table<T>(momentum_buffer, p, "momentum_buffer");
-            state.row_steps = require_row_counts(row_steps, p, "row_steps");
-          }
-          return [=] { sgd_step(table, grad, state, options, num_threads); };
+          const SgdState<T> state = sgd_state<T>(p, options, momentum_buffer, row_steps,
+                                                 last_step, history, window);
+          return [=] { sgd_step(table, grad, state, options, step, num_threads); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("momentum_buffer"),
-      py::arg("row_steps"), py::arg("options"), py::arg("num_threads"));
+      py::arg("row_steps"), py::arg("last_step"), py::arg("history"), py::arg("window"),
+      py::arg("options"), py::arg("step"), py::arg("num_threads"));
+
+  m.def(
+      "sgd_flush",
+      [](py::handle param, py::handle momentum_buffer, py::handle last_step, py::handle history,
+         py::handle window, const SgdOptions& options, std::int64_t step, int num_threads) {
+        options.validate();
+        run_on_table(param, [&](const py::array& p, auto value_tag, auto table) {
+          using T = typename decltype(value_tag)::type;
+          const SgdState<T> state = sgd_state<T>(p, options, momentum_buffer, py::none(),
+                                                 last_step, history, window);
+          return [=] { sgd_flush(table, state, options, step, num_threads); };
+        });
+      },
+      py::arg("param"), py::arg("momentum_buffer"), py::arg("last_step"), py::arg("history"),
+      py::arg("window"), py::arg("options"), py::arg("step"), py::arg("num_threads"));
 }
 
 }  // namespace sparseopt::bind

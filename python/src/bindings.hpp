@@ -11,5 +11,6 @@ void bind_optim(pybind11::module_& m);  // enums and checks shared by the optimi
 void bind_sgd(pybind11::module_& m);
 void bind_adagrad(pybind11::module_& m);
 void bind_adam(pybind11::module_& m);
+void bind_rmsprop(pybind11::module_& m);
 
 }  // namespace sparseopt::bind

@@ -13,6 +13,13 @@ template <class T> struct tag { using type = T; };
 
 // Calls f(tag<T>{}, tag<I>{}) for the value dtype of `values` and index dtype of `indices`
 // (both already checked by arrays.hpp).
+// Calls f(tag<T>{}) for the (checked) float dtype of `table`.
+template <class F>
+decltype(auto) dispatch_float(const py::array& table, F&& f) {
+  if (has_dtype<float>(table)) return f(tag<float>{});
+  return f(tag<double>{});
+}
+
 template <class F>
 decltype(auto) dispatch(const py::array& values, const py::array& indices, F&& f) {
   auto with_index = [&](auto value_tag) -> decltype(auto) {

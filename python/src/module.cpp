@@ -29,4 +29,5 @@ PYBIND11_MODULE(_core, m) {
   sparseopt::bind::bind_sgd(m);
   sparseopt::bind::bind_adagrad(m);
   sparseopt::bind::bind_adam(m);
+  sparseopt::bind::bind_rmsprop(m);
 }

@@ -3,6 +3,8 @@
 // indices and hyper-parameters before it writes, so a rejected call changes nothing.
 #pragma once
 
+#include <sparseopt/optim/exact.hpp>
+
 #include "dispatch.hpp"
 
 namespace sparseopt::bind {
@@ -31,6 +33,49 @@ Table<T> state_table(py::handle obj, const py::array& param, const char* name) {
 
 inline std::int64_t* optional_row_counts(py::handle obj, const py::array& param, const char* name) {
   return obj.is_none() ? nullptr : require_row_counts(obj, param, name);
+}
+
+// Checks the parameter, then runs make_call(param, value_tag, table)'s result without the GIL:
+// for calls that take no gradient (flush).
+template <class MakeCall>
+void run_on_table(py::handle param_obj, MakeCall&& make_call) {
+  py::array param = require_param(param_obj);
+  dispatch_float(param, [&](auto value_tag) {
+    using T = typename decltype(value_tag)::type;
+    auto call = make_call(param, value_tag, table_of<T>(param));
+    py::gil_scoped_release release;
+    call();
+  });
+}
+
+// A writeable, C-contiguous float64 array of exactly `rows` x `cols` (rows < 0: any).
+inline double* require_float64_matrix(py::handle obj, std::int64_t rows, std::int64_t cols,
+                                      const char* name, std::int64_t* rows_out = nullptr) {
+  py::array a = require_writeable(obj, name);
+  if (!has_dtype<double>(a))
+    throw py::type_error(std::string(name) + " must have dtype float64, got " + dtype_name(a));
+  if (a.ndim() != 2 || (rows >= 0 && a.shape(0) != rows) || a.shape(1) != cols)
+    throw py::value_error(std::string(name) + " must have shape (" +
+                          (rows >= 0 ? std::to_string(rows) : std::string("steps")) + ", " +
+                          std::to_string(cols) + "), got " + shape_str(a));
+  if (rows_out) *rows_out = a.shape(0);
+  return static_cast<double*>(a.mutable_data());
+}
+
+// Exact mode's arrays: last_step (num_rows,) int64, history (capacity, columns) and window
+// (H, Q) float64, shaped by the optimizer's layout.
+inline ExactState exact_state(py::handle last_step, py::handle history, py::handle window,
+                              const py::array& param, const ExactLayout& layout) {
+  ExactState s;
+  s.last_step = require_row_counts(last_step, param, "last_step");
+  s.history = require_float64_matrix(history, -1, layout.columns(), "history", &s.capacity);
+  s.ring = require_float64_matrix(window, layout.window, layout.quantities, "window");
+  return s;
+}
+
+// The layout as Python sees it: (window, quantities, columns).
+inline py::tuple layout_tuple(const ExactLayout& layout) {
+  return py::make_tuple(layout.window, layout.quantities, layout.columns());
 }
 
 }  // namespace sparseopt::bind

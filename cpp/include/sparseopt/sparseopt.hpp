@@ -16,4 +16,6 @@
 #include "optim/common.hpp"
 #include "optim/sgd.hpp"
 #include "optim/adagrad.hpp"
+#include "optim/exact.hpp"
 #include "optim/adam.hpp"
+#include "optim/rmsprop.hpp"

@@ -1,17 +1,39 @@
-// Sparse Adam. Lazy mode follows torch.optim.SparseAdam exactly: on each touched row
+// Sparse Adam and AdamW.
+//
+// Lazy mode follows torch.optim.SparseAdam: on each touched row
 //   m += (1 - beta1) (g - m);   v += (1 - beta2) (g^2 - v)
 //   p -= lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
 // and untouched rows keep parameters and moments. The bias-correction count t is
 //   global - the optimizer's step count (SparseAdam, PyTorch's Adam);
 //   row    - the number of steps that touched this row, so a row first touched late still
-//            gets a first step of size lr;
+//            gets a first step of size lr (lazy mode only);
 //   none   - no correction (t -> infinity).
+// Options: amsgrad (v replaced by its running maximum), weight_decay as L2 added to the
+// gradient (Adam) or as decoupled decay p *= 1 - lr * weight_decay (AdamW), on touched rows.
+//
+// Exact mode is torch.optim.Adam / AdamW (dense; eps added after the bias correction):
+//   m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g^2
+//   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// fed a zero gradient on untouched rows, which are caught up when next touched or flushed.
+// Over skipped steps j = 1..k after step s (u = sqrt(v_s), or sqrt(max v) with amsgrad, which
+// a zero gradient does not change):
+//   m = beta1^j m_s,  sqrt(v) = beta2^(j/2) u,  drift_j = c_j beta1^j m_s / (beta2^(a j) u + q_j)
+// with c_j = lr_j sqrt(bc2_j) / bc1_j, q_j = eps sqrt(bc2_j), a = 1/2 (0 with amsgrad). For
+// u well above eps the denominator is a geometric series in q_j beta2^(-a j) / u, whose terms
+// are window sums (exact.hpp) of ratio beta1 beta2^(-a (n+1)) and factor c_j q_j^n: the drift
+// of every element is m_s * sum_n (-1)^n S_n / u^(n+1), O(terms) per element. Elements with u
+// near eps (tiny gradients) take the per-step sum instead, bounded by the window length H.
+// AdamW's decay multiplies the parameter by prod (1 - lr_j wd), folded into the sums.
+// Coupled L2 decay (Adam's weight_decay) has no such closed form: exact mode refuses it.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "common.hpp"
+#include "exact.hpp"
 
 namespace sparseopt {
 
@@ -22,82 +44,337 @@ struct AdamOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled = false;  // AdamW: p *= 1 - lr * weight_decay instead of g += weight_decay * p
+  bool amsgrad = false;
   Mode mode = Mode::lazy;
   BiasCorrection bias_correction = BiasCorrection::global;
 
-  void validate() const {
-    detail::require_finite_at_least(lr, 0.0, "lr");
-    detail::require_unit_interval(beta1, "betas[0]");
-    detail::require_unit_interval(beta2, "betas[1]");
-    detail::require_finite_at_least(eps, 0.0, "eps");
-    detail::require(mode == Mode::lazy, "Adam mode='exact' is not available yet; use mode='lazy'");
-  }
+  void validate() const;
 };
 
 template <class T>
 struct AdamState {
   Table<T> exp_avg;                   // first moment m
   Table<T> exp_avg_sq;                // second moment v
-  std::int64_t* row_steps = nullptr;  // per-row touch counts, needed for BiasCorrection::row
+  Table<T> max_exp_avg_sq;            // running maximum of v, with amsgrad
+  std::int64_t* row_steps = nullptr;  // per-row touch counts, for BiasCorrection::row
+  ExactState exact;                   // exact mode's record
 };
 
 namespace detail {
 
-// lr * sqrt(1 - beta2^t) / (1 - beta1^t): SparseAdam's step size after t steps.
-inline double adam_step_size(const AdamOptions& o, std::int64_t t) {
-  if (o.bias_correction == BiasCorrection::none) return o.lr;
-  const double bc1 = 1.0 - std::pow(o.beta1, double(t));
-  const double bc2 = 1.0 - std::pow(o.beta2, double(t));
-  return o.lr * std::sqrt(bc2) / bc1;
-}
+inline constexpr int adam_max_terms = 6;
+inline constexpr double adam_series_tolerance = 1e-12;
 
-// One touched row, written as SparseAdam writes it (old + (1 - beta) (new - old)) so that the
-// rounding matches.
-template <class T>
-void adam_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
-              const T* SPARSEOPT_RESTRICT g, std::int64_t w, T keep1, T keep2, T eps,
-              T step_size) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) {
-    const T m_new = m[j] + (g[j] - m[j]) * keep1;
-    const T v_new = v[j] + (g[j] * g[j] - v[j]) * keep2;
-    m[j] = m_new;
-    v[j] = v_new;
-    p[j] -= step_size * (m_new / (std::sqrt(v_new) + eps));
+// How exact mode expands the eps term: the ratios of its window sums and when to use them.
+struct AdamSeries {
+  int terms = 0;
+  double ratio[adam_max_terms] = {};
+  double v_power = 0.5;  // a: sqrt(v) decays as beta2^(a j); 0 with amsgrad
+  double theta = 0.0;    // series when q_j beta2^(-a j) <= theta u over the window
+};
+
+inline AdamSeries adam_series(const AdamOptions& o) {
+  AdamSeries s;
+  s.v_power = o.amsgrad ? 0.0 : 0.5;
+  for (int n = 0; n < adam_max_terms; ++n) {
+    const double r = o.beta1 / std::pow(o.beta2, s.v_power * (n + 1));
+    if (!(r < 1.0)) break;
+    s.ratio[s.terms++] = r;
   }
+  require(s.terms > 0, "Adam mode='exact' needs betas[0] < sqrt(betas[1]) (the first moment "
+          "must fade faster than the root of the second), got betas=(", o.beta1, ", ", o.beta2,
+          ")");
+  s.theta = std::pow(adam_series_tolerance, 1.0 / s.terms);
+  return s;
 }
 
 }  // namespace detail
 
-// `step` is the optimizer's step count including this step (1 on the first call).
+// The shape of Adam's exact-mode record: per step c_t and q_t, and one window sum per term.
+inline ExactLayout adam_exact_layout(const AdamOptions& o) {
+  const detail::AdamSeries s = detail::adam_series(o);
+  ExactLayout layout;
+  layout.aux = 2;
+  layout.quantities = s.terms;
+  layout.window = detail::window_for(std::vector<double>(s.ratio, s.ratio + s.terms),
+                                     "betas[0] / betas[1]**0.5");
+  return layout;
+}
+
+inline void AdamOptions::validate() const {
+  detail::require_finite_at_least(lr, 0.0, "lr");
+  detail::require_unit_interval(beta1, "betas[0]");
+  detail::require_unit_interval(beta2, "betas[1]");
+  detail::require_finite_at_least(eps, 0.0, "eps");
+  detail::require_finite_at_least(weight_decay, 0.0, "weight_decay");
+  if (mode == Mode::exact) {
+    detail::require(decoupled || weight_decay == 0.0,
+                    "Adam(weight_decay=", weight_decay, ") adds the decay to the gradient, which "
+                    "mode='exact' cannot catch up in closed form; use AdamW (decoupled decay) or "
+                    "mode='lazy'");
+    detail::require(bias_correction != BiasCorrection::row,
+                    "bias_correction='row' counts the steps that touch a row, which only "
+                    "mode='lazy' has; use 'global' or 'none'");
+    detail::require(lr * weight_decay < 1.0, "mode='exact' needs lr * weight_decay < 1, got ",
+                    lr * weight_decay);
+    adam_exact_layout(*this);  // throws for betas it cannot expand
+  }
+}
+
+namespace detail {
+
+// lr * sqrt(1 - beta2^t) / (1 - beta1^t) (SparseAdam's step size, and c_t of exact mode) and
+// sqrt(1 - beta2^t), after t steps.
+inline double adam_bias_sqrt2(const AdamOptions& o, std::int64_t t) {
+  if (o.bias_correction == BiasCorrection::none) return 1.0;
+  return std::sqrt(1.0 - std::pow(o.beta2, double(t)));
+}
+
+inline double adam_step_size(const AdamOptions& o, std::int64_t t) {
+  if (o.bias_correction == BiasCorrection::none) return o.lr;
+  return o.lr * adam_bias_sqrt2(o, t) / (1.0 - std::pow(o.beta1, double(t)));
+}
+
+// One touched row in lazy mode, written as SparseAdam writes it (old + (1 - beta) (new - old))
+// so that the rounding matches. Coupled decay adds wd * p to the gradient first.
+template <bool Amsgrad, bool Coupled, class T>
+void adam_lazy_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
+                   T* SPARSEOPT_RESTRICT vmax, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
+                   T keep1, T keep2, T eps, T step_size, T wd) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) {
+    const T gj = Coupled ? g[j] + wd * p[j] : g[j];
+    const T m_new = m[j] + (gj - m[j]) * keep1;
+    const T v_new = v[j] + (gj * gj - v[j]) * keep2;
+    m[j] = m_new;
+    v[j] = v_new;
+    T v_hat = v_new;
+    if constexpr (Amsgrad) v_hat = vmax[j] = std::max(vmax[j], v_new);
+    p[j] -= step_size * (m_new / (std::sqrt(v_hat) + eps));
+  }
+}
+
+// One touched row in exact mode: torch.optim.Adam's dense formula for this step.
+template <bool Amsgrad, class T>
+void adam_dense_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
+                    T* SPARSEOPT_RESTRICT vmax, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
+                    T beta2, T keep1, T keep2, T eps, T bias_sqrt2, T step_size) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) {
+    const T m_new = m[j] + (g[j] - m[j]) * keep1;
+    const T v_new = v[j] * beta2 + keep2 * g[j] * g[j];
+    m[j] = m_new;
+    v[j] = v_new;
+    T v_hat = v_new;
+    if constexpr (Amsgrad) v_hat = vmax[j] = std::max(vmax[j], v_new);
+    p[j] -= step_size * (m_new / (std::sqrt(v_hat) / bias_sqrt2 + eps));
+  }
+}
+
+template <class T>
+void scale_row(T* SPARSEOPT_RESTRICT p, std::int64_t w, T factor) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) p[j] *= factor;
+}
+
+// Exact mode: brings row r from step s (its last) to step e, the latest recorded step, as if
+// it had seen zero gradients (see the top of this file).
+template <class T>
+void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const ExactBook& book,
+                   const Table<T>& param, const AdamState<T>& state, std::int64_t r,
+                   std::int64_t s, std::int64_t e) noexcept {
+  const std::int64_t k = e - s;
+  if (k <= 0) return;
+  const std::int64_t w = param.row_width, h = book.layout().window;
+  const double decay = book.decay(s, e);
+  const double m_fade = std::pow(o.beta1, double(k)), v_fade = std::pow(o.beta2, double(k));
+  double sums[adam_max_terms];
+  for (int n = 0; n < series.terms; ++n) sums[n] = book.window_sum(n, s, e);
+  // The largest eps term q_j beta2^(-a j) over the window (q_j <= eps).
+  const double eps_max = o.eps * std::pow(o.beta2, -series.v_power * double(std::min(k, h)));
+  const double root_beta2 = std::pow(o.beta2, series.v_power);
+  const bool decays = o.weight_decay != 0.0;
+
+  T* p = param.row(r);
+  T* m = state.exp_avg.row(r);
+  T* v = state.exp_avg_sq.row(r);
+  const T* vmax = o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr;
+  for (std::int64_t j = 0; j < w; ++j) {
+    const double m_s = m[j];
+    const double u = std::sqrt(double(o.amsgrad ? vmax[j] : v[j]));
+    double drift = 0.0;
+    if (m_s != 0.0) {
+      if (u > 0.0 && eps_max <= series.theta * u) {
+        double acc = sums[series.terms - 1];
+        for (int n = series.terms - 2; n >= 0; --n) acc = sums[n] - acc / u;
+        drift = m_s * acc / u;
+      } else {  // u near eps: the per-step sum (terms fade as beta1^i, H bounds them)
+        double m_i = m_s, u_i = u;
+        for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
+          m_i *= o.beta1;
+          u_i *= root_beta2;
+          const std::int64_t t = s + i;
+          double d = book.aux(t, 0) * m_i / (u_i + book.aux(t, 1));
+          if (decays) d *= book.decay(t, e);
+          drift += d;
+        }
+      }
+    }
+    p[j] = T(double(p[j]) * decay - drift);
+    m[j] = T(m_s * m_fade);
+    v[j] = T(double(v[j]) * v_fade);
+  }
+}
+
+template <class T>
+void require_adam_state(const Table<T>& param, const AdamState<T>& state, const AdamOptions& o) {
+  require_same_rows(param, state.exp_avg, "exp_avg");
+  require_same_rows(param, state.exp_avg_sq, "exp_avg_sq");
+  require_disjoint(state.exp_avg.data, byte_size(state.exp_avg), "exp_avg", state.exp_avg_sq.data,
+                   byte_size(state.exp_avg_sq), "exp_avg_sq");
+  if (o.amsgrad) {
+    require_same_rows(param, state.max_exp_avg_sq, "max_exp_avg_sq");
+    require_disjoint(state.max_exp_avg_sq.data, byte_size(state.max_exp_avg_sq), "max_exp_avg_sq",
+                     state.exp_avg_sq.data, byte_size(state.exp_avg_sq), "exp_avg_sq");
+    require_disjoint(state.max_exp_avg_sq.data, byte_size(state.max_exp_avg_sq), "max_exp_avg_sq",
+                     state.exp_avg.data, byte_size(state.exp_avg), "exp_avg");
+  }
+  require(o.mode == Mode::exact || o.bias_correction != BiasCorrection::row ||
+              state.row_steps != nullptr || param.num_rows == 0,
+          "bias_correction='row' needs row_steps");
+}
+
+template <class T, class I>
+void adam_lazy_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
+                    const AdamOptions& o, std::int64_t step, int num_threads,
+                    const CoalescePlan<I>& plan) {
+  const std::int64_t w = param.row_width;
+  const T keep1 = T(1.0 - o.beta1), keep2 = T(1.0 - o.beta2), eps = T(o.eps);
+  const bool per_row = o.bias_correction == BiasCorrection::row;
+  const T global_step_size = T(adam_step_size(o, step));
+  const T coupled = o.decoupled ? T(0) : T(o.weight_decay);
+  const T shrink = T(1.0 - o.lr * o.weight_decay);  // AdamW, in the table's precision as torch
+  const bool decoupled = o.decoupled && o.weight_decay != 0.0;
+  for_each_row(
+      grad, plan, num_threads,
+      [&](std::int64_t r, const T* g) {
+        const T step_size = per_row ? T(adam_step_size(o, ++state.row_steps[r])) : global_step_size;
+        T* p = param.row(r);
+        T* vmax = o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr;
+        if (decoupled) scale_row(p, w, shrink);
+        auto row = [&](auto amsgrad, auto l2) {
+          adam_lazy_row<decltype(amsgrad)::value, decltype(l2)::value>(
+              p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w, keep1, keep2, eps,
+              step_size, coupled);
+        };
+        using yes = std::true_type;
+        using no = std::false_type;
+        if (o.amsgrad) {
+          coupled != T(0) ? row(yes{}, yes{}) : row(yes{}, no{});
+        } else {
+          coupled != T(0) ? row(no{}, yes{}) : row(no{}, no{});
+        }
+      },
+      [&](std::int64_t r) {
+        prefetch_row(param.row(r), w);
+        prefetch_row(state.exp_avg.row(r), w);
+        prefetch_row(state.exp_avg_sq.row(r), w);
+      });
+}
+
+// Exact mode's per-step scalars: c_t and q_t (see the top of the file) and the decay factor.
+struct AdamStepScalars {
+  double c, q, delta, bias_sqrt2, step_size;
+};
+
+template <class T>
+AdamStepScalars adam_step_scalars(const AdamOptions& o, std::int64_t t) {
+  AdamStepScalars s;
+  s.bias_sqrt2 = adam_bias_sqrt2(o, t);
+  const double bc1 = o.bias_correction == BiasCorrection::none ? 1.0 : 1.0 - std::pow(o.beta1, double(t));
+  s.step_size = o.lr / bc1;
+  s.c = s.step_size * s.bias_sqrt2;
+  s.q = o.eps * s.bias_sqrt2;
+  // torch multiplies by (1 - lr wd) in the table's precision; the record keeps that factor.
+  s.delta = o.decoupled && o.weight_decay != 0.0 ? double(T(1.0 - o.lr * o.weight_decay)) : 1.0;
+  return s;
+}
+
+template <class T, class I>
+void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
+                     const AdamOptions& o, std::int64_t step, int num_threads,
+                     const CoalescePlan<I>& plan) {
+  const ExactLayout layout = adam_exact_layout(o);
+  const ExactBook book(layout, state.exact);
+  book.require_step(step, param.num_rows);
+  const AdamSeries series = adam_series(o);
+  const AdamStepScalars now = adam_step_scalars<T>(o, step);
+  const double aux[2] = {now.c, now.q};
+  book.record(step, o.lr, now.delta, aux);
+
+  const std::int64_t w = param.row_width;
+  const T beta2 = T(o.beta2), keep1 = T(1.0 - o.beta1), keep2 = T(1.0 - o.beta2), eps = T(o.eps);
+  const T bias_sqrt2 = T(now.bias_sqrt2), step_size = T(now.step_size), shrink = T(now.delta);
+  std::int64_t* last = state.exact.last_step;
+  for_each_row(
+      grad, plan, num_threads,
+      [&](std::int64_t r, const T* g) {
+        adam_catch_up(o, series, book, param, state, r, last[r], step - 1);
+        last[r] = step;
+        T* p = param.row(r);
+        if (now.delta != 1.0) scale_row(p, w, shrink);
+        T* vmax = o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr;
+        if (o.amsgrad)
+          adam_dense_row<true>(p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w, beta2,
+                               keep1, keep2, eps, bias_sqrt2, step_size);
+        else
+          adam_dense_row<false>(p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w,
+                                beta2, keep1, keep2, eps, bias_sqrt2, step_size);
+      },
+      [&](std::int64_t r) {
+        prefetch_row(param.row(r), w);
+        prefetch_row(state.exp_avg.row(r), w);
+        prefetch_row(state.exp_avg_sq.row(r), w);
+      });
+
+  double f[adam_max_terms];
+  for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q, n);
+  book.advance(step, now.delta, f, series.ratio);
+}
+
+}  // namespace detail
+
+// One Adam step. `step` is the optimizer's step count including this step (1 on the first
+// call); in exact mode it must be the step after the last one recorded in state.exact.
 template <class T, class I>
 void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
                const AdamOptions& options, std::int64_t step, int num_threads = 0) {
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
-  detail::require_same_rows(param, state.exp_avg, "exp_avg");
-  detail::require_same_rows(param, state.exp_avg_sq, "exp_avg_sq");
-  detail::require_disjoint(state.exp_avg.data, detail::byte_size(state.exp_avg), "exp_avg",
-                           state.exp_avg_sq.data, detail::byte_size(state.exp_avg_sq),
-                           "exp_avg_sq");
-  const bool per_row = options.bias_correction == BiasCorrection::row;
-  detail::require(!per_row || state.row_steps != nullptr || param.num_rows == 0,
-                  "bias_correction='row' needs row_steps");
+  detail::require_adam_state(param, state, options);
   const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  if (options.mode == Mode::exact)
+    detail::adam_exact_step(param, grad, state, options, step, num_threads, plan);
+  else
+    detail::adam_lazy_step(param, grad, state, options, step, num_threads, plan);
+}
 
-  const std::int64_t w = param.row_width;
-  const T keep1 = T(1.0 - options.beta1), keep2 = T(1.0 - options.beta2), eps = T(options.eps);
-  const T global_step_size = T(detail::adam_step_size(options, step));
-  detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
-    T step_size = global_step_size;
-    if (per_row) step_size = T(detail::adam_step_size(options, ++state.row_steps[r]));
-    detail::adam_row(param.row(r), state.exp_avg.row(r), state.exp_avg_sq.row(r), g, w, keep1,
-                     keep2, eps, step_size);
-  },
-      [&](std::int64_t r) {
-        detail::prefetch_row(param.row(r), w);
-        detail::prefetch_row(state.exp_avg.row(r), w);
-        detail::prefetch_row(state.exp_avg_sq.row(r), w);
-      });
+// Exact mode: brings every row up to `step` (the last step taken), as the dense optimizer
+// has them. Lazy mode has nothing to do.
+template <class T>
+void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOptions& options,
+                std::int64_t step, int num_threads = 0) {
+  options.validate();
+  detail::require_adam_state(param, state, options);
+  if (options.mode != Mode::exact) return;
+  detail::require(step >= 0, "step must be >= 0, got ", step);
+  const ExactLayout layout = adam_exact_layout(options);
+  const detail::ExactBook book(layout, state.exact);
+  book.require_step(step, param.num_rows);
+  const detail::AdamSeries series = detail::adam_series(options);
+  detail::catch_up_all(book, param.num_rows, param.row_width, step, num_threads,
+                       [&](std::int64_t r, std::int64_t last) {
+                         detail::adam_catch_up(options, series, book, param, state, r, last, step);
+                       });
 }
 
 }  // namespace sparseopt

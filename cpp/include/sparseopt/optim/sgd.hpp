@@ -1,14 +1,25 @@
-// Sparse SGD with optional (heavy-ball or Nesterov) momentum, PyTorch's formula:
+// Sparse SGD with optional (heavy-ball or Nesterov) momentum and L2 weight decay, PyTorch's
+// formula:
+//   g  += weight_decay * p
 //   buf = momentum * buf + (1 - dampening) * g      (buf = g on its first step)
 //   d   = g + momentum * buf if nesterov else buf   (d = g without momentum)
 //   p  -= lr * d
 // Lazy mode: each row follows that formula over only the steps that touch it, so a row's
 // buffer starts at its first touch and untouched rows keep parameters and buffers.
+// Exact mode: torch.optim.SGD fed zeros for untouched rows (its buffer starts at the global
+// first step). Over k skipped steps after step s a zero gradient gives buf = momentum^k buf_s
+// and a parameter drift of buf_s * sum_j lr_j momentum^j (times momentum with Nesterov): one
+// window sum (exact.hpp). Without momentum, weight decay multiplies p by prod (1 - lr_j wd).
+// Momentum and weight decay together couple p and buf (a 2x2 product per step range) and are
+// refused in exact mode.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "common.hpp"
+#include "exact.hpp"
 
 namespace sparseopt {
 
@@ -17,75 +28,168 @@ struct SgdOptions {
   double momentum = 0.0;
   double dampening = 0.0;
   bool nesterov = false;
+  double weight_decay = 0.0;
   Mode mode = Mode::lazy;
 
-  void validate() const {
-    detail::require_finite_at_least(lr, 0.0, "lr");
-    detail::require_finite_at_least(momentum, 0.0, "momentum");
-    detail::require(std::isfinite(dampening), "dampening must be a finite number, got ",
-                    dampening);
-    detail::require(!nesterov || (momentum > 0.0 && dampening == 0.0),
-                    "nesterov=True needs momentum > 0 and dampening = 0, got momentum=", momentum,
-                    " and dampening=", dampening);
-    detail::require(mode == Mode::lazy || momentum == 0.0,
-                    "mode='exact' with momentum is not available yet; use mode='lazy'");
-  }
+  void validate() const;
 };
 
-// State for momentum != 0: the buffer (the parameter's shape) and per-row touch counts (a row
-// whose count is 0 has no buffer yet). Unused without momentum.
+// State: with momentum, the buffer (the parameter's shape) and in lazy mode per-row touch
+// counts (a row whose count is 0 has no buffer yet); in exact mode its record.
 template <class T>
 struct SgdState {
   Table<T> momentum_buffer;
   std::int64_t* row_steps = nullptr;
+  ExactState exact;
 };
+
+// Exact mode's record: one window sum (the momentum drift) when there is momentum.
+inline ExactLayout sgd_exact_layout(const SgdOptions& o) {
+  ExactLayout layout;
+  if (o.momentum != 0.0) {
+    layout.quantities = 1;
+    layout.window = detail::window_for({o.momentum}, "momentum");
+  }
+  return layout;
+}
+
+inline void SgdOptions::validate() const {
+  detail::require_finite_at_least(lr, 0.0, "lr");
+  detail::require_finite_at_least(momentum, 0.0, "momentum");
+  detail::require(std::isfinite(dampening), "dampening must be a finite number, got ", dampening);
+  detail::require_finite_at_least(weight_decay, 0.0, "weight_decay");
+  detail::require(!nesterov || (momentum > 0.0 && dampening == 0.0),
+                  "nesterov=True needs momentum > 0 and dampening = 0, got momentum=", momentum,
+                  " and dampening=", dampening);
+  if (mode == Mode::exact) {
+    detail::require(momentum == 0.0 || weight_decay == 0.0,
+                    "SGD with both momentum and weight_decay is not available in mode='exact' "
+                    "(the decay couples parameter and buffer); use mode='lazy' or one of them");
+    detail::require(lr * weight_decay < 1.0, "mode='exact' needs lr * weight_decay < 1, got ",
+                    lr * weight_decay);
+    sgd_exact_layout(*this);  // throws for a momentum it cannot catch up
+  }
+}
 
 namespace detail {
 
-template <class T>
-void sgd_row(T* SPARSEOPT_RESTRICT p, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
-             T lr) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) p[j] -= lr * g[j];
+template <bool Coupled, class T>
+void sgd_row(T* SPARSEOPT_RESTRICT p, const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr,
+             T wd) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) p[j] -= lr * (Coupled ? g[j] + wd * p[j] : g[j]);
 }
 
 // first: the row's buffer does not exist yet and starts as g (undampened), as in PyTorch.
-template <class T>
+template <bool Coupled, class T>
 void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
                       const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr, T mu, T keep,
-                      bool nesterov, bool first) noexcept {
+                      bool nesterov, bool first, T wd) noexcept {
   for (std::int64_t j = 0; j < w; ++j) {
-    const T bj = first ? g[j] : mu * b[j] + keep * g[j];
+    const T gj = Coupled ? g[j] + wd * p[j] : g[j];
+    const T bj = first ? gj : mu * b[j] + keep * gj;
     b[j] = bj;
-    p[j] -= lr * (nesterov ? g[j] + mu * bj : bj);
+    p[j] -= lr * (nesterov ? gj + mu * bj : bj);
+  }
+}
+
+// Exact mode: row r from step s to e, the latest recorded step, under zero gradients.
+template <class T>
+void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const Table<T>& param,
+                  const SgdState<T>& state, std::int64_t r, std::int64_t s, std::int64_t e) {
+  if (e <= s) return;
+  const std::int64_t w = param.row_width;
+  T* p = param.row(r);
+  if (o.momentum == 0.0) {
+    const double decay = book.decay(s, e);
+    if (decay != 1.0)
+      for (std::int64_t j = 0; j < w; ++j) p[j] = T(double(p[j]) * decay);
+    return;
+  }
+  const double drift = book.window_sum(0, s, e), fade = std::pow(o.momentum, double(e - s));
+  T* b = state.momentum_buffer.row(r);
+  for (std::int64_t j = 0; j < w; ++j) {
+    const double bj = b[j];
+    p[j] = T(double(p[j]) - bj * drift);
+    b[j] = T(bj * fade);
+  }
+}
+
+template <class T>
+void require_sgd_state(const Table<T>& param, const SgdState<T>& state, const SgdOptions& o) {
+  if (o.momentum != 0.0) {
+    require_same_rows(param, state.momentum_buffer, "momentum_buffer");
+    require(o.mode == Mode::exact || state.row_steps != nullptr || param.num_rows == 0,
+            "row_steps is null");
   }
 }
 
 }  // namespace detail
 
+// One SGD step; `step` counts this step (1 on the first call; exact mode records it).
 template <class T, class I>
 void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState<T>& state,
-              const SgdOptions& options, int num_threads = 0) {
+              const SgdOptions& options, std::int64_t step, int num_threads = 0) {
   options.validate();
-  const bool momentum = options.momentum != 0.0;
-  if (momentum) {
-    detail::require_same_rows(param, state.momentum_buffer, "momentum_buffer");
-    detail::require(state.row_steps != nullptr || param.num_rows == 0, "row_steps is null");
-  }
+  detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
+  detail::require_sgd_state(param, state, options);
   const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  const bool exact = options.mode == Mode::exact;
+  const ExactLayout layout = sgd_exact_layout(options);
+  const detail::ExactBook book(layout, state.exact);
+  const bool momentum = options.momentum != 0.0;
+  const double delta = momentum ? 1.0 : 1.0 - options.lr * options.weight_decay;
+  if (exact) {
+    book.require_step(step, param.num_rows);
+    book.record(step, options.lr, delta, nullptr);
+  }
 
   const std::int64_t w = param.row_width;
   const T lr = T(options.lr), mu = T(options.momentum), keep = T(1.0 - options.dampening);
-  const bool nesterov = options.nesterov;
-  detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
-    if (!momentum) return detail::sgd_row(param.row(r), g, w, lr);
-    const bool first = state.row_steps[r]++ == 0;
-    detail::sgd_momentum_row(param.row(r), state.momentum_buffer.row(r), g, w, lr, mu, keep,
-                             nesterov, first);
-  },
+  const T wd = T(options.weight_decay);
+  const bool nesterov = options.nesterov, coupled = options.weight_decay != 0.0;
+  detail::for_each_row(
+      grad, plan, num_threads,
+      [&](std::int64_t r, const T* g) {
+        if (exact) {
+          detail::sgd_catch_up(options, book, param, state, r, state.exact.last_step[r], step - 1);
+          state.exact.last_step[r] = step;
+        }
+        T* p = param.row(r);
+        if (!momentum)
+          return coupled ? detail::sgd_row<true>(p, g, w, lr, wd) : detail::sgd_row<false>(p, g, w, lr, wd);
+        // PyTorch creates the buffer at its first step: the global first step in exact mode,
+        // the row's first touch in lazy mode.
+        const bool first = exact ? step == 1 : state.row_steps[r]++ == 0;
+        T* b = state.momentum_buffer.row(r);
+        if (coupled)
+          detail::sgd_momentum_row<true>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
+        else
+          detail::sgd_momentum_row<false>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
+      },
       [&](std::int64_t r) {
         detail::prefetch_row(param.row(r), w);
         if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
       });
+  if (exact) {
+    const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
+    book.advance(step, delta, &f, &options.momentum);
+  }
+}
+
+// Exact mode: brings every row up to `step` (the last step taken). Lazy mode: nothing to do.
+template <class T>
+void sgd_flush(const Table<T>& param, const SgdState<T>& state, const SgdOptions& options,
+               std::int64_t step, int num_threads = 0) {
+  options.validate();
+  detail::require_sgd_state(param, state, options);
+  if (options.mode != Mode::exact) return;
+  const ExactLayout layout = sgd_exact_layout(options);
+  const detail::ExactBook book(layout, state.exact);
+  book.require_step(step, param.num_rows);
+  detail::catch_up_all(book, param.num_rows, param.row_width, step, num_threads,
+                       [&](std::int64_t r, std::int64_t last) {
+                         detail::sgd_catch_up(options, book, param, state, r, last, step);
+                       });
 }
 
 }  // namespace sparseopt

@@ -1,0 +1,160 @@
+// Exact mode's bookkeeping: the dense optimizer's result at the sparse optimizer's cost.
+//
+// A row that a step does not touch sees a zero gradient, which makes every optimizer here a
+// linear recurrence in its state with per-step scalars that are the same for every row. So a
+// row is left alone until it is touched again (or flush() is called) and then caught up over
+// the skipped steps in closed form (see shared notes "exact catch-up"). What the closed forms
+// need is kept per step, once for all rows:
+//
+//   history row t (one per step t >= 0, float64):
+//     [0] lr_t
+//     [1] L_t = sum_{i<=t} log(delta_i)   the log of the cumulative decay of the parameter
+//                                          (decoupled or L2 weight decay; delta_i = 1 without)
+//     [2 .. 2+aux)                         optimizer-specific per-step scalars
+//     [2+aux .. 2+aux+Q)                   S_q(t, t+H): window sums of start step t, frozen
+//                                          once they are complete
+//   ring (H x Q): S_q(s, e) for the last H start steps s, e the latest step, where
+//     S_q(s, e) = sum_{j=s+1}^{e} f_q(j) r_q^(j-s) prod_{i=j+1}^{e} delta_i
+//
+// r_q < 1 is a quantity's decay ratio (a momentum, beta1 / sqrt(beta2), ...), f_q(j) its
+// per-step factor (lr_j, ...). H is the smallest window with r_q^H < 1e-18 for every q:
+// terms further back cannot change a double, so S_q(s, e) for e - s >= H is the frozen
+// S_q(s, s+H) times the decay since. Each step costs O(H Q) to advance the ring, whatever
+// the number of rows; catching a row up costs O(Q) per element.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../errors.hpp"
+#include "../parallel.hpp"
+
+namespace sparseopt {
+
+// The shape of an optimizer's exact-mode record.
+struct ExactLayout {
+  std::int64_t window = 1;  // H
+  int quantities = 0;       // Q
+  int aux = 0;              // per-step scalars besides lr and L
+  std::int64_t columns() const noexcept { return 2 + aux + quantities; }
+};
+
+// Caller-owned exact-mode state (NumPy arrays in Python).
+struct ExactState {
+  std::int64_t* last_step = nullptr;  // per row: the step through which the row is up to date
+  double* history = nullptr;          // capacity x layout.columns()
+  std::int64_t capacity = 0;          // rows of `history`: steps 0 .. capacity-1 can be recorded
+  double* ring = nullptr;             // layout.window x layout.quantities
+};
+
+namespace detail {
+
+// Longest window exact mode accepts: a ratio so close to 1 that it needs more would make each
+// step scan more than this many entries.
+inline constexpr std::int64_t max_exact_window = std::int64_t(1) << 17;
+
+// Smallest H with r^H < 1e-18 for every ratio r in [0, 1). `what` names the setting for the
+// error raised when a ratio is >= 1 or needs a window longer than max_exact_window.
+inline std::int64_t window_for(const std::vector<double>& ratios, const char* what) {
+  std::int64_t h = 1;
+  for (const double r : ratios) {
+    require(r >= 0.0 && r < 1.0, "mode='exact' needs ", what, " < 1, got ", r);
+    if (r == 0.0) continue;
+    const double need = std::ceil(std::log(1e-18) / std::log(r));
+    require(need <= double(max_exact_window), "mode='exact' supports ", what,
+            " up to a window of ", max_exact_window, " steps; ", r, " needs ", need);
+    h = std::max(h, std::int64_t(need));
+  }
+  return h;
+}
+
+// Read and advance access to an ExactState with its layout.
+class ExactBook {
+ public:
+  ExactBook(const ExactLayout& layout, const ExactState& state) : layout_(layout), state_(state) {}
+
+  // Checks that the record can take step t (1-based) and that the arrays exist.
+  void require_step(std::int64_t t, std::int64_t num_rows) const {
+    require(state_.last_step != nullptr || num_rows == 0, "exact mode needs last_step");
+    require(state_.history != nullptr && state_.capacity > t, "exact mode's history has room for ",
+            state_.capacity, " steps; step ", t, " needs ", t + 1);
+    require(state_.ring != nullptr || layout_.quantities == 0, "exact mode needs its window");
+  }
+
+  double lr(std::int64_t t) const noexcept { return at(t, 0); }
+  double log_decay(std::int64_t t) const noexcept { return at(t, 1); }
+  double aux(std::int64_t t, int i) const noexcept { return at(t, 2 + i); }
+
+  // prod_{i=s+1}^{e} delta_i.
+  double decay(std::int64_t s, std::int64_t e) const noexcept {
+    return e > s ? std::exp(log_decay(e) - log_decay(s)) : 1.0;
+  }
+
+  // S_q(s, e) where e is the latest step advance() has seen.
+  double window_sum(int q, std::int64_t s, std::int64_t e) const noexcept {
+    const std::int64_t k = e - s, h = layout_.window;
+    if (k <= 0) return 0.0;
+    if (k < h) return state_.ring[(s % h) * layout_.quantities + q];
+    return at(s, 2 + layout_.aux + q) * decay(s + h, e);
+  }
+
+  // Writes step t's lr, decay factor and optimizer scalars (call before advance(t)).
+  void record(std::int64_t t, double lr, double delta, const double* aux) const noexcept {
+    double* row = state_.history + t * layout_.columns();
+    row[0] = lr;
+    row[1] = (t > 0 ? log_decay(t - 1) : 0.0) + (delta == 1.0 ? 0.0 : std::log(delta));
+    for (int i = 0; i < layout_.aux; ++i) row[2 + i] = aux[i];
+  }
+
+  // Adds step t to every open window sum: S_q(s, t) = delta_t S_q(s, t-1) + f_q r_q^(t-s), and
+  // freezes start step t - H, whose window is now complete.
+  void advance(std::int64_t t, double delta, const double* f, const double* ratio) const noexcept {
+    const std::int64_t h = layout_.window;
+    const int nq = layout_.quantities;
+    for (int q = 0; q < nq; ++q) {
+      double power = 1.0;
+      for (std::int64_t s = t - 1; s >= std::max<std::int64_t>(0, t - h); --s) {
+        power *= ratio[q];
+        double& sum = state_.ring[(s % h) * nq + q];
+        sum = delta * sum + f[q] * power;
+      }
+    }
+    if (nq == 0) return;
+    const std::int64_t done = t - h;
+    double* slot = state_.ring + (t % h) * nq;  // the slot of start step t - H, reused for t
+    if (done >= 0)
+      for (int q = 0; q < nq; ++q) state_.history[done * layout_.columns() + 2 + layout_.aux + q] = slot[q];
+    for (int q = 0; q < nq; ++q) slot[q] = 0.0;
+  }
+
+  const ExactLayout& layout() const noexcept { return layout_; }
+  std::int64_t* last_step() const noexcept { return state_.last_step; }
+
+ private:
+  double at(std::int64_t t, int column) const noexcept {
+    return state_.history[t * layout_.columns() + column];
+  }
+
+  ExactLayout layout_;
+  ExactState state_;
+};
+
+// Brings every row whose last step is before `step` up to `step` with catch_up(row, last),
+// in parallel over rows; used by flush().
+template <class CatchUp>
+void catch_up_all(const ExactBook& book, std::int64_t num_rows, std::int64_t row_width,
+                  std::int64_t step, int num_threads, CatchUp&& catch_up) {
+  const int threads = resolve_threads(num_threads);
+  std::int64_t* last = book.last_step();
+  parallel_for(num_rows, threads, num_rows * row_width, [&](std::int64_t r, int) {
+    if (last[r] < step) {
+      catch_up(r, last[r]);
+      last[r] = step;
+    }
+  });
+}
+
+}  // namespace detail
+}  // namespace sparseopt

@@ -1,0 +1,182 @@
+// Sparse RMSprop, PyTorch's formula (torch.optim.RMSprop):
+//   square_avg = alpha * square_avg + (1 - alpha) * g^2
+//   centered:  grad_avg = lerp(grad_avg, g, 1 - alpha);  avg = sqrt(square_avg - grad_avg^2) + eps
+//   else:      avg = sqrt(square_avg) + eps
+//   momentum:  buf = momentum * buf + g / avg;  p -= lr * buf
+//   else:      p -= lr * g / avg
+// Lazy mode: touched rows take that step, untouched rows keep parameters and state.
+// Exact mode: the dense optimizer fed zeros for untouched rows. Over k skipped steps a zero
+// gradient gives square_avg, grad_avg *= alpha^k, buf *= momentum^k, and a parameter drift
+// of buf_s * sum_j lr_j momentum^j (one window sum, exact.hpp); without momentum the
+// parameter does not move.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common.hpp"
+#include "exact.hpp"
+
+namespace sparseopt {
+
+struct RmspropOptions {
+  double lr = 1e-2;
+  double alpha = 0.99;
+  double eps = 1e-8;
+  double momentum = 0.0;
+  bool centered = false;
+  Mode mode = Mode::lazy;
+
+  void validate() const;
+};
+
+template <class T>
+struct RmspropState {
+  Table<T> square_avg;
+  Table<T> momentum_buffer;  // with momentum
+  Table<T> grad_avg;         // centered
+  ExactState exact;
+};
+
+inline ExactLayout rmsprop_exact_layout(const RmspropOptions& o) {
+  ExactLayout layout;
+  if (o.momentum != 0.0) {
+    layout.quantities = 1;
+    layout.window = detail::window_for({o.momentum}, "momentum");
+  }
+  return layout;
+}
+
+inline void RmspropOptions::validate() const {
+  detail::require_finite_at_least(lr, 0.0, "lr");
+  detail::require(alpha >= 0.0 && alpha <= 1.0, "alpha must be in [0, 1], got ", alpha);
+  detail::require_finite_at_least(eps, 0.0, "eps");
+  detail::require_finite_at_least(momentum, 0.0, "momentum");
+  if (mode == Mode::exact) rmsprop_exact_layout(*this);
+}
+
+namespace detail {
+
+template <bool Centered, bool Momentum, class T>
+void rmsprop_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT sq, T* SPARSEOPT_RESTRICT ga,
+                 T* SPARSEOPT_RESTRICT b, const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr,
+                 T alpha, T keep, T eps, T mu) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) {
+    const T s = sq[j] * alpha + keep * g[j] * g[j];
+    sq[j] = s;
+    T avg;
+    if constexpr (Centered) {
+      const T a = ga[j] + (g[j] - ga[j]) * keep;
+      ga[j] = a;
+      avg = std::sqrt(s - a * a) + eps;
+    } else {
+      avg = std::sqrt(s) + eps;
+    }
+    if constexpr (Momentum) {
+      const T bj = b[j] * mu + g[j] / avg;
+      b[j] = bj;
+      p[j] -= lr * bj;
+    } else {
+      p[j] -= lr * (g[j] / avg);
+    }
+  }
+}
+
+template <class T>
+void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const Table<T>& param,
+                      const RmspropState<T>& state, std::int64_t r, std::int64_t s,
+                      std::int64_t e) {
+  if (e <= s) return;
+  const std::int64_t w = param.row_width, k = e - s;
+  const double fade = std::pow(o.alpha, double(k));
+  T* sq = state.square_avg.row(r);
+  for (std::int64_t j = 0; j < w; ++j) sq[j] = T(double(sq[j]) * fade);
+  if (o.centered) {
+    T* ga = state.grad_avg.row(r);
+    for (std::int64_t j = 0; j < w; ++j) ga[j] = T(double(ga[j]) * fade);
+  }
+  if (o.momentum != 0.0) {
+    const double drift = book.window_sum(0, s, e), b_fade = std::pow(o.momentum, double(k));
+    T* p = param.row(r);
+    T* b = state.momentum_buffer.row(r);
+    for (std::int64_t j = 0; j < w; ++j) {
+      const double bj = b[j];
+      p[j] = T(double(p[j]) - bj * drift);
+      b[j] = T(bj * b_fade);
+    }
+  }
+}
+
+template <class T>
+void require_rmsprop_state(const Table<T>& param, const RmspropState<T>& state,
+                           const RmspropOptions& o) {
+  require_same_rows(param, state.square_avg, "square_avg");
+  if (o.momentum != 0.0) require_same_rows(param, state.momentum_buffer, "momentum_buffer");
+  if (o.centered) require_same_rows(param, state.grad_avg, "grad_avg");
+}
+
+}  // namespace detail
+
+// One RMSprop step; `step` counts this step (1 on the first call; exact mode records it).
+template <class T, class I>
+void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const RmspropState<T>& state,
+                  const RmspropOptions& options, std::int64_t step, int num_threads = 0) {
+  options.validate();
+  detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
+  detail::require_rmsprop_state(param, state, options);
+  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  const bool exact = options.mode == Mode::exact;
+  const ExactLayout layout = rmsprop_exact_layout(options);
+  const detail::ExactBook book(layout, state.exact);
+  if (exact) {
+    book.require_step(step, param.num_rows);
+    book.record(step, options.lr, 1.0, nullptr);
+  }
+
+  const std::int64_t w = param.row_width;
+  const T lr = T(options.lr), alpha = T(options.alpha), keep = T(1.0 - options.alpha);
+  const T eps = T(options.eps), mu = T(options.momentum);
+  const bool momentum = options.momentum != 0.0, centered = options.centered;
+  detail::for_each_row(
+      grad, plan, num_threads,
+      [&](std::int64_t r, const T* g) {
+        if (exact) {
+          detail::rmsprop_catch_up(options, book, param, state, r, state.exact.last_step[r], step - 1);
+          state.exact.last_step[r] = step;
+        }
+        T* p = param.row(r);
+        T* sq = state.square_avg.row(r);
+        T* ga = centered ? state.grad_avg.row(r) : nullptr;
+        T* b = momentum ? state.momentum_buffer.row(r) : nullptr;
+        if (centered)
+          momentum ? detail::rmsprop_row<true, true>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu)
+                   : detail::rmsprop_row<true, false>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu);
+        else
+          momentum ? detail::rmsprop_row<false, true>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu)
+                   : detail::rmsprop_row<false, false>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu);
+      },
+      [&](std::int64_t r) {
+        detail::prefetch_row(param.row(r), w);
+        detail::prefetch_row(state.square_avg.row(r), w);
+        if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
+      });
+  if (exact) book.advance(step, 1.0, &options.lr, &options.momentum);
+}
+
+// Exact mode: brings every row up to `step` (the last step taken). Lazy mode: nothing to do.
+template <class T>
+void rmsprop_flush(const Table<T>& param, const RmspropState<T>& state,
+                   const RmspropOptions& options, std::int64_t step, int num_threads = 0) {
+  options.validate();
+  detail::require_rmsprop_state(param, state, options);
+  if (options.mode != Mode::exact) return;
+  const ExactLayout layout = rmsprop_exact_layout(options);
+  const detail::ExactBook book(layout, state.exact);
+  book.require_step(step, param.num_rows);
+  detail::catch_up_all(book, param.num_rows, param.row_width, step, num_threads,
+                       [&](std::int64_t r, std::int64_t last) {
+                         detail::rmsprop_catch_up(options, book, param, state, r, last, step);
+                       });
+}
+
+}  // namespace sparseopt
