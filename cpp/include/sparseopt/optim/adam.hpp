@@ -30,6 +30,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "common.hpp"
@@ -176,38 +178,107 @@ void scale_row(T* SPARSEOPT_RESTRICT p, std::int64_t w, T factor) noexcept {
   for (std::int64_t j = 0; j < w; ++j) p[j] *= factor;
 }
 
+// The fast catch-up of a row whose every element has sqrt(v) well above eps: the series in
+// the table's precision, N terms, no branches (it vectorises).
+template <int N, bool Amsgrad, class T>
+void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
+                          const T* SPARSEOPT_RESTRICT vmax, std::int64_t w, const double* sums,
+                          T decay, T m_fade, T v_fade) noexcept {
+  T s[N];
+  for (int n = 0; n < N; ++n) s[n] = T(sums[n]);
+  for (std::int64_t j = 0; j < w; ++j) {
+    const T inv = T(1) / std::sqrt(Amsgrad ? vmax[j] : v[j]);
+    T acc = s[N - 1];
+    for (int n = N - 2; n >= 0; --n) acc = s[n] - acc * inv;
+    p[j] = p[j] * decay - m[j] * acc * inv;
+    m[j] *= m_fade;
+    v[j] *= v_fade;
+  }
+}
+
+// What a catch-up over k skipped steps needs that depends on k alone: the fades beta1^k and
+// beta2^k, and the smallest v for which the series holds. Tabulated for k <= H once per step
+// (or flush), so that a row costs no pow().
+class AdamCatchUpTables {
+ public:
+  AdamCatchUpTables(const AdamOptions& o, const AdamSeries& series, std::int64_t window)
+      : o_(o), series_(series), m_fade_(window + 1), v_fade_(window + 1), v_min_(window + 1) {
+    for (std::int64_t k = 0; k <= window; ++k) {
+      m_fade_[k] = k ? m_fade_[k - 1] * o.beta1 : 1.0;
+      v_fade_[k] = k ? v_fade_[k - 1] * o.beta2 : 1.0;
+      v_min_[k] = compute_v_min(k);
+    }
+  }
+  double m_fade(std::int64_t k) const { return k < std::int64_t(m_fade_.size()) ? m_fade_[k] : std::pow(o_.beta1, double(k)); }
+  double v_fade(std::int64_t k) const { return k < std::int64_t(v_fade_.size()) ? v_fade_[k] : std::pow(o_.beta2, double(k)); }
+  // Past the window the eps term stops growing: the series bound of k = H applies.
+  double v_min(std::int64_t k) const { return v_min_[std::min<std::int64_t>(k, v_min_.size() - 1)]; }
+
+ private:
+  // The largest eps term q_j beta2^(-a j) over j <= k (q_j <= eps) must be <= theta sqrt(v).
+  double compute_v_min(std::int64_t k) const {
+    const double eps_max = o_.eps * std::pow(o_.beta2, -series_.v_power * double(k));
+    const double root = eps_max / series_.theta;
+    return std::max(root * root, double(std::numeric_limits<float>::min()));
+  }
+
+  AdamOptions o_;
+  AdamSeries series_;
+  std::vector<double> m_fade_, v_fade_, v_min_;
+};
+
 // Exact mode: brings row r from step s (its last) to step e, the latest recorded step, as if
 // it had seen zero gradients (see the top of this file).
 template <class T>
-void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const ExactBook& book,
-                   const Table<T>& param, const AdamState<T>& state, std::int64_t r,
-                   std::int64_t s, std::int64_t e) noexcept {
+void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCatchUpTables& tables,
+                   const ExactBook& book, const Table<T>& param, const AdamState<T>& state,
+                   std::int64_t r, std::int64_t s, std::int64_t e) noexcept {
   const std::int64_t k = e - s;
   if (k <= 0) return;
   const std::int64_t w = param.row_width, h = book.layout().window;
-  const double decay = book.decay(s, e);
-  const double m_fade = std::pow(o.beta1, double(k)), v_fade = std::pow(o.beta2, double(k));
+  const bool decays = o.weight_decay != 0.0;
+  const double decay = decays ? book.decay(s, e) : 1.0;
+  const double m_fade = tables.m_fade(k), v_fade = tables.v_fade(k), v_min = tables.v_min(k);
   double sums[adam_max_terms];
   for (int n = 0; n < series.terms; ++n) sums[n] = book.window_sum(n, s, e);
-  // The largest eps term q_j beta2^(-a j) over the window (q_j <= eps).
-  const double eps_max = o.eps * std::pow(o.beta2, -series.v_power * double(std::min(k, h)));
-  const double root_beta2 = std::pow(o.beta2, series.v_power);
-  const bool decays = o.weight_decay != 0.0;
 
   T* p = param.row(r);
   T* m = state.exp_avg.row(r);
   T* v = state.exp_avg_sq.row(r);
-  const T* vmax = o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr;
+  const T* v_hat = o.amsgrad ? state.max_exp_avg_sq.row(r) : v;  // read only where v is not
+  bool all_series = true;
+  for (std::int64_t j = 0; j < w; ++j) all_series &= double(v_hat[j]) >= v_min;
+  if (all_series) {
+    const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
+    auto run = [&](auto terms) {
+      constexpr int n = decltype(terms)::value;
+      if (o.amsgrad)
+        adam_catch_up_series<n, true>(p, m, v, v_hat, w, sums, d, mf, vf);
+      else
+        adam_catch_up_series<n, false>(p, m, v, v_hat, w, sums, d, mf, vf);
+    };
+    switch (series.terms) {
+      case 1: return run(std::integral_constant<int, 1>{});
+      case 2: return run(std::integral_constant<int, 2>{});
+      case 3: return run(std::integral_constant<int, 3>{});
+      case 4: return run(std::integral_constant<int, 4>{});
+      case 5: return run(std::integral_constant<int, 5>{});
+      default: return run(std::integral_constant<int, adam_max_terms>{});
+    }
+  }
+  // Some element has sqrt(v) near eps (tiny gradients): per element, in double, the series
+  // where it holds and the per-step sum (terms fade as beta1^i, H bounds them) where not.
+  const double root_beta2 = std::pow(o.beta2, series.v_power);
   for (std::int64_t j = 0; j < w; ++j) {
     const double m_s = m[j];
-    const double u = std::sqrt(double(o.amsgrad ? vmax[j] : v[j]));
+    const double u = std::sqrt(double(v_hat[j]));
     double drift = 0.0;
     if (m_s != 0.0) {
-      if (u > 0.0 && eps_max <= series.theta * u) {
+      if (double(v_hat[j]) >= v_min) {
         double acc = sums[series.terms - 1];
         for (int n = series.terms - 2; n >= 0; --n) acc = sums[n] - acc / u;
         drift = m_s * acc / u;
-      } else {  // u near eps: the per-step sum (terms fade as beta1^i, H bounds them)
+      } else {
         double m_i = m_s, u_i = u;
         for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
           m_i *= o.beta1;
@@ -307,6 +378,7 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
   const ExactBook book(layout, state.exact);
   book.require_step(step, param.num_rows);
   const AdamSeries series = adam_series(o);
+  const AdamCatchUpTables tables(o, series, layout.window);
   const AdamStepScalars now = adam_step_scalars<T>(o, step);
   const double aux[2] = {now.c, now.q};
   book.record(step, o.lr, now.delta, aux);
@@ -318,7 +390,7 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
   for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
-        adam_catch_up(o, series, book, param, state, r, last[r], step - 1);
+        adam_catch_up(o, series, tables, book, param, state, r, last[r], step - 1);
         last[r] = step;
         T* p = param.row(r);
         if (now.delta != 1.0) scale_row(p, w, shrink);
@@ -371,9 +443,10 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
   const detail::ExactBook book(layout, state.exact);
   book.require_step(step, param.num_rows);
   const detail::AdamSeries series = detail::adam_series(options);
+  const detail::AdamCatchUpTables tables(options, series, layout.window);
   detail::catch_up_all(book, param.num_rows, param.row_width, step, num_threads,
                        [&](std::int64_t r, std::int64_t last) {
-                         detail::adam_catch_up(options, series, book, param, state, r, last, step);
+                         detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);
                        });
 }
 
