@@ -85,10 +85,9 @@ inline AdamSeries adam_series(const AdamOptions& o) {
     if (!(r < 1.0)) break;
     s.ratio[s.terms++] = r;
   }
-  require(s.terms > 0, "Adam mode='exact' needs betas[0] < sqrt(betas[1]) (the first moment "
-          "must fade faster than the root of the second), got betas=(", o.beta1, ", ", o.beta2,
-          ")");
-  s.theta = std::pow(adam_series_tolerance, 1.0 / s.terms);
+  // With beta1 >= sqrt(beta2), m / sqrt(v) grows over skipped steps: no series, every element
+  // takes the per-step sum (correct, but O(H) per element).
+  s.theta = s.terms ? std::pow(adam_series_tolerance, 1.0 / s.terms) : 0.0;
   return s;
 }
 
@@ -100,8 +99,10 @@ inline ExactLayout adam_exact_layout(const AdamOptions& o) {
   ExactLayout layout;
   layout.aux = 2;
   layout.quantities = s.terms;
-  layout.window = detail::window_for(std::vector<double>(s.ratio, s.ratio + s.terms),
-                                     "betas[0] / betas[1]**0.5");
+  // The per-step sum's terms fade as beta1^j: the window covers that too.
+  std::vector<double> ratios(s.ratio, s.ratio + s.terms);
+  ratios.push_back(o.beta1);
+  layout.window = detail::window_for(ratios, "betas[0] / betas[1]**0.5");
   return layout;
 }
 
@@ -121,7 +122,7 @@ inline void AdamOptions::validate() const {
                     "mode='lazy' has; use 'global' or 'none'");
     detail::require(lr * weight_decay < 1.0, "mode='exact' needs lr * weight_decay < 1, got ",
                     lr * weight_decay);
-    adam_exact_layout(*this);  // throws for betas it cannot expand
+    adam_exact_layout(*this);  // throws for a beta1 too close to 1
   }
 }
 
@@ -217,6 +218,7 @@ class AdamCatchUpTables {
  private:
   // The largest eps term q_j beta2^(-a j) over j <= k (q_j <= eps) must be <= theta sqrt(v).
   double compute_v_min(std::int64_t k) const {
+    if (series_.terms == 0) return std::numeric_limits<double>::infinity();
     const double eps_max = o_.eps * std::pow(o_.beta2, -series_.v_power * double(k));
     const double root = eps_max / series_.theta;
     return std::max(root * root, double(std::numeric_limits<float>::min()));
@@ -248,7 +250,7 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   const T* v_hat = o.amsgrad ? state.max_exp_avg_sq.row(r) : v;  // read only where v is not
   bool all_series = true;
   for (std::int64_t j = 0; j < w; ++j) all_series &= double(v_hat[j]) >= v_min;
-  if (all_series) {
+  if (all_series && series.terms > 0) {
     const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
     auto run = [&](auto terms) {
       constexpr int n = decltype(terms)::value;
@@ -274,7 +276,7 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
     const double u = std::sqrt(double(v_hat[j]));
     double drift = 0.0;
     if (m_s != 0.0) {
-      if (double(v_hat[j]) >= v_min) {
+      if (series.terms > 0 && double(v_hat[j]) >= v_min) {
         double acc = sums[series.terms - 1];
         for (int n = series.terms - 2; n >= 0; --n) acc = sums[n] - acc / u;
         drift = m_s * acc / u;
