@@ -180,3 +180,179 @@ def torch_sparse_grad(torch, indices, values, shape):
     idx = torch.from_numpy(np.asarray(indices, dtype=np.int64).reshape(1, -1).copy())
     val = torch.from_numpy(np.array(values, copy=True))
     return torch.sparse_coo_tensor(idx, val, tuple(shape), check_invariants=True)
+
+
+# --------------------------------------------------------------------------- #
+# mode="exact": dense references (appended for tests/test_exact_*.py)
+# --------------------------------------------------------------------------- #
+# exact mode is compared with the *dense* optimizer after flush(): a looser
+# tolerance than the lazy tests, since a closed-form catch-up rounds differently
+# from thousands of dense steps.
+EXACT_RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-9}
+
+
+def assert_close_exact(actual, ref, dtype=None, err_msg=""):
+    """assert_close with the exact-mode tolerance: float32 rtol 1e-5, float64 rtol 1e-9,
+    atol = rtol * max(1, max|ref|)."""
+    ref = np.asarray(ref)
+    dtype = ref.dtype if dtype is None else np.dtype(dtype)
+    assert_close(actual, ref, dtype, rtol=EXACT_RTOL[np.dtype(dtype)], err_msg=err_msg)
+
+
+def densify(indices, values, shape):
+    """The dense gradient of a row-sparse step: zeros for untouched rows, repeats summed."""
+    values = np.asarray(values)
+    g = np.zeros(shape, dtype=values.dtype)
+    np.add.at(g, np.asarray(indices, dtype=np.int64), values)
+    return g
+
+
+def make_exact_steps(
+    rng,
+    num_rows,
+    n_steps,
+    row_shape=(),
+    dtype=np.float64,
+    index_dtype=np.int64,
+    *,
+    never=1,
+    cold=2,
+    p_touch=0.4,
+    empty_every=0,
+    first_empty=False,
+    scale=1.0,
+    row_scale=None,
+):
+    """Steps for exact-mode tests (every non-empty step holds a repeated index).
+
+    rows [0, never): never touched.
+    rows [never, never + cold): "cold" rows. Cold row c is touched at step c + 1 only,
+    and, for odd c, once more at step n_steps - 2 - c: it stays untouched for almost
+    the whole run and is then caught up by a step (odd c) or only by flush() (even c).
+    other rows: each touched with probability p_touch at every step.
+    ``empty_every`` > 0: every such step leaves out the other rows (an empty step
+    unless a cold row is due); ``first_empty``: step 0 is empty.
+    Values are standard normal * scale * row_scale[row].
+    """
+    if row_scale is None:
+        row_scale = np.ones(num_rows)
+    row_scale = np.asarray(row_scale, dtype=np.float64)
+    warm = np.arange(never + cold, num_rows)
+    due = {}
+    for c in range(cold):
+        row = never + c
+        due.setdefault(c + 1, []).append(row)
+        late = n_steps - 2 - c
+        if c % 2 == 1 and late > c + 1:
+            due.setdefault(late, []).append(row)
+    steps = []
+    for s in range(n_steps):
+        rows = list(due.get(s, []))
+        skip_warm = (first_empty and s == 0) or (
+            empty_every and s % empty_every == empty_every - 1
+        )
+        if first_empty and s == 0:
+            rows = []
+        if not skip_warm and len(warm):
+            rows += [int(r) for r in warm[rng.random(len(warm)) < p_touch]]
+        if not rows:
+            steps.append(empty_step(row_shape, dtype, index_dtype))
+            continue
+        rows = np.array(rows, dtype=np.int64)
+        extra = rng.choice(rows, size=int(rng.integers(1, len(rows) + 1)), replace=True)
+        idx = np.concatenate([rows, extra])
+        rng.shuffle(idx)
+        vals = rng.standard_normal((len(idx), *row_shape))
+        vals *= (scale * row_scale[idx]).reshape((-1,) + (1,) * len(row_shape))
+        steps.append(
+            (
+                np.ascontiguousarray(idx.astype(index_dtype)),
+                np.ascontiguousarray(vals.astype(dtype)),
+            )
+        )
+    return steps
+
+
+def lr_schedule(rng, n_steps, lr0, kind="cosine"):
+    """A learning rate for every step. "cosine": cosine decay from lr0 towards lr0/20
+    with +-50 % noise on every step; "random": lr0 * U(0.1, 2) every step;
+    "zeros": "random" with lr exactly 0 at every 7th step."""
+    if kind == "cosine":
+        s = np.arange(n_steps)
+        base = 0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * s / max(1, n_steps)))
+        lrs = lr0 * base * rng.uniform(0.5, 1.5, n_steps)
+    elif kind in ("random", "zeros"):
+        lrs = lr0 * rng.uniform(0.1, 2.0, n_steps)
+        if kind == "zeros":
+            lrs[6::7] = 0.0
+    else:
+        raise ValueError(kind)
+    return [float(x) for x in lrs]
+
+
+def run_torch_dense(torch, name, p0, steps, lrs=None, checkpoints=(), **kw):
+    """The dense torch.optim.<name> (default implementation) fed densified gradients.
+
+    Returns {steps_done: (param, {state name: array})} for every checkpoint and for
+    the end of the run; the state holds torch's tensors except "step".
+    """
+    p = torch.nn.Parameter(torch.from_numpy(np.array(p0, copy=True)))
+    opt = getattr(torch.optim, name)([p], **kw)
+    out = {}
+
+    def record(n):
+        st = {
+            k: v.detach().numpy().copy()
+            for k, v in opt.state[p].items()
+            if k != "step" and hasattr(v, "detach")
+        }
+        out[n] = (p.detach().numpy().copy(), st)
+
+    for s, (idx, vals) in enumerate(steps):
+        if lrs is not None:
+            opt.param_groups[0]["lr"] = float(lrs[s])
+        p.grad = torch.from_numpy(densify(idx, vals, p0.shape))
+        opt.step()
+        if s + 1 in checkpoints:
+            record(s + 1)
+    record(len(steps))
+    return out
+
+
+def run_sparse(opt, steps, lrs=None, checkpoints=(), state_names=None):
+    """Feed ``steps`` to a sparseopt optimizer (setting opt.lr from ``lrs``); at every
+    checkpoint and at the end: flush() and record (param copy, {name: state copy})."""
+    out = {}
+
+    def record(n):
+        opt.flush()
+        sd = opt.state_dict()["state"]
+        names = sd.keys() if state_names is None else state_names
+        out[n] = (np.array(opt.param, copy=True), {k: np.array(sd[k], copy=True) for k in names})
+
+    for s, (idx, vals) in enumerate(steps):
+        if lrs is not None:
+            opt.lr = lrs[s]
+        opt.step(idx, vals)
+        if s + 1 in checkpoints:
+            record(s + 1)
+    record(len(steps))
+    return out
+
+
+def assert_runs_close(actual, ref, dtype, names, what=""):
+    """Compare run_sparse output with run_torch_dense output (or another run) at every
+    recorded point: param and the named state arrays, exact-mode tolerance."""
+    assert set(actual) == set(ref), (sorted(actual), sorted(ref))
+    for n in sorted(ref):
+        p_ref, st_ref = ref[n]
+        p_act, st_act = actual[n]
+        assert p_act.dtype == np.dtype(dtype)
+        assert_close_exact(p_act, p_ref, dtype, err_msg=f"{what} param after {n} steps")
+        for name in names:
+            assert name in st_act, f"{what}: state {name!r} missing"
+            assert name in st_ref, f"{what}: reference has no state {name!r}"
+            assert st_act[name].dtype == np.dtype(dtype), name
+            assert_close_exact(
+                st_act[name], st_ref[name], dtype, err_msg=f"{what} {name} after {n} steps"
+            )

@@ -11,9 +11,9 @@ to rows a step does not touch:
     (moments decay, momentum keeps moving the parameter, decoupled weight decay reaches every
     row) at the cost of the touched rows: each row remembers the step it was last brought up to
     date and is caught up in closed form when it is next touched, or by :meth:`Optimizer.flush`.
-    Call ``flush()`` before reading the parameters of rows that may be behind (evaluation,
-    saving for another program); ``state_dict()`` does not flush, so save/load/continue gives
-    the same bits as an uninterrupted run.
+    Call ``flush(indices)`` before a forward pass reads a batch's rows, and ``flush()`` before
+    reading the whole table (evaluation, export); ``state_dict()`` does not flush, so
+    save/load/continue gives the same bits as an uninterrupted run.
 
 Each step coalesces repeated indices (their values are summed, as ``torch.sparse`` does), checks
 every argument before it writes anything (a rejected call leaves ``param`` and the state exactly
@@ -112,14 +112,17 @@ class Optimizer:
         self._apply(indices, values, self._step + 1)
         self._step += 1
 
-    def flush(self) -> None:
-        """Bring every row up to the current step (exact mode; nothing to do in lazy mode).
+    def flush(self, indices: np.ndarray | None = None) -> None:
+        """Bring rows up to the current step (exact mode; nothing to do in lazy mode).
 
-        Afterwards ``param`` and the state equal the dense optimizer's. Stepping on after a
-        flush is fine and costs nothing extra.
+        ``indices=None`` brings every row (O(table)); an int32/int64 array brings just those
+        rows (repeats fine), which is what a training loop wants before it reads a batch's
+        rows for the forward pass: the model then sees exactly what the dense optimizer has, at
+        the cost of the batch. Afterwards those rows of ``param`` and the state equal the dense
+        optimizer's; stepping on costs nothing extra.
         """
         if self.exact:
-            self._flush()
+            self._flush(indices)
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``.
@@ -219,7 +222,7 @@ class Optimizer:
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
         raise NotImplementedError
 
-    def _flush(self) -> None:
+    def _flush(self, indices: np.ndarray | None) -> None:
         raise NotImplementedError
 
 
@@ -282,8 +285,8 @@ class SGD(Optimizer):
                        self._state.get("row_steps"), *self._exact_args(), self._options, step,
                        self._num_threads)
 
-    def _flush(self) -> None:
-        _core.sgd_flush(self._param, self._state.get("momentum_buffer"), *self._exact_args(),
+    def _flush(self, indices: np.ndarray | None) -> None:
+        _core.sgd_flush(self._param, indices, self._state.get("momentum_buffer"), *self._exact_args(),
                         self._options, self._step, self._num_threads)
 
 
@@ -373,8 +376,8 @@ class RMSprop(Optimizer):
         _core.rmsprop_step(self._param, indices, values, *self._arrays(), self._options, step,
                            self._num_threads)
 
-    def _flush(self) -> None:
-        _core.rmsprop_flush(self._param, *self._arrays(), self._options, self._step,
+    def _flush(self, indices: np.ndarray | None) -> None:
+        _core.rmsprop_flush(self._param, indices, *self._arrays(), self._options, self._step,
                             self._num_threads)
 
 
@@ -443,8 +446,8 @@ class Adam(Optimizer):
                         self._state.get("row_steps"), *self._exact_args(), self._options, step,
                         self._num_threads)
 
-    def _flush(self) -> None:
-        _core.adam_flush(self._param, self._state["exp_avg"], self._state["exp_avg_sq"],
+    def _flush(self, indices: np.ndarray | None) -> None:
+        _core.adam_flush(self._param, indices, self._state["exp_avg"], self._state["exp_avg_sq"],
                          self._state.get("max_exp_avg_sq"), *self._exact_args(), self._options,
                          self._step, self._num_threads)
 

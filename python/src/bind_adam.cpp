@@ -61,18 +61,18 @@ void bind_adam(py::module_& m) {
 
   m.def(
       "adam_flush",
-      [](py::handle param, py::handle exp_avg, py::handle exp_avg_sq, py::handle max_exp_avg_sq,
+      [](py::handle param, py::handle indices, py::handle exp_avg, py::handle exp_avg_sq, py::handle max_exp_avg_sq,
          py::handle last_step, py::handle history, py::handle window, const AdamOptions& options,
          std::int64_t step, int num_threads) {
         options.validate();
-        run_on_table(param, [&](const py::array& p, auto value_tag, auto table) {
+        run_flush(param, indices, [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n) {
           using T = typename decltype(value_tag)::type;
           const AdamState<T> state = adam_state<T>(p, options, exp_avg, exp_avg_sq, max_exp_avg_sq,
                                                    py::none(), last_step, history, window);
-          return [=] { adam_flush(table, state, options, step, num_threads); };
+          return [=] { adam_flush(table, state, options, step, num_threads, ptr, n); };
         });
       },
-      py::arg("param"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"),
+      py::arg("param"), py::arg("indices"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"),
       py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("options"),
       py::arg("step"), py::arg("num_threads"));
 }

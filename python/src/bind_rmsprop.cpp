@@ -56,18 +56,18 @@ void bind_rmsprop(py::module_& m) {
 
   m.def(
       "rmsprop_flush",
-      [](py::handle param, py::handle square_avg, py::handle momentum_buffer, py::handle grad_avg,
+      [](py::handle param, py::handle indices, py::handle square_avg, py::handle momentum_buffer, py::handle grad_avg,
          py::handle last_step, py::handle history, py::handle window,
          const RmspropOptions& options, std::int64_t step, int num_threads) {
         options.validate();
-        run_on_table(param, [&](const py::array& p, auto value_tag, auto table) {
+        run_flush(param, indices, [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n) {
           using T = typename decltype(value_tag)::type;
           const RmspropState<T> state = rmsprop_state<T>(p, options, square_avg, momentum_buffer,
                                                          grad_avg, last_step, history, window);
-          return [=] { rmsprop_flush(table, state, options, step, num_threads); };
+          return [=] { rmsprop_flush(table, state, options, step, num_threads, ptr, n); };
         });
       },
-      py::arg("param"), py::arg("square_avg"), py::arg("momentum_buffer"), py::arg("grad_avg"),
+      py::arg("param"), py::arg("indices"), py::arg("square_avg"), py::arg("momentum_buffer"), py::arg("grad_avg"),
       py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("options"),
       py::arg("step"), py::arg("num_threads"));
 }

@@ -54,17 +54,17 @@ void bind_sgd(py::module_& m) {
 
   m.def(
       "sgd_flush",
-      [](py::handle param, py::handle momentum_buffer, py::handle last_step, py::handle history,
+      [](py::handle param, py::handle indices, py::handle momentum_buffer, py::handle last_step, py::handle history,
          py::handle window, const SgdOptions& options, std::int64_t step, int num_threads) {
         options.validate();
-        run_on_table(param, [&](const py::array& p, auto value_tag, auto table) {
+        run_flush(param, indices, [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n) {
           using T = typename decltype(value_tag)::type;
           const SgdState<T> state = sgd_state<T>(p, options, momentum_buffer, py::none(),
                                                  last_step, history, window);
-          return [=] { sgd_flush(table, state, options, step, num_threads); };
+          return [=] { sgd_flush(table, state, options, step, num_threads, ptr, n); };
         });
       },
-      py::arg("param"), py::arg("momentum_buffer"), py::arg("last_step"), py::arg("history"),
+      py::arg("param"), py::arg("indices"), py::arg("momentum_buffer"), py::arg("last_step"), py::arg("history"),
       py::arg("window"), py::arg("options"), py::arg("step"), py::arg("num_threads"));
 }
 

@@ -35,16 +35,33 @@ inline std::int64_t* optional_row_counts(py::handle obj, const py::array& param,
   return obj.is_none() ? nullptr : require_row_counts(obj, param, name);
 }
 
-// Checks the parameter, then runs make_call(param, value_tag, table)'s result without the GIL:
-// for calls that take no gradient (flush).
+// For flush: checks the parameter and `indices` (None for every row, else a 1-D int32/int64
+// array), then runs make_call(param, value_tag, table, indices_ptr, n)'s result without the GIL.
 template <class MakeCall>
-void run_on_table(py::handle param_obj, MakeCall&& make_call) {
+void run_flush(py::handle param_obj, py::handle indices_obj, MakeCall&& make_call) {
   py::array param = require_param(param_obj);
+  const bool some = !indices_obj.is_none();
+  py::array indices;
+  if (some) {
+    indices = require_array(indices_obj, "indices");
+    require_index_dtype(indices, "indices");
+    if (indices.ndim() != 1)
+      throw py::value_error("indices must be 1-D, got shape " + shape_str(indices));
+  }
   dispatch_float(param, [&](auto value_tag) {
     using T = typename decltype(value_tag)::type;
-    auto call = make_call(param, value_tag, table_of<T>(param));
-    py::gil_scoped_release release;
-    call();
+    auto run = [&](auto index_tag) {
+      using I = typename decltype(index_tag)::type;
+      const I* ptr = some ? static_cast<const I*>(indices.data()) : nullptr;
+      const std::int64_t n = some ? indices.shape(0) : 0;
+      auto call = make_call(param, value_tag, table_of<T>(param), ptr, n);
+      py::gil_scoped_release release;
+      call();
+    };
+    if (some && has_dtype<std::int32_t>(indices))
+      run(tag<std::int32_t>{});
+    else
+      run(tag<std::int64_t>{});
   });
 }
 

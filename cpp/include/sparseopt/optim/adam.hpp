@@ -432,11 +432,12 @@ void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamSta
     detail::adam_lazy_step(param, grad, state, options, step, num_threads, plan);
 }
 
-// Exact mode: brings every row up to `step` (the last step taken), as the dense optimizer
+// Exact mode: brings every row (or the rows in indices[0, n)) up to `step`, the last step taken, as the dense optimizer
 // has them. Lazy mode has nothing to do.
-template <class T>
+template <class T, class I = std::int64_t>
 void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOptions& options,
-                std::int64_t step, int num_threads = 0) {
+                std::int64_t step, int num_threads = 0,
+               const I* indices = nullptr, std::int64_t n = 0) {
   options.validate();
   detail::require_adam_state(param, state, options);
   if (options.mode != Mode::exact) return;
@@ -446,7 +447,7 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
   book.require_step(step, param.num_rows);
   const detail::AdamSeries series = detail::adam_series(options);
   const detail::AdamCatchUpTables tables(options, series, layout.window);
-  detail::catch_up_all(book, param.num_rows, param.row_width, step, num_threads,
+  detail::catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
                        [&](std::int64_t r, std::int64_t last) {
                          detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);
                        });

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../coalesce.hpp"
 #include "../errors.hpp"
 #include "../parallel.hpp"
 
@@ -141,19 +142,28 @@ class ExactBook {
   ExactState state_;
 };
 
-// Brings every row whose last step is before `step` up to `step` with catch_up(row, last),
-// in parallel over rows; used by flush().
-template <class CatchUp>
-void catch_up_all(const ExactBook& book, std::int64_t num_rows, std::int64_t row_width,
-                  std::int64_t step, int num_threads, CatchUp&& catch_up) {
+// Brings rows whose last step is before `step` up to `step` with catch_up(row, last), in
+// parallel over rows: every row when indices is null, else the rows in indices[0, n) (checked
+// against num_rows before anything is written; repeats are fine). Used by flush().
+template <class I, class CatchUp>
+void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t row_width,
+                   std::int64_t step, int num_threads, const I* indices, std::int64_t n,
+                   CatchUp&& catch_up) {
   const int threads = resolve_threads(num_threads);
   std::int64_t* last = book.last_step();
-  parallel_for(num_rows, threads, num_rows * row_width, [&](std::int64_t r, int) {
+  auto bring = [&](std::int64_t r) {
     if (last[r] < step) {
       catch_up(r, last[r]);
       last[r] = step;
     }
-  });
+  };
+  if (indices == nullptr) {
+    parallel_for(num_rows, threads, num_rows * row_width, [&](std::int64_t r, int) { bring(r); });
+    return;
+  }
+  const CoalescePlan<I> plan = plan_coalesce(indices, n, num_rows);
+  parallel_for(plan.size(), threads, plan.size() * row_width,
+               [&](std::int64_t u, int) { bring(static_cast<std::int64_t>(plan.rows[u])); });
 }
 
 }  // namespace detail

@@ -176,17 +176,18 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
   }
 }
 
-// Exact mode: brings every row up to `step` (the last step taken). Lazy mode: nothing to do.
-template <class T>
+// Exact mode: brings every row (or the rows in indices[0, n)) up to `step`, the last step taken. Lazy mode: nothing to do.
+template <class T, class I = std::int64_t>
 void sgd_flush(const Table<T>& param, const SgdState<T>& state, const SgdOptions& options,
-               std::int64_t step, int num_threads = 0) {
+               std::int64_t step, int num_threads = 0,
+              const I* indices = nullptr, std::int64_t n = 0) {
   options.validate();
   detail::require_sgd_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const ExactLayout layout = sgd_exact_layout(options);
   const detail::ExactBook book(layout, state.exact);
   book.require_step(step, param.num_rows);
-  detail::catch_up_all(book, param.num_rows, param.row_width, step, num_threads,
+  detail::catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
                        [&](std::int64_t r, std::int64_t last) {
                          detail::sgd_catch_up(options, book, param, state, r, last, step);
                        });
