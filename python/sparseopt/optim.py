@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _args, _core
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad"]
 
 _MODES = ("lazy", "exact")
 _BIAS_CORRECTIONS = ("global", "row", "none")
@@ -467,3 +467,54 @@ class AdamW(Adam):
         super().__init__(param, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, mode=mode, bias_correction=bias_correction,
                          num_threads=num_threads)
+
+
+class RowWiseAdagrad(Optimizer):
+    """Row-wise Adagrad: one accumulator per row (FBGEMM's and TorchRec's
+    ``EXACT_ROWWISE_ADAGRAD`` without weight decay), for huge embedding tables whose state
+    must stay small.
+
+    For each touched row ``r`` with coalesced gradient row ``g`` (``row_width`` elements)::
+
+        sum[r] += mean(g**2)                     # mean over the row's elements
+        p[r]   -= lr * g / (sqrt(sum[r]) + eps)
+
+    The mean and the row's multiplier ``lr / (sqrt(sum[r]) + eps)`` are computed in float64
+    (for float32 tables too) in an order that does not depend on ``num_threads``. A zero
+    gradient changes nothing, so this lazy update already is the dense optimizer's result.
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64, shape (num_rows, *row_shape)
+        The table, updated in place.
+    lr : float
+        Learning rate, finite and >= 0.
+    eps : float
+        Added to ``sqrt(sum[r])``; finite and > 0 (with 0, a row whose gradient and
+        accumulator are both 0 would divide 0 by 0), and ``lr / eps`` must be finite.
+    num_threads : int
+        Threads per step (0 = all available); results do not depend on it.
+
+    Notes
+    -----
+    State: ``sum``, shape ``(num_rows,)`` with the parameter's dtype, starting at 0.
+    """
+
+    def __init__(self, param: np.ndarray, lr: float = 1e-2, eps: float = 1e-10, *,
+                 num_threads: int = 0):
+        super().__init__(param, dict(lr=lr, eps=eps), num_threads=num_threads)
+
+    def _options_from(self, h: dict[str, Any]) -> Any:
+        o = _core.RowWiseAdagradOptions()
+        o.lr = h["lr"] = _args.real("lr", h["lr"])
+        o.eps = h["eps"] = _args.real("eps", h["eps"])
+        o.validate()
+        return o
+
+    def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
+        # A dtype (here the parameter's) gives one value per row instead of the param's shape.
+        return {"sum": (self._param.dtype, 0.0)}
+
+    def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
+        _core.rowwise_adagrad_step(self._param, indices, values, self._state["sum"],
+                                   self._options, self._num_threads)

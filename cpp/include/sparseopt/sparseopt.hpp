@@ -19,3 +19,4 @@
 #include "optim/exact.hpp"
 #include "optim/adam.hpp"
 #include "optim/rmsprop.hpp"
+#include "optim/rowwise_adagrad.hpp"
