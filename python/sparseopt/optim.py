@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _args, _core
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL"]
 
 _MODES = ("lazy", "exact")
 _BIAS_CORRECTIONS = ("global", "row", "none")
@@ -518,3 +518,79 @@ class RowWiseAdagrad(Optimizer):
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
         _core.rowwise_adagrad_step(self._param, indices, values, self._state["sum"],
                                    self._options, self._num_threads)
+
+
+class FTRL(Optimizer):
+    """FTRL-proximal, as TensorFlow's ``SparseApplyFtrl`` (``tf.compat.v1.train.FtrlOptimizer``
+    without l2 shrinkage) computes it.
+
+    On every element of every touched row, with ``g`` the coalesced gradient (repeated indices
+    summed first, as TensorFlow's optimizers do)::
+
+        accum_new = accum + g**2
+        sigma     = (accum_new**(-lr_power) - accum**(-lr_power)) / lr   # sqrt for lr_power=-0.5
+        linear   += g - sigma * p
+        quadratic = accum_new**(-lr_power) / lr + 2 * l2
+        p         = (clip(linear, -l1, l1) - linear) / quadratic         # 0 when |linear| <= l1
+        accum     = accum_new
+
+    in the table's dtype. Untouched rows keep parameters and state, as in TensorFlow's sparse
+    kernel. A zero gradient changes neither ``accumulator`` nor ``linear``, so the state is the
+    dense optimizer's; a dense step would also recompute ``p`` from them, which is the same
+    ``p`` for a row last updated under the current ``lr``, ``l1``, ``l2``, but 0 for a row never
+    touched.
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64, shape (num_rows, *row_shape)
+        The table, updated in place.
+    lr : float
+        Learning rate, finite and > 0.
+    lr_power : float
+        Power of the per-element learning-rate schedule, <= 0 (-0.5: ``1/sqrt``; 0: fixed).
+    l1, l2 : float
+        Regularisation strengths, >= 0.
+    initial_accumulator_value : float
+        Starting value of ``accumulator``, >= 0. It must be > 0 when ``lr_power < 0`` and
+        ``l2 == 0``: then ``quadratic`` would be 0 for an element whose accumulator and gradient
+        are both 0 (TensorFlow's kernel divides 0 by 0 there). ``quadratic`` at this value must
+        also be a positive finite number in the table's dtype (a float32 table can underflow
+        it to 0 or overflow it); an ``lr`` set later that breaks this is refused by the next
+        step (ValueError, nothing changed).
+    num_threads : int
+        Threads per step (0 = all available); results do not depend on it.
+
+    Notes
+    -----
+    State: ``accumulator`` (the parameter's shape, starting at ``initial_accumulator_value``)
+    and ``linear`` (the parameter's shape, starting at 0).
+    """
+
+    def __init__(self, param: np.ndarray, lr: float, lr_power: float = -0.5, l1: float = 0.0,
+                 l2: float = 0.0, initial_accumulator_value: float = 0.1, *, num_threads: int = 0):
+        super().__init__(param, dict(lr=lr, lr_power=lr_power, l1=l1, l2=l2,
+                                     initial_accumulator_value=initial_accumulator_value),
+                         num_threads=num_threads)
+
+    def _options_from(self, h: dict[str, Any]) -> Any:
+        o = _core.FtrlOptions()
+        for name in ("lr", "lr_power", "l1", "l2", "initial_accumulator_value"):
+            value = h[name] = _args.real(name, h[name])
+            setattr(o, name, value)
+        o.validate()
+        # validate() checks in float64; every step also checks the bounds in the table's dtype.
+        # An empty step on a one-row scratch table runs that check now, so that construction
+        # and load_state_dict refuse such options rather than the first step.
+        dtype = self._param.dtype
+        scratch = [np.zeros(1, dtype) for _ in range(3)]
+        _core.ftrl_step(scratch[0], np.zeros(0, np.int64), np.zeros(0, dtype), scratch[1],
+                        scratch[2], o, 1)
+        return o
+
+    def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
+        return {"accumulator": (None, hyperparams["initial_accumulator_value"]),
+                "linear": (None, 0.0)}
+
+    def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
+        _core.ftrl_step(self._param, indices, values, self._state["accumulator"],
+                        self._state["linear"], self._options, self._num_threads)

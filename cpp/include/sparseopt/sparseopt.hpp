@@ -20,3 +20,4 @@
 #include "optim/adam.hpp"
 #include "optim/rmsprop.hpp"
 #include "optim/rowwise_adagrad.hpp"
+#include "optim/ftrl.hpp"
