@@ -459,6 +459,16 @@ def test_core_rejects_shared_state_memory(rng):
     assert np.all(shared == 0.1) and np.all(buf == 0)
 
 
+def test_core_check_options_follows_the_table_dtype():
+    options = _core.FtrlOptions()
+    options.initial_accumulator_value = 1e-50  # 0 in float32
+    _core.ftrl_check_options(np.zeros(3), options)
+    with pytest.raises(ValueError, match="float32"):
+        _core.ftrl_check_options(np.zeros(3, np.float32), options)
+    with pytest.raises(TypeError, match="param"):
+        _core.ftrl_check_options(np.zeros(3, np.int64), options)
+
+
 # --------------------------------------------------------------------------- #
 # threads
 # --------------------------------------------------------------------------- #

@@ -578,13 +578,9 @@ class FTRL(Optimizer):
             value = h[name] = _args.real(name, h[name])
             setattr(o, name, value)
         o.validate()
-        # validate() checks in float64; every step also checks the bounds in the table's dtype.
-        # An empty step on a one-row scratch table runs that check now, so that construction
-        # and load_state_dict refuse such options rather than the first step.
-        dtype = self._param.dtype
-        scratch = [np.zeros(1, dtype) for _ in range(3)]
-        _core.ftrl_step(scratch[0], np.zeros(0, np.int64), np.zeros(0, dtype), scratch[1],
-                        scratch[2], o, 1)
+        # Every step also checks the bounds in the table's dtype; checking them now makes
+        # construction and load_state_dict refuse such options rather than the first step.
+        _core.ftrl_check_options(self._param, o)
         return o
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:

@@ -17,6 +17,16 @@ void bind_ftrl(py::module_& m) {
       .def("validate", &FtrlOptions::validate);
 
   m.def(
+      "ftrl_check_options",
+      [](py::handle param, const FtrlOptions& options) {
+        dispatch_float(require_param(param), [&](auto value_tag) {
+          options.validate_in<typename decltype(value_tag)::type>();
+        });
+      },
+      py::arg("param"), py::arg("options"),
+      "Raises ValueError unless options suit param's dtype (the check every ftrl_step makes).");
+
+  m.def(
       "ftrl_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle accumulator,
          py::handle linear, const FtrlOptions& options, int num_threads) {

@@ -48,6 +48,7 @@ struct FtrlOptions {
   // accumulator can hold, used only to check that no element can divide by 0.
   double initial_accumulator_value = 0.1;
 
+  // The checks that do not depend on the table's dtype.
   void validate() const {
     detail::require(std::isfinite(lr) && lr > 0.0, "lr must be a finite number > 0, got ", lr);
     detail::require(std::isfinite(lr_power) && lr_power <= 0.0,
@@ -61,6 +62,12 @@ struct FtrlOptions {
                     "for an element whose accumulator and gradient are both 0; got lr_power=",
                     lr_power, ", l2=", l2, ", initial_accumulator_value=", initial_accumulator_value);
   }
+
+  // validate(), then the same bounds in T, the table's dtype: every hyper-parameter
+  // representable, and the divisor positive and finite at the starting accumulator (see the
+  // top of this file). Every ftrl_step<T> runs it before writing.
+  template <class T>
+  void validate_in() const;
 };
 
 template <class T>
@@ -104,28 +111,30 @@ struct FtrlScalars {
   }
 };
 
-// validate() in double, then the same bounds in T: every hyper-parameter representable, and
-// the divisor `quadratic` positive and finite at the starting accumulator (see the top).
+}  // namespace detail
+
 template <class T>
-void validate_ftrl_in(const FtrlOptions& o) {
-  o.validate();
-  const char* type = float_name<T>();
-  require(T(o.lr) > T(0) && std::isfinite(T(o.lr)), "lr=", o.lr,
-          " is not a positive finite number in ", type);
-  require(std::isfinite(T(o.lr_power)), "lr_power=", o.lr_power, " does not fit in ", type);
-  require(std::isfinite(T(o.l1)), "l1=", o.l1, " does not fit in ", type);
-  require(std::isfinite(T(2) * T(o.l2)), "2 * l2 (l2=", o.l2, ") does not fit in ", type);
-  const T start = T(o.initial_accumulator_value);
-  require(std::isfinite(start), "initial_accumulator_value=", o.initial_accumulator_value,
+void FtrlOptions::validate_in() const {
+  using detail::require;
+  validate();
+  const char* type = detail::float_name<T>();
+  require(T(lr) > T(0) && std::isfinite(T(lr)), "lr=", lr, " is not a positive finite number in ",
+          type);
+  require(std::isfinite(T(lr_power)), "lr_power=", lr_power, " does not fit in ", type);
+  require(std::isfinite(T(l1)), "l1=", l1, " does not fit in ", type);
+  require(std::isfinite(T(2) * T(l2)), "2 * l2 (l2=", l2, ") does not fit in ", type);
+  const T start = T(initial_accumulator_value);
+  require(std::isfinite(start), "initial_accumulator_value=", initial_accumulator_value,
           " does not fit in ", type);
-  const T floor = FtrlScalars<T>(o).quadratic(start);
-  require(floor > T(0) && std::isfinite(floor),
-          "initial_accumulator_value=", o.initial_accumulator_value, " with lr=", o.lr,
-          ", lr_power=", o.lr_power, " and l2=", o.l2,
+  const T floor = detail::FtrlScalars<T>(*this).quadratic(start);
+  require(floor > T(0) && std::isfinite(floor), "initial_accumulator_value=",
+          initial_accumulator_value, " with lr=", lr, ", lr_power=", lr_power, " and l2=", l2,
           " makes FTRL's divisor accumulator**(-lr_power) / lr + 2 * l2 equal ", floor, " in ",
           type, "; it must be a positive finite number (change initial_accumulator_value, lr or "
           "l2)");
 }
+
+namespace detail {
 
 template <class T, bool SqrtPower>
 void ftrl_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT accum, T* SPARSEOPT_RESTRICT linear,
@@ -148,7 +157,7 @@ void ftrl_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT accum, T* SPARSEOPT
 template <class T, class I>
 void ftrl_step(const Table<T>& param, const RowSparse<T, I>& grad, const FtrlState<T>& state,
                const FtrlOptions& options, int num_threads = 0) {
-  detail::validate_ftrl_in<T>(options);
+  options.validate_in<T>();
   detail::require_same_rows(param, state.accumulator, "accumulator");
   detail::require_same_rows(param, state.linear, "linear");
   detail::require_disjoint(state.accumulator.data, detail::byte_size(state.accumulator),
