@@ -479,9 +479,10 @@ class RowWiseAdagrad(Optimizer):
         sum[r] += mean(g**2)                     # mean over the row's elements
         p[r]   -= lr * g / (sqrt(sum[r]) + eps)
 
-    The mean and the row's multiplier ``lr / (sqrt(sum[r]) + eps)`` are computed in float64
-    (for float32 tables too) in an order that does not depend on ``num_threads``. A zero
-    gradient changes nothing, so this lazy update already is the dense optimizer's result.
+    The mean, the row's multiplier ``lr / (sqrt(sum[r]) + eps)`` and the update are computed
+    in float64 (for float32 tables too, rounded once), in an order that does not depend on
+    ``num_threads``. A zero gradient changes nothing, so this lazy update already is the dense
+    optimizer's result.
 
     Parameters
     ----------
