@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _args, _core
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL"]
 
 _MODES = ("lazy", "exact")
 _BIAS_CORRECTIONS = ("global", "row", "none")
@@ -470,3 +470,127 @@ class AdamW(Adam):
         super().__init__(param, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, mode=mode, bias_correction=bias_correction,
                          num_threads=num_threads)
+
+
+class RowWiseAdagrad(Optimizer):
+    """Row-wise Adagrad: one accumulator per row (FBGEMM's and TorchRec's
+    ``EXACT_ROWWISE_ADAGRAD`` without weight decay), for huge embedding tables whose state
+    must stay small.
+
+    For each touched row ``r`` with coalesced gradient row ``g`` (``row_width`` elements)::
+
+        sum[r] += mean(g**2)                     # mean over the row's elements
+        p[r]   -= lr * g / (sqrt(sum[r]) + eps)
+
+    The mean, the row's multiplier ``lr / (sqrt(sum[r]) + eps)`` and the update are computed
+    in float64 (for float32 tables too, rounded once), in an order that does not depend on
+    ``num_threads``. A zero gradient changes nothing, so this lazy update already is the dense
+    optimizer's result.
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64, shape (num_rows, *row_shape)
+        The table, updated in place.
+    lr : float
+        Learning rate, finite and >= 0.
+    eps : float
+        Added to ``sqrt(sum[r])``; finite and > 0 (with 0, a row whose gradient and
+        accumulator are both 0 would divide 0 by 0), and ``lr / eps`` must be finite.
+    num_threads : int
+        Threads per step (0 = all available); results do not depend on it.
+
+    Notes
+    -----
+    State: ``sum``, shape ``(num_rows,)`` with the parameter's dtype, starting at 0.
+    """
+
+    def __init__(self, param: np.ndarray, lr: float = 1e-2, eps: float = 1e-10, *,
+                 num_threads: int = 0):
+        super().__init__(param, dict(lr=lr, eps=eps), num_threads=num_threads)
+
+    def _options_from(self, h: dict[str, Any]) -> Any:
+        o = _core.RowWiseAdagradOptions()
+        o.lr = h["lr"] = _args.real("lr", h["lr"])
+        o.eps = h["eps"] = _args.real("eps", h["eps"])
+        o.validate()
+        return o
+
+    def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
+        # A dtype (here the parameter's) gives one value per row instead of the param's shape.
+        return {"sum": (self._param.dtype, 0.0)}
+
+    def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
+        _core.rowwise_adagrad_step(self._param, indices, values, self._state["sum"],
+                                   self._options, self._num_threads)
+
+
+class FTRL(Optimizer):
+    """FTRL-proximal, as TensorFlow's ``SparseApplyFtrl`` (``tf.compat.v1.train.FtrlOptimizer``
+    without l2 shrinkage) computes it.
+
+    On every element of every touched row, with ``g`` the coalesced gradient (repeated indices
+    summed first, as TensorFlow's optimizers do)::
+
+        accum_new = accum + g**2
+        sigma     = (accum_new**(-lr_power) - accum**(-lr_power)) / lr   # sqrt for lr_power=-0.5
+        linear   += g - sigma * p
+        quadratic = accum_new**(-lr_power) / lr + 2 * l2
+        p         = (clip(linear, -l1, l1) - linear) / quadratic         # 0 when |linear| <= l1
+        accum     = accum_new
+
+    in the table's dtype. Untouched rows keep parameters and state, as in TensorFlow's sparse
+    kernel. A zero gradient changes neither ``accumulator`` nor ``linear``, so the state is the
+    dense optimizer's; a dense step would also recompute ``p`` from them, which is the same
+    ``p`` for a row last updated under the current ``lr``, ``l1``, ``l2``, but 0 for a row never
+    touched.
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64, shape (num_rows, *row_shape)
+        The table, updated in place.
+    lr : float
+        Learning rate, finite and > 0.
+    lr_power : float
+        Power of the per-element learning-rate schedule, <= 0 (-0.5: ``1/sqrt``; 0: fixed).
+    l1, l2 : float
+        Regularisation strengths, >= 0.
+    initial_accumulator_value : float
+        Starting value of ``accumulator``, >= 0. It must be > 0 when ``lr_power < 0`` and
+        ``l2 == 0``: then ``quadratic`` would be 0 for an element whose accumulator and gradient
+        are both 0 (TensorFlow's kernel divides 0 by 0 there). ``quadratic`` at this value must
+        also be a positive finite number in the table's dtype (a float32 table can underflow
+        it to 0 or overflow it); an ``lr`` set later that breaks this is refused by the next
+        step (ValueError, nothing changed).
+    num_threads : int
+        Threads per step (0 = all available); results do not depend on it.
+
+    Notes
+    -----
+    State: ``accumulator`` (the parameter's shape, starting at ``initial_accumulator_value``)
+    and ``linear`` (the parameter's shape, starting at 0).
+    """
+
+    def __init__(self, param: np.ndarray, lr: float, lr_power: float = -0.5, l1: float = 0.0,
+                 l2: float = 0.0, initial_accumulator_value: float = 0.1, *, num_threads: int = 0):
+        super().__init__(param, dict(lr=lr, lr_power=lr_power, l1=l1, l2=l2,
+                                     initial_accumulator_value=initial_accumulator_value),
+                         num_threads=num_threads)
+
+    def _options_from(self, h: dict[str, Any]) -> Any:
+        o = _core.FtrlOptions()
+        for name in ("lr", "lr_power", "l1", "l2", "initial_accumulator_value"):
+            value = h[name] = _args.real(name, h[name])
+            setattr(o, name, value)
+        o.validate()
+        # Every step also checks the bounds in the table's dtype; checking them now makes
+        # construction and load_state_dict refuse such options rather than the first step.
+        _core.ftrl_check_options(self._param, o)
+        return o
+
+    def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
+        return {"accumulator": (None, hyperparams["initial_accumulator_value"]),
+                "linear": (None, 0.0)}
+
+    def _apply(self, indices: np.ndarray, values: np.ndarray, step: int) -> None:
+        _core.ftrl_step(self._param, indices, values, self._state["accumulator"],
+                        self._state["linear"], self._options, self._num_threads)

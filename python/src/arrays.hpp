@@ -120,6 +120,17 @@ inline std::int64_t* require_row_counts(py::handle obj, const py::array& param, 
   return static_cast<std::int64_t*>(a.mutable_data());
 }
 
+// A per-row state array of shape (num_rows,) with the parameter's (float32/float64) dtype,
+// writeable: state kept once per row instead of once per element.
+inline py::array require_row_state(py::handle obj, const py::array& param, const char* name) {
+  py::array a = require_writeable(obj, name);
+  require_same_dtype(a, param, name, "param");
+  if (a.ndim() != 1 || a.shape(0) != param.shape(0))
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(param.shape(0)) +
+                          ",), one value per row of param, got " + shape_str(a));
+  return a;
+}
+
 // indices (1-D int32/int64) and values (shape (len(indices), *row_shape)) of a row-sparse
 // gradient; row_shape is taken from `table` when given, else from values itself.
 struct GradientArrays {

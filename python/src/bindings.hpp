@@ -12,5 +12,7 @@ void bind_sgd(pybind11::module_& m);
 void bind_adagrad(pybind11::module_& m);
 void bind_adam(pybind11::module_& m);
 void bind_rmsprop(pybind11::module_& m);
+void bind_rowwise_adagrad(pybind11::module_& m);
+void bind_ftrl(pybind11::module_& m);
 
 }  // namespace sparseopt::bind

@@ -30,4 +30,6 @@ PYBIND11_MODULE(_core, m) {
   sparseopt::bind::bind_adagrad(m);
   sparseopt::bind::bind_adam(m);
   sparseopt::bind::bind_rmsprop(m);
+  sparseopt::bind::bind_rowwise_adagrad(m);
+  sparseopt::bind::bind_ftrl(m);
 }

@@ -19,3 +19,5 @@
 #include "optim/exact.hpp"
 #include "optim/adam.hpp"
 #include "optim/rmsprop.hpp"
+#include "optim/rowwise_adagrad.hpp"
+#include "optim/ftrl.hpp"

@@ -1,0 +1,100 @@
+// Row-wise Adagrad: one accumulator per row instead of one per element, so that the state of a
+// huge embedding table is a single number per row. This is FBGEMM's and TorchRec's
+// EXACT_ROWWISE_ADAGRAD (no weight decay; "exact" there means repeated indices are summed
+// first, as here). For each touched row r with summed gradient g of w elements:
+//   sum[r] += mean(g^2)                           mean over the row's w elements
+//   p[r]   -= lr / (sqrt(sum[r]) + eps) * g       with the sum[r] just stored
+// Precision: the mean, the row's multiplier lr / (sqrt(sum[r]) + eps) and the parameter update
+// are computed in double (for float32 tables too) and rounded once to the table's dtype. The sum
+// of squares adds eight partial sums in a pattern fixed by w alone, so the bits do not depend
+// on the thread count (each row is updated by one thread).
+// A zero gradient changes neither sum[r] nor p[r], so lazy updates are already the dense
+// optimizer's result. A table with zero-width rows has nothing to average: its rows stay as
+// they are.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "common.hpp"
+
+namespace sparseopt {
+
+struct RowWiseAdagradOptions {
+  double lr = 1e-2;
+  double eps = 1e-10;
+
+  void validate() const {
+    detail::require_finite_at_least(lr, 0.0, "lr");
+    // eps = 0 would divide 0 by 0 on a touched row whose gradient and accumulator are both 0.
+    detail::require(std::isfinite(eps) && eps > 0.0, "eps must be a finite number > 0, got ", eps);
+    // lr / eps bounds every row's multiplier: finite, so a zero gradient moves nothing.
+    detail::require(std::isfinite(lr / eps), "lr / eps must be finite (it bounds the step "
+                    "multiplier lr / (sqrt(sum) + eps)), got lr=", lr, " and eps=", eps);
+  }
+};
+
+template <class T>
+struct RowWiseAdagradState {
+  T* sum = nullptr;  // one running mean-of-squares sum per row: num_rows values, param's dtype
+};
+
+namespace detail {
+
+// The type a row's mean and multiplier are computed in: double, or T where T is wider.
+template <class T>
+using rowwise_wide_t = std::conditional_t<(sizeof(T) > sizeof(double)), T, double>;
+
+// sum of g[j]^2 in W over eight interleaved partial sums, combined pairwise: an order fixed by
+// w, and lanes that vectorise without reassociating anything.
+template <class W, class T>
+W sum_of_squares(const T* SPARSEOPT_RESTRICT g, std::int64_t w) noexcept {
+  constexpr std::int64_t lanes = 8;
+  W part[lanes] = {};
+  std::int64_t j = 0;
+  for (; j + lanes <= w; j += lanes)
+    for (std::int64_t l = 0; l < lanes; ++l) part[l] += W(g[j + l]) * W(g[j + l]);
+  for (std::int64_t l = 0; j < w; ++j, ++l) part[l] += W(g[j]) * W(g[j]);
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+template <class T>
+void rowwise_adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s,
+                         const T* SPARSEOPT_RESTRICT g, std::int64_t w, double lr,
+                         double eps) noexcept {
+  using W = rowwise_wide_t<T>;
+  if (w == 0) return;
+  const T s_new = T(W(*s) + sum_of_squares<W>(g, w) / W(w));
+  *s = s_new;
+  const W multiplier = W(lr) / (std::sqrt(W(s_new)) + W(eps));
+  for (std::int64_t j = 0; j < w; ++j) p[j] = T(W(p[j]) - multiplier * W(g[j]));
+}
+
+}  // namespace detail
+
+template <class T, class I>
+void rowwise_adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad,
+                          const RowWiseAdagradState<T>& state,
+                          const RowWiseAdagradOptions& options, int num_threads = 0) {
+  options.validate();
+  const std::int64_t sum_bytes = param.num_rows * std::int64_t(sizeof(T));
+  detail::require(state.sum != nullptr || param.num_rows == 0, "sum is null");
+  detail::require_disjoint(param.data, detail::byte_size(param), "param", state.sum, sum_bytes,
+                           "sum");
+  detail::require_disjoint(grad.values, grad.size * grad.row_width * std::int64_t(sizeof(T)),
+                           "values", state.sum, sum_bytes, "sum");
+  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+
+  const std::int64_t w = param.row_width;
+  const double lr = options.lr, eps = options.eps;
+  detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
+    detail::rowwise_adagrad_row(param.row(r), state.sum + r, g, w, lr, eps);
+  },
+      [&](std::int64_t r) {
+        detail::prefetch_row(param.row(r), w);
+        detail::prefetch_row(state.sum + r, 1);
+      });
+}
+
+}  // namespace sparseopt

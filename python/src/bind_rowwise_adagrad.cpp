@@ -1,0 +1,31 @@
+// sparseopt._core.rowwise_adagrad_step and its options.
+#include <sparseopt/optim/rowwise_adagrad.hpp>
+
+#include "bindings.hpp"
+#include "optim_binding.hpp"
+
+namespace sparseopt::bind {
+
+void bind_rowwise_adagrad(py::module_& m) {
+  py::class_<RowWiseAdagradOptions>(m, "RowWiseAdagradOptions")
+      .def(py::init<>())
+      .def_readwrite("lr", &RowWiseAdagradOptions::lr)
+      .def_readwrite("eps", &RowWiseAdagradOptions::eps)
+      .def("validate", &RowWiseAdagradOptions::validate);
+
+  m.def(
+      "rowwise_adagrad_step",
+      [](py::handle param, py::handle indices, py::handle values, py::handle sum,
+         const RowWiseAdagradOptions& options, int num_threads) {
+        run_step(param, indices, values, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
+          using T = typename decltype(value_tag)::type;
+          py::array sum_array = require_row_state(sum, p, "sum");
+          const RowWiseAdagradState<T> state{static_cast<T*>(sum_array.mutable_data())};
+          return [=] { rowwise_adagrad_step(table, grad, state, options, num_threads); };
+        });
+      },
+      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("sum"), py::arg("options"),
+      py::arg("num_threads"));
+}
+
+}  // namespace sparseopt::bind
