@@ -58,8 +58,8 @@ void run_flush(py::handle param_obj, py::handle indices_obj, MakeCall&& make_cal
       py::gil_scoped_release release;
       call();
     };
-    if (some && has_dtype<std::int32_t>(indices))
-      run(tag<std::int32_t>{});
+    if (some)
+      dispatch_index(indices, run);
     else
       run(tag<std::int64_t>{});
   });
