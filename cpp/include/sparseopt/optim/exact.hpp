@@ -142,6 +142,29 @@ class ExactBook {
   ExactState state_;
 };
 
+// The record of a heavy-ball momentum buffer (SGD, RMSprop): one window sum of ratio
+// `momentum`, the parameter drift sum_j f_j momentum^j; nothing without momentum.
+inline ExactLayout momentum_layout(double momentum) {
+  ExactLayout layout;
+  if (momentum != 0.0) {
+    layout.quantities = 1;
+    layout.window = window_for({momentum}, "momentum");
+  }
+  return layout;
+}
+
+// A row's momentum buffer over k skipped steps: p -= b * drift (the window sum), b *= fade
+// (momentum^k), in double, rounded once.
+template <class T>
+void momentum_catch_up(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b, std::int64_t w,
+                       double drift, double fade) noexcept {
+  for (std::int64_t j = 0; j < w; ++j) {
+    const double bj = b[j];
+    p[j] = T(double(p[j]) - bj * drift);
+    b[j] = T(bj * fade);
+  }
+}
+
 // Brings rows whose last step is before `step` up to `step` with catch_up(row, last), in
 // parallel over rows: every row when indices is null, else the rows in indices[0, n) (checked
 // against num_rows before anything is written; repeats are fine). Used by flush().

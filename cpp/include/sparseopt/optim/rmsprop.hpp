@@ -39,12 +39,7 @@ struct RmspropState {
 };
 
 inline ExactLayout rmsprop_exact_layout(const RmspropOptions& o) {
-  ExactLayout layout;
-  if (o.momentum != 0.0) {
-    layout.quantities = 1;
-    layout.window = detail::window_for({o.momentum}, "momentum");
-  }
-  return layout;
+  return detail::momentum_layout(o.momentum);
 }
 
 inline void RmspropOptions::validate() const {
@@ -96,14 +91,8 @@ void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const Tabl
     for (std::int64_t j = 0; j < w; ++j) ga[j] = T(double(ga[j]) * fade);
   }
   if (o.momentum != 0.0) {
-    const double drift = book.window_sum(0, s, e), b_fade = std::pow(o.momentum, double(k));
-    T* p = param.row(r);
-    T* b = state.momentum_buffer.row(r);
-    for (std::int64_t j = 0; j < w; ++j) {
-      const double bj = b[j];
-      p[j] = T(double(p[j]) - bj * drift);
-      b[j] = T(bj * b_fade);
-    }
+    momentum_catch_up(param.row(r), state.momentum_buffer.row(r), w, book.window_sum(0, s, e),
+                      std::pow(o.momentum, double(k)));
   }
 }
 

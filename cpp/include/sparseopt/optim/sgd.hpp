@@ -45,12 +45,7 @@ struct SgdState {
 
 // Exact mode's record: one window sum (the momentum drift) when there is momentum.
 inline ExactLayout sgd_exact_layout(const SgdOptions& o) {
-  ExactLayout layout;
-  if (o.momentum != 0.0) {
-    layout.quantities = 1;
-    layout.window = detail::window_for({o.momentum}, "momentum");
-  }
-  return layout;
+  return detail::momentum_layout(o.momentum);
 }
 
 inline void SgdOptions::validate() const {
@@ -105,13 +100,8 @@ void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const Table<T>& pa
       for (std::int64_t j = 0; j < w; ++j) p[j] = T(double(p[j]) * decay);
     return;
   }
-  const double drift = book.window_sum(0, s, e), fade = std::pow(o.momentum, double(e - s));
-  T* b = state.momentum_buffer.row(r);
-  for (std::int64_t j = 0; j < w; ++j) {
-    const double bj = b[j];
-    p[j] = T(double(p[j]) - bj * drift);
-    b[j] = T(bj * fade);
-  }
+  momentum_catch_up(p, state.momentum_buffer.row(r), w, book.window_sum(0, s, e),
+                    std::pow(o.momentum, double(e - s)));
 }
 
 template <class T>
