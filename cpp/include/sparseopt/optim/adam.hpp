@@ -66,7 +66,7 @@ struct AdamState {
 
 namespace detail {
 
-inline constexpr int adam_max_terms = 6;
+inline constexpr int adam_max_terms = 24;
 inline constexpr double adam_series_tolerance = 1e-12;
 
 // How exact mode expands the eps term: the ratios of its window sums and when to use them.
@@ -75,14 +75,20 @@ struct AdamSeries {
   double ratio[adam_max_terms] = {};
   double v_power = 0.5;  // a: sqrt(v) decays as beta2^(a j); 0 with amsgrad
   double theta = 0.0;    // series when q_j beta2^(-a j) <= theta u over the window
+  double scale = 1.0;    // the sums of term n are kept divided by scale^n (eps^n): well scaled
 };
 
 inline AdamSeries adam_series(const AdamOptions& o) {
   AdamSeries s;
   s.v_power = o.amsgrad ? 0.0 : 0.5;
+  s.scale = o.eps > 0.0 ? o.eps : 1.0;
+  // Term n decays with ratio beta1 / beta2^(a (n+1)), slower for higher n; terms are added
+  // while their window stays within a few times the first one's.
+  const double first = o.beta1 / std::pow(o.beta2, s.v_power);
+  const double slowest = 1.0 - (1.0 - first) / 4.0;
   for (int n = 0; n < adam_max_terms; ++n) {
     const double r = o.beta1 / std::pow(o.beta2, s.v_power * (n + 1));
-    if (!(r < 1.0)) break;
+    if (!(r < 1.0) || (n > 0 && r > slowest)) break;
     s.ratio[s.terms++] = r;
   }
   // With beta1 >= sqrt(beta2), m / sqrt(v) grows over skipped steps: no series, every element
@@ -179,19 +185,22 @@ void scale_row(T* SPARSEOPT_RESTRICT p, std::int64_t w, T factor) noexcept {
   for (std::int64_t j = 0; j < w; ++j) p[j] *= factor;
 }
 
-// The fast catch-up of a row whose every element has sqrt(v) well above eps: the series in
-// the table's precision, N terms, no branches (it vectorises).
+// The fast catch-up of a row whose every element has sqrt(v) well above eps or m = 0: the
+// series in the table's precision, N terms, no branches (it vectorises).
 template <int N, bool Amsgrad, class T>
 void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
                           const T* SPARSEOPT_RESTRICT vmax, std::int64_t w, const double* sums,
-                          T decay, T m_fade, T v_fade) noexcept {
+                          T scale, T decay, T m_fade, T v_fade) noexcept {
   T s[N];
   for (int n = 0; n < N; ++n) s[n] = T(sums[n]);
   for (std::int64_t j = 0; j < w; ++j) {
     const T inv = T(1) / std::sqrt(Amsgrad ? vmax[j] : v[j]);
+    const T x = scale * inv;  // eps / sqrt(v): the series' variable, <= theta here
     T acc = s[N - 1];
-    for (int n = N - 2; n >= 0; --n) acc = s[n] - acc * inv;
-    p[j] = p[j] * decay - m[j] * acc * inv;
+    for (int n = N - 2; n >= 0; --n) acc = s[n] - acc * x;
+    // m = 0 has no drift, whatever v (inv may be huge or infinite there): a select, not a branch.
+    const T drift = m[j] == T(0) ? T(0) : m[j] * acc * inv;
+    p[j] = p[j] * decay - drift;
     m[j] *= m_fade;
     v[j] *= v_fade;
   }
@@ -241,7 +250,7 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   const bool decays = o.weight_decay != 0.0;
   const double decay = decays ? book.decay(s, e) : 1.0;
   const double m_fade = tables.m_fade(k), v_fade = tables.v_fade(k), v_min = tables.v_min(k);
-  double sums[adam_max_terms];
+  double sums[adam_max_terms] = {};
   for (int n = 0; n < series.terms; ++n) sums[n] = book.window_sum(n, s, e);
 
   T* p = param.row(r);
@@ -249,24 +258,23 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   T* v = state.exp_avg_sq.row(r);
   const T* v_hat = o.amsgrad ? state.max_exp_avg_sq.row(r) : v;  // read only where v is not
   bool all_series = true;
-  for (std::int64_t j = 0; j < w; ++j) all_series &= double(v_hat[j]) >= v_min;
+  for (std::int64_t j = 0; j < w; ++j) all_series &= double(v_hat[j]) >= v_min || m[j] == T(0);
   if (all_series && series.terms > 0) {
     const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
+    // Sums beyond series.terms are zero: padding at the top of Horner's scheme is harmless,
+    // so a few loop lengths serve every term count.
+    const T sc = T(series.scale);
     auto run = [&](auto terms) {
       constexpr int n = decltype(terms)::value;
       if (o.amsgrad)
-        adam_catch_up_series<n, true>(p, m, v, v_hat, w, sums, d, mf, vf);
+        adam_catch_up_series<n, true>(p, m, v, v_hat, w, sums, sc, d, mf, vf);
       else
-        adam_catch_up_series<n, false>(p, m, v, v_hat, w, sums, d, mf, vf);
+        adam_catch_up_series<n, false>(p, m, v, v_hat, w, sums, sc, d, mf, vf);
     };
-    switch (series.terms) {
-      case 1: return run(std::integral_constant<int, 1>{});
-      case 2: return run(std::integral_constant<int, 2>{});
-      case 3: return run(std::integral_constant<int, 3>{});
-      case 4: return run(std::integral_constant<int, 4>{});
-      case 5: return run(std::integral_constant<int, 5>{});
-      default: return run(std::integral_constant<int, adam_max_terms>{});
-    }
+    if (series.terms <= 4) return run(std::integral_constant<int, 4>{});
+    if (series.terms <= 8) return run(std::integral_constant<int, 8>{});
+    if (series.terms <= 16) return run(std::integral_constant<int, 16>{});
+    return run(std::integral_constant<int, adam_max_terms>{});
   }
   // Some element has sqrt(v) near eps (tiny gradients): per element, in double, the series
   // where it holds and the per-step sum (terms fade as beta1^i, H bounds them) where not.
@@ -277,8 +285,9 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
     double drift = 0.0;
     if (m_s != 0.0) {
       if (series.terms > 0 && double(v_hat[j]) >= v_min) {
+        const double x = series.scale / u;
         double acc = sums[series.terms - 1];
-        for (int n = series.terms - 2; n >= 0; --n) acc = sums[n] - acc / u;
+        for (int n = series.terms - 2; n >= 0; --n) acc = sums[n] - acc * x;
         drift = m_s * acc / u;
       } else {
         double m_i = m_s, u_i = u;
@@ -351,6 +360,7 @@ void adam_lazy_step(const Table<T>& param, const RowSparse<T, I>& grad, const Ad
         prefetch_row(param.row(r), w);
         prefetch_row(state.exp_avg.row(r), w);
         prefetch_row(state.exp_avg_sq.row(r), w);
+        if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
       });
 }
 
@@ -405,13 +415,15 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
                                 beta2, keep1, keep2, eps, bias_sqrt2, step_size);
       },
       [&](std::int64_t r) {
+        prefetch_row(last + r, 1);  // a scattered int64 per row: one more miss to overlap
         prefetch_row(param.row(r), w);
         prefetch_row(state.exp_avg.row(r), w);
         prefetch_row(state.exp_avg_sq.row(r), w);
+        if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
       });
 
   double f[adam_max_terms];
-  for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q, n);
+  for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q / series.scale, n);
   book.advance(step, now.delta, f, series.ratio);
 }
 

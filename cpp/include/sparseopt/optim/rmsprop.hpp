@@ -145,6 +145,7 @@ void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const Rmsp
                    : detail::rmsprop_row<false, false>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu);
       },
       [&](std::int64_t r) {
+        if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
         detail::prefetch_row(param.row(r), w);
         detail::prefetch_row(state.square_avg.row(r), w);
         if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);

@@ -157,6 +157,7 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
           detail::sgd_momentum_row<false>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
       },
       [&](std::int64_t r) {
+        if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
         detail::prefetch_row(param.row(r), w);
         if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
       });
