@@ -28,6 +28,7 @@ import harness  # noqa: E402
 # name -> module (in bench/) exposing run(quick=..., bandwidth=..., machine=...)
 BENCHMARKS = {
     "sparse_adam": "bench_sparse_adam",
+    "exact": "bench_exact",
 }
 
 
