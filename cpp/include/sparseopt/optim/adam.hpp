@@ -185,8 +185,18 @@ void scale_row(T* SPARSEOPT_RESTRICT p, std::int64_t w, T factor) noexcept {
   for (std::int64_t j = 0; j < w; ++j) p[j] *= factor;
 }
 
-// The fast catch-up of a row whose every element has sqrt(v) well above eps or m = 0: the
-// series in the table's precision, N terms, no branches (it vectorises).
+// s[K] - x (s[K+1] - x (... s[N-1])): the alternating series, unrolled at compile time so
+// that the loop around it has no inner loop and vectorises.
+template <int K, int N, class T>
+inline T alternating_horner(const T* s, T x) noexcept {
+  if constexpr (K == N - 1)
+    return s[K];
+  else
+    return s[K] - alternating_horner<K + 1, N>(s, x) * x;
+}
+
+// The fast catch-up of a row whose every element has sqrt(v) well above eps: the series in
+// the table's precision, N terms, no branches (it vectorises).
 template <int N, bool Amsgrad, class T>
 void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
                           const T* SPARSEOPT_RESTRICT vmax, std::int64_t w, const double* sums,
@@ -196,11 +206,8 @@ void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* S
   for (std::int64_t j = 0; j < w; ++j) {
     const T inv = T(1) / std::sqrt(Amsgrad ? vmax[j] : v[j]);
     const T x = scale * inv;  // eps / sqrt(v): the series' variable, <= theta here
-    T acc = s[N - 1];
-    for (int n = N - 2; n >= 0; --n) acc = s[n] - acc * x;
-    // m = 0 has no drift, whatever v (inv may be huge or infinite there): a select, not a branch.
-    const T drift = m[j] == T(0) ? T(0) : m[j] * acc * inv;
-    p[j] = p[j] * decay - drift;
+    const T acc = alternating_horner<0, N>(s, x);
+    p[j] = p[j] * decay - m[j] * acc * inv;
     m[j] *= m_fade;
     v[j] *= v_fade;
   }
@@ -212,17 +219,20 @@ void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* S
 class AdamCatchUpTables {
  public:
   AdamCatchUpTables(const AdamOptions& o, const AdamSeries& series, std::int64_t window)
-      : o_(o), series_(series), m_fade_(window + 1), v_fade_(window + 1), v_min_(window + 1) {
+      : o_(o), series_(series), m_fade_(window + 1), v_fade_(window + 1), v_min_(window + 1),
+        eps_max_(window + 1) {
     for (std::int64_t k = 0; k <= window; ++k) {
       m_fade_[k] = k ? m_fade_[k - 1] * o.beta1 : 1.0;
       v_fade_[k] = k ? v_fade_[k - 1] * o.beta2 : 1.0;
+      eps_max_[k] = o.eps * std::pow(o.beta2, -series.v_power * double(k));
       v_min_[k] = compute_v_min(k);
     }
   }
   double m_fade(std::int64_t k) const { return k < std::int64_t(m_fade_.size()) ? m_fade_[k] : std::pow(o_.beta1, double(k)); }
   double v_fade(std::int64_t k) const { return k < std::int64_t(v_fade_.size()) ? v_fade_[k] : std::pow(o_.beta2, double(k)); }
-  // Past the window the eps term stops growing: the series bound of k = H applies.
+  // Past the window the eps term stops growing: the bounds of k = H apply.
   double v_min(std::int64_t k) const { return v_min_[std::min<std::int64_t>(k, v_min_.size() - 1)]; }
+  double eps_max(std::int64_t k) const { return eps_max_[std::min<std::int64_t>(k, eps_max_.size() - 1)]; }
 
  private:
   // The largest eps term q_j beta2^(-a j) over j <= k (q_j <= eps) must be <= theta sqrt(v).
@@ -235,7 +245,7 @@ class AdamCatchUpTables {
 
   AdamOptions o_;
   AdamSeries series_;
-  std::vector<double> m_fade_, v_fade_, v_min_;
+  std::vector<double> m_fade_, v_fade_, v_min_, eps_max_;
 };
 
 // Exact mode: brings row r from step s (its last) to step e, the latest recorded step, as if
@@ -250,20 +260,35 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   const bool decays = o.weight_decay != 0.0;
   const double decay = decays ? book.decay(s, e) : 1.0;
   const double m_fade = tables.m_fade(k), v_fade = tables.v_fade(k), v_min = tables.v_min(k);
-  double sums[adam_max_terms] = {};
-  for (int n = 0; n < series.terms; ++n) sums[n] = book.window_sum(n, s, e);
-
   T* p = param.row(r);
   T* m = state.exp_avg.row(r);
   T* v = state.exp_avg_sq.row(r);
   const T* v_hat = o.amsgrad ? state.max_exp_avg_sq.row(r) : v;  // read only where v is not
-  bool all_series = true;
-  for (std::int64_t j = 0; j < w; ++j) all_series &= double(v_hat[j]) >= v_min || m[j] == T(0);
-  if (all_series && series.terms > 0) {
-    const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
-    // Sums beyond series.terms are zero: padding at the top of Horner's scheme is harmless,
-    // so a few loop lengths serve every term count.
+  // The smallest v of the row decides whether the series holds and how many terms it needs.
+  T v_lo = std::numeric_limits<T>::infinity();
+  bool drifts = false;
+  for (std::int64_t j = 0; j < w; ++j) {
+    v_lo = v_hat[j] < v_lo ? v_hat[j] : v_lo;
+    drifts |= m[j] != T(0);
+  }
+  const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
+  if (!drifts) {  // m = 0 everywhere (a row never touched, or faded out): nothing moves it
+    for (std::int64_t j = 0; j < w; ++j) {
+      p[j] *= d;
+      v[j] *= vf;
+    }
+    return;
+  }
+  double sums[adam_max_terms] = {};
+  if (series.terms > 0 && double(v_lo) >= v_min) {
+    const double x = tables.eps_max(k) / std::sqrt(double(v_lo));
+    const int needed = x > 0.0 ? std::clamp(int(std::ceil(std::log(adam_series_tolerance) / std::log(x))), 1,
+                                            series.terms)
+                               : 1;
+    for (int n = 0; n < needed; ++n) sums[n] = book.window_sum(n, s, e);
     const T sc = T(series.scale);
+    // Sums past `needed` are zero: padding at the top of Horner's scheme is harmless, so a
+    // few loop lengths serve every term count.
     auto run = [&](auto terms) {
       constexpr int n = decltype(terms)::value;
       if (o.amsgrad)
@@ -271,11 +296,13 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
       else
         adam_catch_up_series<n, false>(p, m, v, v_hat, w, sums, sc, d, mf, vf);
     };
-    if (series.terms <= 4) return run(std::integral_constant<int, 4>{});
-    if (series.terms <= 8) return run(std::integral_constant<int, 8>{});
-    if (series.terms <= 16) return run(std::integral_constant<int, 16>{});
+    if (needed <= 2) return run(std::integral_constant<int, 2>{});
+    if (needed <= 4) return run(std::integral_constant<int, 4>{});
+    if (needed <= 8) return run(std::integral_constant<int, 8>{});
+    if (needed <= 16) return run(std::integral_constant<int, 16>{});
     return run(std::integral_constant<int, adam_max_terms>{});
   }
+  for (int n = 0; n < series.terms; ++n) sums[n] = book.window_sum(n, s, e);
   // Some element has sqrt(v) near eps (tiny gradients): per element, in double, the series
   // where it holds and the per-step sum (terms fade as beta1^i, H bounds them) where not.
   const double root_beta2 = std::pow(o.beta2, series.v_power);
