@@ -1,0 +1,29 @@
+"""The README's main job, `python -m sparseopt demo`, runs end to end (its --quick form)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import sparseopt
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "sparseopt", *args], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_demo_trains_and_times():
+    out = _run("demo", "--quick")
+    rmse = [float(x) for x in re.findall(r"^\s+\d+\s+([0-9.]+)\s+[0-9.]+", out, re.M)]
+    assert len(rmse) >= 3, out
+    assert rmse[-1] < 0.7 * rmse[0], out  # training lowers the training RMSE
+    assert "sparseopt.optim.Adam (lazy)" in out and "sparseopt.optim.Adam (exact)" in out
+
+
+def test_info_command_prints_the_build_facts():
+    assert json.loads(_run("info")) == sparseopt.info()
