@@ -281,10 +281,12 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   }
   double sums[adam_max_terms] = {};
   if (series.terms > 0 && double(v_lo) >= v_min) {
-    const double x = tables.eps_max(k) / std::sqrt(double(v_lo));
-    const int needed = x > 0.0 ? std::clamp(int(std::ceil(std::log(adam_series_tolerance) / std::log(x))), 1,
-                                            series.terms)
-                               : 1;
+    // Terms are taken in blocks of 2, 4, 8, 16, 24: x^terms <= tolerance, x = eps_max / sqrt(v).
+    const double x2 = tables.eps_max(k) * tables.eps_max(k) / double(v_lo);  // x^2, no sqrt
+    const double tol = adam_series_tolerance;
+    const int block = x2 <= tol ? 2 : x2 * x2 <= tol ? 4 : std::pow(x2, 4) <= tol ? 8
+                    : std::pow(x2, 8) <= tol ? 16 : adam_max_terms;
+    const int needed = std::min(block, series.terms);
     for (int n = 0; n < needed; ++n) sums[n] = book.window_sum(n, s, e);
     const T sc = T(series.scale);
     // Sums past `needed` are zero: padding at the top of Horner's scheme is harmless, so a
@@ -296,10 +298,10 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
       else
         adam_catch_up_series<n, false>(p, m, v, v_hat, w, sums, sc, d, mf, vf);
     };
-    if (needed <= 2) return run(std::integral_constant<int, 2>{});
-    if (needed <= 4) return run(std::integral_constant<int, 4>{});
-    if (needed <= 8) return run(std::integral_constant<int, 8>{});
-    if (needed <= 16) return run(std::integral_constant<int, 16>{});
+    if (block == 2) return run(std::integral_constant<int, 2>{});
+    if (block == 4) return run(std::integral_constant<int, 4>{});
+    if (block == 8) return run(std::integral_constant<int, 8>{});
+    if (block == 16) return run(std::integral_constant<int, 16>{});
     return run(std::integral_constant<int, adam_max_terms>{});
   }
   for (int n = 0; n < series.terms; ++n) sums[n] = book.window_sum(n, s, e);
