@@ -238,8 +238,7 @@ class AdamCatchUpTables {
   // The largest eps term q_j beta2^(-a j) over j <= k (q_j <= eps) must be <= theta sqrt(v).
   double compute_v_min(std::int64_t k) const {
     if (series_.terms == 0) return std::numeric_limits<double>::infinity();
-    const double eps_max = o_.eps * std::pow(o_.beta2, -series_.v_power * double(k));
-    const double root = eps_max / series_.theta;
+    const double root = eps_max_[k] / series_.theta;
     return std::max(root * root, double(std::numeric_limits<float>::min()));
   }
 
@@ -484,14 +483,12 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
   if (options.mode != Mode::exact) return;
   detail::require(step >= 0, "step must be >= 0, got ", step);
   const ExactLayout layout = adam_exact_layout(options);
-  const detail::ExactBook book(layout, state.exact);
-  book.require_step(step, param.num_rows);
   const detail::AdamSeries series = detail::adam_series(options);
   const detail::AdamCatchUpTables tables(options, series, layout.window);
-  detail::catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
-                       [&](std::int64_t r, std::int64_t last) {
-                         detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);
-                       });
+  detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n,
+                     [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
+                       detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);
+                     });
 }
 
 }  // namespace sparseopt

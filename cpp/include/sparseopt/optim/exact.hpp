@@ -31,6 +31,7 @@
 #include "../coalesce.hpp"
 #include "../errors.hpp"
 #include "../parallel.hpp"
+#include "../view.hpp"
 
 namespace sparseopt {
 
@@ -187,6 +188,18 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
   const CoalescePlan<I> plan = plan_coalesce(indices, n, num_rows);
   parallel_for(plan.size(), threads, plan.size() * row_width,
                [&](std::int64_t u, int) { bring(static_cast<std::int64_t>(plan.rows[u])); });
+}
+
+// The body of every optimizer's flush(): checks the record holds `step`, then brings the rows
+// (all, or those in indices[0, n)) up to it with catch_up(book, row, last).
+template <class T, class I, class CatchUp>
+void flush_rows(const ExactLayout& layout, const ExactState& exact, const Table<T>& param,
+                std::int64_t step, int num_threads, const I* indices, std::int64_t n,
+                CatchUp&& catch_up) {
+  const ExactBook book(layout, exact);
+  book.require_step(step, param.num_rows);
+  catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
+                [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); });
 }
 
 }  // namespace detail

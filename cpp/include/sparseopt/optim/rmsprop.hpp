@@ -161,13 +161,10 @@ void rmsprop_flush(const Table<T>& param, const RmspropState<T>& state,
   options.validate();
   detail::require_rmsprop_state(param, state, options);
   if (options.mode != Mode::exact) return;
-  const ExactLayout layout = rmsprop_exact_layout(options);
-  const detail::ExactBook book(layout, state.exact);
-  book.require_step(step, param.num_rows);
-  detail::catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
-                       [&](std::int64_t r, std::int64_t last) {
-                         detail::rmsprop_catch_up(options, book, param, state, r, last, step);
-                       });
+  detail::flush_rows(rmsprop_exact_layout(options), state.exact, param, step, num_threads, indices, n,
+                     [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
+                       detail::rmsprop_catch_up(options, book, param, state, r, last, step);
+                     });
 }
 
 }  // namespace sparseopt

@@ -175,13 +175,10 @@ void sgd_flush(const Table<T>& param, const SgdState<T>& state, const SgdOptions
   options.validate();
   detail::require_sgd_state(param, state, options);
   if (options.mode != Mode::exact) return;
-  const ExactLayout layout = sgd_exact_layout(options);
-  const detail::ExactBook book(layout, state.exact);
-  book.require_step(step, param.num_rows);
-  detail::catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
-                       [&](std::int64_t r, std::int64_t last) {
-                         detail::sgd_catch_up(options, book, param, state, r, last, step);
-                       });
+  detail::flush_rows(sgd_exact_layout(options), state.exact, param, step, num_threads, indices, n,
+                     [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
+                       detail::sgd_catch_up(options, book, param, state, r, last, step);
+                     });
 }
 
 }  // namespace sparseopt
