@@ -159,8 +159,17 @@ struct TopkSimd<float> {
   // a if b is NaN (SSE's max/min return their second operand when either is NaN)
   static V max(V a, V b) noexcept { return _mm_max_ps(b, a); }
   static V min(V a, V b) noexcept { return _mm_min_ps(b, a); }
+  static V ge(V a, V b) noexcept { return _mm_cmpge_ps(a, b); }
+  static V le(V a, V b) noexcept { return _mm_cmple_ps(a, b); }
   static unsigned mask(V v) noexcept { return unsigned(_mm_movemask_ps(v)); }
   static void store(float* p, V v) noexcept { _mm_storeu_ps(p, v); }
+  // Adds the true lanes of a compare mask (all ones = -1) to per-lane counters.
+  static __m128i count(__m128i acc, V m) noexcept { return _mm_sub_epi32(acc, _mm_castps_si128(m)); }
+  static std::int64_t total(__m128i acc) noexcept {
+    std::int32_t c[4];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c), acc);
+    return std::int64_t(c[0]) + c[1] + c[2] + c[3];
+  }
 };
 
 template <>
@@ -175,8 +184,16 @@ struct TopkSimd<double> {
   static V or_(V a, V b) noexcept { return _mm_or_pd(a, b); }
   static V max(V a, V b) noexcept { return _mm_max_pd(b, a); }
   static V min(V a, V b) noexcept { return _mm_min_pd(b, a); }
+  static V ge(V a, V b) noexcept { return _mm_cmpge_pd(a, b); }
+  static V le(V a, V b) noexcept { return _mm_cmple_pd(a, b); }
   static unsigned mask(V v) noexcept { return unsigned(_mm_movemask_pd(v)); }
   static void store(double* p, V v) noexcept { _mm_storeu_pd(p, v); }
+  static __m128i count(__m128i acc, V m) noexcept { return _mm_sub_epi64(acc, _mm_castpd_si128(m)); }
+  static std::int64_t total(__m128i acc) noexcept {
+    std::int64_t c[2];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c), acc);
+    return c[0] + c[1];
+  }
 };
 #endif
 
@@ -271,12 +288,14 @@ T topk_fill_threshold(const T* SPARSEOPT_RESTRICT x, std::int64_t len, std::int6
   if (s < 2 * lanes) return pass_all;
   T bests[max_bests];
   const std::int64_t count = buckets * lanes;
+#if SPARSEOPT_TOPK_SSE2
+  using S = TopkSimd<T>;
+  static_assert(2 * S::lanes == lanes, "two vectors per bucket row");
+#endif
   for (std::int64_t b = 0; b < buckets; ++b) {
     const T* p = x + b * s;
     T* out = bests + b * lanes;
 #if SPARSEOPT_TOPK_SSE2
-    using S = TopkSimd<T>;
-    static_assert(2 * S::lanes == lanes, "two vectors per bucket row");
     typename S::V a0 = S::set1(R::worst_score()), a1 = a0;
     for (std::int64_t j = 0; j < s; j += lanes) {
       typename S::V v0 = S::load(p + j), v1 = S::load(p + j + S::lanes);
@@ -305,16 +324,49 @@ T topk_fill_threshold(const T* SPARSEOPT_RESTRICT x, std::int64_t len, std::int6
   }
   // Bisect for a tau that at least k bests reach (the worst best always qualifies).
   T lo = bests[0], hi = bests[0];
+#if SPARSEOPT_TOPK_SSE2
+  {
+    typename S::V worst = S::load(bests), best = worst;
+    for (std::int64_t j = S::lanes; j < count; j += S::lanes) {
+      const typename S::V v = S::load(bests + j);
+      worst = R::largest ? S::min(worst, v) : S::max(worst, v);
+      best = R::largest ? S::max(best, v) : S::min(best, v);
+    }
+    T w[S::lanes], b[S::lanes];
+    S::store(w, worst);
+    S::store(b, best);
+    for (int l = 0; l < S::lanes; ++l) {
+      lo = R::better(lo, w[l]) == lo ? w[l] : lo;
+      hi = R::better(hi, b[l]);
+    }
+  }
+#else
   for (std::int64_t j = 1; j < count; ++j) {
     lo = R::better(lo, bests[j]) == lo ? bests[j] : lo;
     hi = R::better(hi, bests[j]);
   }
-  for (int step = 0; step < 16 && std::isfinite(lo) && std::isfinite(hi); ++step) {
+#endif
+  for (int step = 0; step < 12 && std::isfinite(lo) && std::isfinite(hi); ++step) {
     const T mid = lo / 2 + hi / 2;
     if (!(R::largest ? (mid > lo && mid < hi) : (mid < lo && mid > hi))) break;
     std::int64_t reach = 0;
+#if SPARSEOPT_TOPK_SSE2
+    const typename S::V m = S::set1(mid);
+    __m128i acc = _mm_setzero_si128();
+    for (std::int64_t j = 0; j < count; j += S::lanes) {
+      const typename S::V v = S::load(bests + j);
+      acc = S::count(acc, R::largest ? S::ge(v, m) : S::le(v, m));
+    }
+    reach = S::total(acc);
+#else
     for (std::int64_t j = 0; j < count; ++j) reach += R::largest ? bests[j] >= mid : bests[j] <= mid;
-    (reach >= k ? lo : hi) = mid;
+#endif
+    if (reach < k) {
+      hi = mid;
+    } else {
+      lo = mid;
+      if (reach == k) break;  // as good as the k-th best, which is as far as it can go
+    }
   }
   if (lo == R::worst_score()) return pass_all;
   return std::nextafter(lo, R::worst_score());
