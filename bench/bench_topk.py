@@ -184,9 +184,13 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
 
 
 def _fmt(s: dict | None, unit: float) -> str:
+    """median (min–max); a trailing * when the machine was too busy to keep only undisturbed
+    blocks for this cell."""
     if s is None:
         return "n/a"
-    return f"{s['median'] * unit:.{3 if unit == 1e3 else 1}f} ({s['min'] * unit:.{3 if unit == 1e3 else 1}f}–{s['max'] * unit:.{3 if unit == 1e3 else 1}f})"
+    d = 3 if unit == 1e3 else 1
+    star = "" if s["blocks_used"] == "undisturbed" else "*"
+    return f"{s['median'] * unit:.{d}f} ({s['min'] * unit:.{d}f}–{s['max'] * unit:.{d}f}){star}"
 
 
 def to_markdown(data: dict) -> str:
@@ -206,11 +210,13 @@ def to_markdown(data: dict) -> str:
     table = harness.markdown_table(header, rows)
     used = [(s["n_blocks_undisturbed"], s["blocks_used"]) for c in data["cases"]
             for s in c["impls"].values()]
-    if used and all(u[1] == "undisturbed" for u in used):
-        blocks_txt = f"{min(u[0] for u in used)}–{max(u[0] for u in used)} undisturbed blocks per cell"
-    else:
-        blocks_txt = ("all blocks of a cell where too few were undisturbed; the machine was "
-                      "busy, so the numbers are noisy")
+    clean = [u[0] for u in used if u[1] == "undisturbed"]
+    blocks_txt = (f"{min(clean)}–{max(clean)} blocks per cell during which other processes "
+                  f"used < {BUSY_CORES} cores" if clean else "")
+    if len(clean) < len(used):
+        blocks_txt += ("; " if clean else "") + (
+            "* marks cells where too few blocks were undisturbed (the machine is shared), "
+            "so all were used and the number is noisy")
     notes = (
         "Top-k along the last axis of standard-normal float32 rows, sorted output. Times: median "
         "(min–max) over interleaved blocks of the mean time per call "

@@ -23,11 +23,12 @@
 //     num_threads. Rows of topk_split_min_n elements or more are always returned sorted
 //     (those may be split across threads; sorting keeps them thread-count independent).
 //
-// Cost: one pass over each row with a vectorised compare against the current k-th best
-// (elements that cannot enter the heap are skipped without touching it), plus O(log k) per
-// element that does enter (about k (1 + ln(n / k)) of them for random order): O(n log k) time
-// at worst, O(k) memory -- the heap lives in the caller's output buffers, nothing is allocated
-// per row.
+// Cost: a first pass over the start of each row finds a bar that at least k elements reach
+// (k <= 128), then one pass with vectorised compares against the current k-th best skips
+// every element that cannot enter the bounded heap; for random data only a little more than
+// k elements ever touch it (a heap filled from the first k elements would let in about
+// k (1 + ln(n / k))). O(n log k) time at worst, O(k) memory: the heap lives in the caller's
+// output buffers and nothing is allocated per row.
 #pragma once
 
 #include <algorithm>
