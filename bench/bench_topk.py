@@ -211,8 +211,10 @@ def to_markdown(data: dict) -> str:
     used = [(s["n_blocks_undisturbed"], s["blocks_used"]) for c in data["cases"]
             for s in c["impls"].values()]
     clean = [u[0] for u in used if u[1] == "undisturbed"]
-    blocks_txt = (f"{min(clean)}–{max(clean)} blocks per cell during which other processes "
-                  f"used < {BUSY_CORES} cores" if clean else "")
+    span = "" if not clean else (f"{min(clean)}" if min(clean) == max(clean)
+                                 else f"{min(clean)}–{max(clean)}")
+    blocks_txt = (f"{span} blocks per cell, those during which other processes used "
+                  f"< {BUSY_CORES} cores" if clean else "")
     if len(clean) < len(used):
         blocks_txt += ("; " if clean else "") + (
             "* marks cells where too few blocks were undisturbed (the machine is shared), "

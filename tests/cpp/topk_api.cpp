@@ -2,6 +2,7 @@
 // topk_row inside the caller's own loop, and the errors. Prints "topk api ok" on success.
 #include <sparseopt/sparseopt.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -109,6 +110,10 @@ int main() {
              sparseopt::topk_rows(p, 1, 3, 2, reinterpret_cast<float*>(ix.data()), ix.data());
            }),
            "overlapping outputs");
+    const std::vector<float> x_before(x.begin(), x.begin() + 8);
+    expect(throws_invalid_argument([&] { sparseopt::topk_row(x.data(), 8, 2, x.data() + 4, ix.data()); }),
+           "topk_row: values overlapping x");
+    expect(std::equal(x_before.begin(), x_before.end(), x.begin()), "x unchanged");
     for (std::size_t j = 0; j < 4; ++j) expect(v[j] == 9.f && ix[j] == 9, "nothing written");
   }
 

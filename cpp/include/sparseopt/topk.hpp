@@ -490,14 +490,18 @@ void topk_row_unchecked(const T* x, std::int64_t n, std::int64_t k, const TopkOp
 // The top-k of one row x[0, n) into values[0, k) and indices[0, k) (positions in the row), in
 // the order the options say (see the top of this header). Runs on the calling thread and
 // allocates nothing, so it can be called from inside a parallel loop over rows. Throws
-// sparseopt::invalid_argument (before writing) unless 1 <= k <= n and the pointers are set.
-// The outputs must not overlap x or each other.
+// sparseopt::invalid_argument (before writing) unless 1 <= k <= n, the pointers are set and
+// the outputs overlap neither x nor each other.
 template <class T>
 void topk_row(const T* x, std::int64_t n, std::int64_t k, T* values, std::int64_t* indices,
               const TopkOptions& options = {}) {
   detail::require_topk_k(n, k);
   detail::require(x != nullptr && values != nullptr && indices != nullptr,
                   "topk_row: x, values and indices must not be null");
+  const std::int64_t v_bytes = k * std::int64_t(sizeof(T)), i_bytes = k * std::int64_t(sizeof(std::int64_t));
+  detail::require_disjoint(values, v_bytes, "values", indices, i_bytes, "indices");
+  detail::require_disjoint(values, v_bytes, "values", x, n * std::int64_t(sizeof(T)), "x");
+  detail::require_disjoint(indices, i_bytes, "indices", x, n * std::int64_t(sizeof(T)), "x");
   detail::topk_row_unchecked(x, n, k, options, values, indices);
 }
 
