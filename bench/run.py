@@ -30,6 +30,7 @@ BENCHMARKS = {
     "sparse_adam": "bench_sparse_adam",
     "exact": "bench_exact",
     "hogwild": "bench_hogwild",
+    "topk": "bench_topk",
 }
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from . import _args, _core, hogwild, optim
+from ._topk import topk
 
 __version__: str = _core.__version__
 
-__all__ = ["__version__", "info", "coalesce", "optim", "hogwild", "get_include", "get_cmake_dir"]
+__all__ = ["__version__", "info", "coalesce", "topk", "optim", "hogwild", "get_include",
+           "get_cmake_dir"]
 
 
 def info() -> dict:
