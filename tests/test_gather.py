@@ -114,11 +114,18 @@ def test_small_example():
     assert np.array_equal(values, [[50, 500], [2 / 3, 20 / 3], [1 / 3, 10 / 3], [50, 500]])
 
 
+# The backward lays its terms out in one of two ways, by the ratio of num_rows to the number
+# of indices (see GatherPlan): "blocked" when num_rows <= len(indices), else "sorted".
+# Passing a larger num_rows than the indices need switches to the sorted layout.
+LAYOUT_ROWS = {"blocked": lambda num_rows, n: num_rows, "sorted": lambda num_rows, n: 10 * n + 1}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_ROWS))
 @pytest.mark.parametrize("row_shape", ROW_SHAPES, ids=RS_IDS)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("case", ["sum", "weighted", "mean"])
-def test_matches_numpy_reference(rng, case, index_dtype, dtype, row_shape):
+def test_matches_numpy_reference(rng, case, index_dtype, dtype, row_shape, layout):
     num_rows, num_bags = 40, 30
     table = rand(rng, (num_rows, *row_shape), dtype)
     indptr, indices = make_bags(rng, num_bags, num_rows, index_dtype=index_dtype)
@@ -135,8 +142,10 @@ def test_matches_numpy_reference(rng, case, index_dtype, dtype, row_shape):
         assert_close(out, ref)
 
     grad_out = rand(rng, (num_bags, *row_shape), dtype)
+    assert len(indices) >= num_rows  # so that "blocked" is what it says
+    backward_rows = LAYOUT_ROWS[layout](num_rows, len(indices))
     rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
-                                                 num_rows=num_rows)
+                                                 num_rows=backward_rows)
     ref_rows, ref_values = ref_backward(grad_out, indptr, indices, weights, mode)
     assert rows.dtype == np.dtype(index_dtype) and values.dtype == np.dtype(dtype)
     assert np.array_equal(rows, ref_rows)
@@ -221,24 +230,55 @@ def test_out_is_written_in_place_and_read_only_inputs(rng):
 # --------------------------------------------------------------------------- #
 # threads: the same bits for any count
 # --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("layout", sorted(LAYOUT_ROWS))
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("case", ["sum", "weighted", "mean"])
-def test_thread_count_bit_identical(rng, dtype, case):
+def test_thread_count_bit_identical(rng, dtype, case, layout):
+    # Zipf indices: a few rows with thousands of terms; thousands of rows (many row blocks)
     num_rows, num_bags = 3000, 2500
     table = rand(rng, (num_rows, 16), dtype)
     indptr, indices = make_bags(rng, num_bags, num_rows, max_len=40, zipf=True)
     weights = rand(rng, len(indices), dtype) if case == "weighted" else None
     mode = "mean" if case == "mean" else "sum"
     grad_out = rand(rng, (num_bags, 16), dtype)
+    backward_rows = LAYOUT_ROWS[layout](num_rows, len(indices))
     outs = [sparseopt.gather_sum(table, indptr, indices, weights, mode=mode, num_threads=t)
             for t in (1, 2, 0, 3)]
     grads = [sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
-                                           num_rows=num_rows, num_threads=t) for t in (1, 2, 0, 3)]
+                                           num_rows=backward_rows, num_threads=t)
+             for t in (1, 2, 0, 3)]
     for out, (rows, values) in zip(outs[1:], grads[1:]):
         assert np.array_equal(out, outs[0])
         assert np.array_equal(rows, grads[0][0]) and np.array_equal(values, grads[0][1])
     if weights is None:
         assert np.array_equal(outs[0], ref_gather(table, indptr, indices, None, mode))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("case", ["sum", "weighted", "mean"])
+def test_layouts_give_the_same_bits(rng, dtype, case):
+    """The blocked layout starts each row at -0.0 and adds every term; the sorted one copies
+    the first term and adds the rest: the same bits, signed zeros, infinities and NaN included."""
+    num_rows, num_bags = 5000, 3000
+    indptr, indices = make_bags(rng, num_bags, num_rows, max_len=12, zipf=True)
+    assert len(indices) >= num_rows
+    weights = rand(rng, len(indices), dtype) if case == "weighted" else None
+    if weights is not None:
+        weights[::7] = -0.0
+    mode = "mean" if case == "mean" else "sum"
+    grad_out = rand(rng, (num_bags, 8), dtype)
+    grad_out[::5] = -0.0
+    grad_out[3::11, 0] = np.inf
+    grad_out[4::13, 1] = -np.inf
+    grad_out[5::17, 2] = np.nan
+    blocked = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                            num_rows=num_rows)
+    sorted_ = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                            num_rows=10 * len(indices) + 1)
+    assert np.array_equal(blocked[0], sorted_[0])
+    assert blocked[1].tobytes() == sorted_[1].tobytes()
+    negative_zero = (blocked[1] == 0) & np.signbit(blocked[1])
+    assert negative_zero.any() and np.isnan(blocked[1]).any()  # the cases were there
 
 
 # --------------------------------------------------------------------------- #
@@ -408,9 +448,10 @@ _MAGNITUDES = np.array([1.0, 1e-8, 1e8, 3.0, 0.5])
     index_dtype=st.sampled_from(INDEX_DTYPES),
     case=st.sampled_from(["sum", "weighted", "mean"]),
     num_threads=st.sampled_from([0, 1, 2]),
+    extra_rows=st.sampled_from([0, 0, 1, 100]),
 )
 def test_hypothesis_matches_reference(seed, num_bags, num_rows, max_len, row_shape, dtype,
-                                      index_dtype, case, num_threads):
+                                      index_dtype, case, num_threads, extra_rows):
     rng = np.random.default_rng(seed)
     indptr, indices = make_bags(rng, num_bags, num_rows, max_len, index_dtype, empty_every=0)
     # mixed magnitudes and signs make the summation order visible in the bits
@@ -423,7 +464,8 @@ def test_hypothesis_matches_reference(seed, num_bags, num_rows, max_len, row_sha
     grad_out = (rng.choice(_MAGNITUDES, size=(num_bags, *row_shape))
                 * rng.standard_normal((num_bags, *row_shape))).astype(dtype)
     rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
-                                                 num_rows=num_rows, num_threads=num_threads)
+                                                 num_rows=num_rows + extra_rows,
+                                                 num_threads=num_threads)
     ref_rows, ref_values = ref_backward(grad_out, indptr, indices, weights, mode)
     assert np.array_equal(rows, ref_rows)
     if weights is None:

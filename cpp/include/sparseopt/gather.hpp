@@ -239,21 +239,69 @@ void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out,
       [&](std::int64_t b) { return bags.begin(b) + b; });
 }
 
-// Where the backward pass's terms go: the table rows the bags touch (ascending, unique) and,
-// for each, its positions in `indices` in order of appearance with the bag of each. Build it
-// once per batch; rebuilding reuses its buffers.
+// Where the backward pass's terms go: the table rows the bags touch (ascending, unique) and
+// how to visit each row's terms in the order they appear. Build it once per batch (rebuilding
+// reuses its buffers), then call gather_sum_backward with the same bags.
+//
+// Two layouts, chosen by build() and giving the same bits:
+//  - few touched rows among many (num_rows > number of indices, the embedding case): the
+//    CoalescePlan of the indices, each row's positions grouped, with the bag of every position;
+//  - rows as many as or fewer than the indices (CSR @ dense, meProp): a row -> output slot map
+//    and the positions partitioned by blocks of rows (one radix pass), so that the backward
+//    accumulates each block's rows in cache while it walks the positions in order.
 template <class I>
 class GatherPlan {
  public:
   // Checks `bags` against a table of num_rows rows (throwing before anything is written, the
-  // plan left empty) and groups the positions of each row.
+  // plan left empty) and lays out the terms. row_width (elements per table row) sizes the
+  // blocks of rows that stay in cache.
   template <class T>
-  void build(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode = BagReduction::sum,
-             const detail::BagNames& names = {}) {
+  void build(const Bags<T, I>& bags, std::int64_t num_rows, std::int64_t row_width,
+             BagReduction mode = BagReduction::sum, const detail::BagNames& names = {}) {
     num_bags_ = -1;
     num_indices_ = -1;
+    rows_.clear();
     coalesce_.build(bags.indices, 0, -1);  // empty until the checks pass
     detail::check_bags(bags, num_rows, mode, names);
+    detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
+    const std::int64_t n = bags.size;
+    dense_ = n > 0 && num_rows <= n;
+    if (dense_)
+      build_blocks(bags, num_rows, row_width);
+    else
+      build_sorted(bags, num_rows);
+    num_bags_ = bags.num_bags;
+    num_indices_ = n;
+  }
+
+  // The number of rows the bags touch (rows of the gradient).
+  std::int64_t size() const noexcept { return static_cast<std::int64_t>(rows().size()); }
+  // The touched rows, ascending.
+  const std::vector<I>& rows() const noexcept { return dense_ ? rows_ : coalesce_.rows; }
+  std::int64_t num_bags() const noexcept { return num_bags_; }
+  std::int64_t num_indices() const noexcept { return num_indices_; }
+
+ private:
+  template <class T2, class I2>
+  friend void gather_sum_backward(Table<const T2>, const Bags<T2, I2>&, const GatherPlan<I2>&, I2*,
+                                  Table<T2>, BagReduction, int, const detail::BagNames&);
+
+  bool dense_ = false;
+  std::int64_t num_bags_ = -1, num_indices_ = -1;
+  // Sorted layout: positions grouped by row, and the bag of each (in that order).
+  CoalescePlan<I> coalesce_;
+  std::vector<std::int64_t> bag_at_, bag_sorted_;
+  // Blocked layout: rows_ (ascending), slot_[r] = where row r is in rows_ (for touched r);
+  // keys_ = (block << position_bits | position), grouped by block of 2^block_shift_ rows and
+  // in input order within a block; block_keys_ and block_slots_ bound each block's keys and
+  // output rows.
+  std::vector<I> rows_, slot_;
+  std::vector<std::uint64_t> keys_, tmp_;
+  std::vector<std::int64_t> block_keys_, block_slots_;
+  int position_bits_ = 0, block_shift_ = 0;
+
+  template <class T>
+  void build_sorted(const Bags<T, I>& bags, std::int64_t num_rows) {
     coalesce_.build(bags.indices, bags.size, num_rows);
     const std::int64_t n = bags.size;
     const auto size = static_cast<std::size_t>(n);
@@ -272,33 +320,65 @@ class GatherPlan {
       if (k + ahead < n) detail::prefetch_row(at + order[k + ahead], 1);
       sorted[k] = at[order[k]];
     }
-    num_bags_ = bags.num_bags;
-    num_indices_ = n;
   }
 
-  // The number of rows the bags touch (rows of the gradient).
-  std::int64_t size() const noexcept { return coalesce_.size(); }
-  // The touched rows, ascending.
-  const std::vector<I>& rows() const noexcept { return coalesce_.rows; }
-  // Positions in `indices` grouped by row (see CoalescePlan).
-  const CoalescePlan<I>& coalesce() const noexcept { return coalesce_; }
-  // bag_sorted()[k]: the bag of position coalesce().order[k].
-  const std::vector<std::int64_t>& bag_sorted() const noexcept { return bag_sorted_; }
-  std::int64_t num_bags() const noexcept { return num_bags_; }
-  std::int64_t num_indices() const noexcept { return num_indices_; }
+  template <class T>
+  void build_blocks(const Bags<T, I>& bags, std::int64_t num_rows, std::int64_t row_width) {
+    const std::int64_t n = bags.size;
+    const I* SPARSEOPT_RESTRICT indices = bags.indices;
+    // Blocks of about 1 MB of output rows (cache-sized), and at least 16 blocks where there
+    // are enough rows, so that threads can share them.
+    constexpr std::int64_t block_bytes = std::int64_t(1) << 20, min_block_rows = 64, min_blocks = 16;
+    const std::int64_t row_bytes = std::max<std::int64_t>(1, row_width) * std::int64_t(sizeof(T));
+    std::int64_t block_rows = std::max<std::int64_t>(1, block_bytes / row_bytes);
+    block_rows = std::min(block_rows, std::max(min_block_rows, num_rows / min_blocks));
+    block_shift_ = detail::bit_width(std::uint64_t(block_rows)) - 1;  // rows per block: 2^shift
+    const std::int64_t num_blocks = ((num_rows - 1) >> block_shift_) + 1;
+    position_bits_ = detail::bit_width(std::uint64_t(n - 1));
+    const int block_bits = detail::bit_width(std::uint64_t(num_blocks - 1));
+    // position_bits_ + block_bits <= 64: n - 1 < 2^63 and num_blocks <= num_rows <= n.
+    for (auto* v : {&block_keys_, &block_slots_}) detail::fit(*v, static_cast<std::size_t>(num_blocks + 1));
+    detail::fit(slot_, static_cast<std::size_t>(num_rows));
+    detail::fit(rows_, static_cast<std::size_t>(num_rows));
+    detail::fit(keys_, static_cast<std::size_t>(n));
+    detail::fit(tmp_, static_cast<std::size_t>(n));
 
- private:
-  CoalescePlan<I> coalesce_;
-  std::vector<std::int64_t> bag_at_, bag_sorted_;
-  std::int64_t num_bags_ = -1, num_indices_ = -1;
+    // Touched rows and their slots: mark, then number in ascending order.
+    slot_.assign(static_cast<std::size_t>(num_rows), I(0));
+    I* SPARSEOPT_RESTRICT slot = slot_.data();
+    for (std::int64_t p = 0; p < n; ++p) slot[indices[p]] = I(1);
+    block_slots_.assign(static_cast<std::size_t>(num_blocks + 1), 0);
+    rows_.clear();
+    for (std::int64_t r = 0; r < num_rows; ++r) {
+      if ((r & ((std::int64_t(1) << block_shift_) - 1)) == 0)
+        block_slots_[r >> block_shift_] = static_cast<std::int64_t>(rows_.size());
+      if (slot[r]) {
+        slot[r] = static_cast<I>(rows_.size());
+        rows_.push_back(static_cast<I>(r));
+      }
+    }
+    block_slots_[num_blocks] = static_cast<std::int64_t>(rows_.size());
+
+    // Positions grouped by block, in input order within each: one stable radix pass.
+    keys_.resize(static_cast<std::size_t>(n));
+    block_keys_.assign(static_cast<std::size_t>(num_blocks + 1), 0);
+    std::int64_t* SPARSEOPT_RESTRICT count = block_keys_.data() + 1;
+    for (std::int64_t p = 0; p < n; ++p) {
+      const std::int64_t block = static_cast<std::int64_t>(indices[p]) >> block_shift_;
+      ++count[block];
+      keys_[p] = (std::uint64_t(block) << position_bits_) | std::uint64_t(p);
+    }
+    for (std::int64_t j = 0; j < num_blocks; ++j) block_keys_[j + 1] += block_keys_[j];
+    if (block_bits > 0) detail::sort_packed(keys_, tmp_, position_bits_, block_bits);
+  }
 };
 
 // The gradient of the table for out = gather_sum(table, bags, mode), given grad_out (num_bags
 // rows): rows_out[u] = plan.rows()[u] and values_out row u = the sum over that row's positions
 // p (in order of appearance) of weights[p] * grad_out[bag of p] (mode mean: grad_out[bag of p]
 // / len(bag of p)). `plan` must have been built from the same bags; values_out has plan.size()
-// rows of grad_out.row_width elements (rows_out may be null to skip it). Parallel over rows,
-// ranges cut by the number of terms.
+// rows of grad_out.row_width elements (rows_out may be null to skip it). Parallel over rows
+// (or blocks of rows), ranges cut by the number of terms.
 template <class T, class I>
 void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const GatherPlan<I>& plan,
                          I* rows_out, Table<T> values_out, BagReduction mode = BagReduction::sum,
@@ -325,9 +405,8 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
   detail::require_disjoint(values_out.data, values_bytes, "values", rows_out,
                            plan.size() * std::int64_t(sizeof(I)), "rows");
 
-  const CoalescePlan<I>& cp = plan.coalesce();
   const std::int64_t nu = plan.size();
-  if (rows_out && nu > 0) std::memcpy(rows_out, cp.rows.data(), sizeof(I) * static_cast<std::size_t>(nu));
+  if (rows_out && nu > 0) std::memcpy(rows_out, plan.rows().data(), sizeof(I) * static_cast<std::size_t>(nu));
   if (w == 0 || nu == 0) return;
 
   // mean: every term of bag b is grad_out[b] / len(b); divide once per bag, not per term.
@@ -346,11 +425,55 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
     });
     source = divided.data();
   }
+  const T* SPARSEOPT_RESTRICT weights = bags.weights;
 
-  const std::int64_t* SPARSEOPT_RESTRICT bag = plan.bag_sorted().data();
+  if (plan.dense_) {
+    // Each block of rows: its output rows start at -0.0, the one value that adding a first
+    // term leaves bit for bit equal to that term (-0 + x == x for every x, -0 and NaN
+    // included), then every term is added in the order of its position -- the same bits as
+    // the sorted layout's "first term, then add the next".
+    const I* SPARSEOPT_RESTRICT indices = bags.indices;
+    const I* SPARSEOPT_RESTRICT slot = plan.slot_.data();
+    const std::uint64_t* SPARSEOPT_RESTRICT keys = plan.keys_.data();
+    const std::int64_t* block_keys = plan.block_keys_.data();
+    const std::int64_t* block_slots = plan.block_slots_.data();
+    const std::uint64_t mask = plan.position_bits_ ? ~std::uint64_t(0) >> (64 - plan.position_bits_) : 0;
+    const std::int64_t num_blocks = static_cast<std::int64_t>(plan.block_keys_.size()) - 1;
+    detail::parallel_for(
+        num_blocks, threads, (n + nu) * w,
+        [&](std::int64_t blk, int) {
+          T* SPARSEOPT_RESTRICT first = values_out.row(block_slots[blk]);
+          const std::int64_t count = (block_slots[blk + 1] - block_slots[blk]) * w;
+          for (std::int64_t e = 0; e < count; ++e) first[e] = T(-0.0);
+          const std::int64_t begin = block_keys[blk], end = block_keys[blk + 1];
+          std::int64_t b = 0;  // the bag of the current position: positions only grow here
+          for (std::int64_t k = begin; k < end; ++k) {
+            if (k + detail::gather_ahead < end) {
+              const auto q = static_cast<std::int64_t>(keys[k + detail::gather_ahead] & mask);
+              detail::prefetch_row(values_out.row(static_cast<std::int64_t>(slot[indices[q]])), w);
+            }
+            const auto p = static_cast<std::int64_t>(keys[k] & mask);
+            if (p >= bags.end(b))  // the next bag with this position (skips empty bags)
+              b = std::upper_bound(bags.indptr + b + 1, bags.indptr + nb + 1, static_cast<I>(p)) -
+                  bags.indptr - 1;
+            T* SPARSEOPT_RESTRICT o = values_out.row(static_cast<std::int64_t>(slot[indices[p]]));
+            const T* SPARSEOPT_RESTRICT g = source + b * w;
+            if (weights) {
+              const T s = weights[p];
+              for (std::int64_t j = 0; j < w; ++j) o[j] += s * g[j];
+            } else {
+              for (std::int64_t j = 0; j < w; ++j) o[j] += g[j];
+            }
+          }
+        },
+        [&](std::int64_t blk) { return block_keys[blk] + block_slots[blk]; });
+    return;
+  }
+
+  const CoalescePlan<I>& cp = plan.coalesce_;
+  const std::int64_t* SPARSEOPT_RESTRICT bag = plan.bag_sorted_.data();
   const std::int64_t* SPARSEOPT_RESTRICT order = cp.order.data();
   const std::int64_t* SPARSEOPT_RESTRICT offsets = cp.offsets.data();
-  const T* SPARSEOPT_RESTRICT weights = bags.weights;
   detail::parallel_for(
       nu, threads, (n + nu) * w,
       [&](std::int64_t u, int) {
@@ -386,7 +509,7 @@ std::int64_t gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags
   detail::resolve_threads(num_threads);
   detail::require(grad_out.num_rows == bags.num_bags, "grad_out must have ", bags.num_bags,
                   " rows (one per bag), got ", grad_out.num_rows);
-  plan.build(bags, num_rows, mode);
+  plan.build(bags, num_rows, grad_out.row_width, mode);
   detail::require(capacity >= plan.size(), "the output holds ", capacity, " rows but the bags touch ",
                   plan.size(), "; pass capacity >= min(number of indices, num_rows)");
   gather_sum_backward(grad_out, bags, plan, rows_out, Table<T>{values_out, plan.size(), grad_out.row_width},
