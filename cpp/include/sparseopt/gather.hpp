@@ -447,7 +447,15 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
           for (std::int64_t e = 0; e < count; ++e) first[e] = T(-0.0);
           const std::int64_t begin = block_keys[blk], end = block_keys[blk + 1];
           std::int64_t b = 0;  // the bag of the current position: positions only grow here
+          // Positions only grow within a block, but sparsely: their index and weight are a cache
+          // miss each, so they are fetched far ahead, and the output row they lead to nearer.
+          constexpr std::int64_t far = 4 * detail::gather_ahead;
           for (std::int64_t k = begin; k < end; ++k) {
+            if (k + far < end) {
+              const auto q = static_cast<std::int64_t>(keys[k + far] & mask);
+              detail::prefetch_row(indices + q, 1);
+              if (weights) detail::prefetch_row(weights + q, 1);
+            }
             if (k + detail::gather_ahead < end) {
               const auto q = static_cast<std::int64_t>(keys[k + detail::gather_ahead] & mask);
               detail::prefetch_row(values_out.row(static_cast<std::int64_t>(slot[indices[q]])), w);
