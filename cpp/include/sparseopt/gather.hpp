@@ -265,7 +265,8 @@ class GatherPlan {
     detail::check_bags(bags, num_rows, mode, names);
     detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
     const std::int64_t n = bags.size;
-    dense_ = n > 0 && num_rows <= n;
+    // (Below 2^32 indices the block and position bits of a key fit in one 64-bit word.)
+    dense_ = n > 0 && num_rows <= n && n < (std::int64_t(1) << 32);
     if (dense_)
       build_blocks(bags, num_rows, row_width);
     else
@@ -336,7 +337,7 @@ class GatherPlan {
     const std::int64_t num_blocks = ((num_rows - 1) >> block_shift_) + 1;
     position_bits_ = detail::bit_width(std::uint64_t(n - 1));
     const int block_bits = detail::bit_width(std::uint64_t(num_blocks - 1));
-    // position_bits_ + block_bits <= 64: n - 1 < 2^63 and num_blocks <= num_rows <= n.
+    // position_bits_ + block_bits <= 64: n <= 2^32 and num_blocks <= num_rows <= n.
     for (auto* v : {&block_keys_, &block_slots_}) detail::fit(*v, static_cast<std::size_t>(num_blocks + 1));
     detail::fit(slot_, static_cast<std::size_t>(num_rows));
     detail::fit(rows_, static_cast<std::size_t>(num_rows));
