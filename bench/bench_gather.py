@@ -317,14 +317,17 @@ def to_markdown(data: dict) -> str:
         f"{cfg['csr_cols']:,} x {cfg['width']} float32 table. "
         "Backward: sparseopt returns the coalesced row-sparse gradient (unique rows ascending, "
         "summed values). torch's backward of `embedding_bag(sparse=True)` returns one "
-        "gradient row per lookup, uncoalesced; `.coalesce()` makes it comparable (the row with "
-        "the speedup); the forward graph is built outside the timed region. SciPy's "
-        "`x.T @ grad_out` returns the dense 100,000 x 64 gradient. "
-        f"ms: median (min–max) over interleaved blocks, {blocks_txt}. "
+        "gradient row per lookup, uncoalesced, and `.coalesce()` makes it the same result, so "
+        "the main row compares against backward + coalesce and the row below it against the "
+        "backward alone; the forward graph is built outside the timed region. SciPy's "
+        "`x.T @ grad_out` returns the dense "
+        f"{cfg['csr_cols']:,} x {cfg['width']} gradient. "
+        f"ms: median (min–max) over interleaved blocks, {blocks_txt}. Speedup = competitor ms / "
+        f"sparseopt ms ({st} threads, or one). "
         "GB/s and % of copy bandwidth are for sparseopt (all threads) and count the bytes the "
         "call must move at the least (forward: the gathered rows, indices and output; "
-        "backward: grad_out, indices and the touched rows written); the CSR table (25.6 MB) "
-        "largely fits in the last-level cache, so its forward can exceed the DRAM copy rate.")
+        "backward: grad_out, indices and the touched rows written). The Zipf rows and the CSR "
+        "table (25.6 MB) are mostly read from cache, which is how those reach the DRAM copy rate.")
     lines = [table, "", notes, "", harness.describe_machine(data["machine"], data["copy_bandwidth"])]
     loads = [x for c in data["cases"] for im in c["impls"].values()
              for x in im.get("block_other_cores", []) if x is not None]
