@@ -31,6 +31,7 @@ BENCHMARKS = {
     "exact": "bench_exact",
     "hogwild": "bench_hogwild",
     "topk": "bench_topk",
+    "gather": "bench_gather",
 }
 
 
