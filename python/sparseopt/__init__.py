@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from . import _args, _core, optim
+from ._topk import topk
 
 __version__: str = _core.__version__
 
-__all__ = ["__version__", "info", "coalesce", "optim", "get_include", "get_cmake_dir"]
+__all__ = ["__version__", "info", "coalesce", "topk", "optim", "get_include", "get_cmake_dir"]
 
 
 def info() -> dict:

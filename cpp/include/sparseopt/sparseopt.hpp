@@ -21,3 +21,4 @@
 #include "optim/rmsprop.hpp"
 #include "optim/rowwise_adagrad.hpp"
 #include "optim/ftrl.hpp"
+#include "topk.hpp"
