@@ -33,4 +33,5 @@ PYBIND11_MODULE(_core, m) {
   sparseopt::bind::bind_rowwise_adagrad(m);
   sparseopt::bind::bind_ftrl(m);
   sparseopt::bind::bind_topk(m);
+  sparseopt::bind::bind_gather(m);
 }

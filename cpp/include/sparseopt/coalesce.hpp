@@ -113,9 +113,11 @@ class CoalescePlan {
     offsets.assign(1, 0);
     order.clear();
     const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
-    sort_positions(indices, n, max_index);
+    const int position_bits = sort_positions(indices, n, max_index);
     for (std::int64_t k = 0; k < n; ++k) {
-      const I r = indices[order[k]];
+      // The packed sort leaves the sorted keys, whose high bits are the indices: reading them
+      // in order beats gathering indices[order[k]] from all over a long input.
+      const I r = position_bits >= 0 ? static_cast<I>(keys_[k] >> position_bits) : indices[order[k]];
       if (rows.empty() || rows.back() != r) {
         if (!rows.empty()) offsets.push_back(k);
         rows.push_back(r);
@@ -129,7 +131,8 @@ class CoalescePlan {
 
   // order = input positions sorted by index, equal indices in input order: (index, position)
   // packed into one word with the index in the high bits and radix-sorted on the index bits.
-  void sort_positions(const I* indices, std::int64_t n, std::int64_t max_index) {
+  // Returns the number of position bits when keys_ holds the sorted words, else -1.
+  int sort_positions(const I* indices, std::int64_t n, std::int64_t max_index) {
     order.resize(static_cast<std::size_t>(n));
     const int position_bits = detail::bit_width(std::uint64_t(n > 0 ? n - 1 : 0));
     const int index_bits = detail::bit_width(std::uint64_t(max_index > 0 ? max_index : 0));
@@ -140,11 +143,12 @@ class CoalescePlan {
       detail::sort_packed(keys_, tmp_, position_bits, index_bits);
       const std::uint64_t mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
       for (std::int64_t k = 0; k < n; ++k) order[k] = std::int64_t(keys_[k] & mask);
-      return;
+      return position_bits;
     }
     for (std::int64_t k = 0; k < n; ++k) order[k] = k;  // indices too large to pack
     std::stable_sort(order.begin(), order.end(),
                      [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
+    return -1;
   }
 };
 

@@ -13,6 +13,7 @@
 #include "view.hpp"
 #include "parallel.hpp"
 #include "coalesce.hpp"
+#include "gather.hpp"
 #include "optim/common.hpp"
 #include "optim/sgd.hpp"
 #include "optim/adagrad.hpp"

@@ -1,0 +1,397 @@
+// Sums of table rows picked by bags of indices, and the row-sparse gradient those sums give
+// the table in backpropagation.
+//
+// A bag is a run of indices, given in CSR form: bag b is indices[indptr[b] : indptr[b + 1]],
+// with an optional weight per index. The forward sum
+//
+//     out[b] = sum over p in bag b of weights[p] * table[indices[p]]     (mode sum)
+//     out[b] = (sum over p in bag b of table[indices[p]]) / len(bag b)   (mode mean)
+//
+// is torch.nn.functional.embedding_bag (offsets = indptr[:-1], or indptr itself with
+// include_last_offset=True) and, with weights = the CSR values, the product of a CSR matrix
+// (num_bags x num_rows) with the dense table. Its gradient with respect to the table,
+//
+//     grad_table[r] = sum over p with indices[p] == r of weights[p] * grad_out[bag of p]
+//                     (mode mean: grad_out[bag of p] / len(bag of p)),
+//
+// touches only the rows in `indices`; gather_sum_backward writes it coalesced (rows ascending,
+// unique), ready for an optimizer step, without forming the num_indices x row_width array of
+// per-index contributions.
+//
+// Index type: indptr has the type of indices (I), as torch's offsets and SciPy's indptr do.
+// Empty bags sum to zeros (mean too). Weights with mode mean are refused, as torch refuses
+// per_sample_weights with mode='mean': scale the weights by 1 / len(bag) and use mode sum.
+//
+// Results never depend on the thread count: every output row is summed by one thread, in the
+// order the indices appear (the first term, then each next one added), so any num_threads
+// gives the same bits. Every function checks its arguments before it writes anything and
+// throws sparseopt::invalid_argument (a bad shape or CSR structure) or sparseopt::index_error
+// (an index outside [0, num_rows)).
+//
+// From C++ (all memory is the caller's; outputs are caller-provided buffers):
+//
+//   sparseopt::Bags<float, std::int64_t> bags{indptr, indices, weights_or_null, num_bags, n};
+//   sparseopt::gather_sum<float>({table, num_rows, width}, bags, {out, num_bags, width});
+//
+//   sparseopt::GatherPlan<std::int64_t> plan;  // keep it: its buffers are reused
+//   std::int64_t u = sparseopt::gather_sum_backward<float>(
+//       {grad_out, num_bags, width}, bags, num_rows, plan, rows, values, capacity);
+//   // rows[0:u] ascending, values[0:u*width]; capacity >= min(n, num_rows) always suffices.
+//
+// meProp's linear layer y = x W^T (W of shape (out, in)) with per-example top-k output
+// gradients (units, their gradient values g) in CSR form over the batch:
+//   grad_x = gather_sum(W, indptr, units, g)                 (batch x in)
+//   grad_W = gather_sum_backward(x as grad_out, indptr, units, g)   (touched units x in)
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "coalesce.hpp"
+#include "config.hpp"
+#include "errors.hpp"
+#include "parallel.hpp"
+#include "view.hpp"
+
+namespace sparseopt {
+
+// How the indices of a bag combine: their (weighted) sum, or the mean (sum / length).
+enum class BagReduction { sum, mean };
+
+// Bags of indices in CSR form (non-owning). indptr holds num_bags + 1 offsets: indptr[0] == 0,
+// non-decreasing, indptr[num_bags] == size; indices and weights (null: every weight 1) hold
+// `size` entries.
+template <class T, class I>
+struct Bags {
+  const I* indptr = nullptr;
+  const I* indices = nullptr;
+  const T* weights = nullptr;
+  std::int64_t num_bags = 0;
+  std::int64_t size = 0;
+
+  std::int64_t begin(std::int64_t b) const noexcept { return static_cast<std::int64_t>(indptr[b]); }
+  std::int64_t end(std::int64_t b) const noexcept { return static_cast<std::int64_t>(indptr[b + 1]); }
+};
+
+namespace detail {
+
+// Names the arrays in messages: "indptr", "indices" by default; the CSR product passes
+// "x.indptr", "x.indices".
+struct BagNames {
+  const char* indptr = "indptr";
+  const char* indices = "indices";
+  const char* weights = "weights";
+};
+
+// Throws unless `bags` is well-formed CSR over a table of num_rows rows (see Bags).
+template <class T, class I>
+void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode,
+                const BagNames& names) {
+  require(bags.num_bags >= 0, "the number of bags must be >= 0, got ", bags.num_bags);
+  require(bags.size >= 0, "the number of indices must be >= 0, got ", bags.size);
+  require(bags.indptr != nullptr, names.indptr, " is null; it needs num_bags + 1 entries");
+  require(bags.indices != nullptr || bags.size == 0, names.indices, " is null");
+  require(mode == BagReduction::sum || bags.weights == nullptr, names.weights,
+          " are only supported with mode=\"sum\" (as torch.nn.functional.embedding_bag's "
+          "per_sample_weights); for a mean, pass weights / bag length with mode=\"sum\"");
+  require(bags.indptr[0] == 0, names.indptr, "[0] must be 0, got ", std::int64_t(bags.indptr[0]));
+  bool decreasing = false;
+  for (std::int64_t b = 0; b < bags.num_bags; ++b) decreasing |= bags.indptr[b] > bags.indptr[b + 1];
+  if (decreasing) {
+    for (std::int64_t b = 0; b < bags.num_bags; ++b)
+      require(bags.indptr[b] <= bags.indptr[b + 1], names.indptr, " must be non-decreasing, got ",
+              names.indptr, "[", b, "] = ", std::int64_t(bags.indptr[b]), " > ", names.indptr, "[",
+              b + 1, "] = ", std::int64_t(bags.indptr[b + 1]));
+  }
+  require(static_cast<std::int64_t>(bags.indptr[bags.num_bags]) == bags.size, names.indptr,
+          "[-1] = ", std::int64_t(bags.indptr[bags.num_bags]), " must equal len(", names.indices,
+          ") = ", bags.size);
+  // Indices in range: a vectorised min/max first, the position of the culprit only on failure.
+  std::int64_t lo = 0, hi = -1;
+  for (std::int64_t p = 0; p < bags.size; ++p) {
+    const auto r = static_cast<std::int64_t>(bags.indices[p]);
+    lo = std::min(lo, r);
+    hi = std::max(hi, r);
+  }
+  if (lo < 0 || hi >= num_rows) {
+    for (std::int64_t p = 0; p < bags.size; ++p) {
+      const auto r = static_cast<std::int64_t>(bags.indices[p]);
+      if (r < 0 || r >= num_rows)
+        throw index_error(concat(names.indices, "[", p, "] = ", r, " is out of range for a table of ",
+                                 num_rows, " rows; indices must be in [0, ", num_rows, ")"));
+    }
+  }
+}
+
+// The sum of terms begin..end-1 (end > begin) into out (w elements): out = term(begin), then
+// out += term(k) for each next k, in that order, term(k) = scale(k) * row(k) (Scaled) or
+// row(k). Two terms share a pass over out -- ((out + a) + b), the same bits as one at a time.
+// As term k is reached, the rows and scales of later terms are requested from memory:
+// ahead_row(k) and ahead_scale(k) give their addresses (null: nothing to fetch). The hints are
+// issued in this body, not in a helper of their own: GCC finds that a function which only
+// prefetches has no effect and deletes the calls to it. Kept in one place so that the forward
+// and backward sums round alike.
+template <bool Scaled, class T, class Row, class Scale, class AheadRow, class AheadScale>
+inline void sum_terms(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin, std::int64_t end,
+                      Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
+#define SPARSEOPT_FETCH_TERM(k)                                   \
+  do {                                                            \
+    if (const T* r = ahead_row(k)) prefetch_row(r, w);            \
+    if constexpr (Scaled)                                         \
+      if (const T* s = ahead_scale(k)) prefetch_row(s, 1);        \
+  } while (false)
+  SPARSEOPT_FETCH_TERM(begin);
+  {
+    const T* SPARSEOPT_RESTRICT x = row(begin);
+    if constexpr (Scaled) {
+      const T s = scale(begin);
+      for (std::int64_t j = 0; j < w; ++j) out[j] = s * x[j];
+    } else {
+      std::memcpy(out, x, sizeof(T) * static_cast<std::size_t>(w));
+    }
+  }
+  std::int64_t k = begin + 1;
+  for (; k + 1 < end; k += 2) {
+    SPARSEOPT_FETCH_TERM(k);
+    SPARSEOPT_FETCH_TERM(k + 1);
+    const T* SPARSEOPT_RESTRICT a = row(k);
+    const T* SPARSEOPT_RESTRICT b = row(k + 1);
+    if constexpr (Scaled) {
+      const T sa = scale(k), sb = scale(k + 1);
+      for (std::int64_t j = 0; j < w; ++j) out[j] = (out[j] + sa * a[j]) + sb * b[j];
+    } else {
+      for (std::int64_t j = 0; j < w; ++j) out[j] = (out[j] + a[j]) + b[j];
+    }
+  }
+  if (k < end) {
+    SPARSEOPT_FETCH_TERM(k);
+    const T* SPARSEOPT_RESTRICT a = row(k);
+    if constexpr (Scaled) {
+      const T sa = scale(k);
+      for (std::int64_t j = 0; j < w; ++j) out[j] += sa * a[j];
+    } else {
+      for (std::int64_t j = 0; j < w; ++j) out[j] += a[j];
+    }
+  }
+#undef SPARSEOPT_FETCH_TERM
+}
+
+// Rows read ahead of their use: far enough to hide a DRAM round trip behind the sums of the
+// rows in between.
+inline constexpr std::int64_t gather_ahead = 16;
+
+}  // namespace detail
+
+// out[b] = the (weighted) sum or mean of table rows indices[indptr[b] : indptr[b + 1]], for
+// every bag b (out: num_bags rows of table.row_width elements, caller-allocated, must not
+// overlap the inputs). Parallel over bags on num_threads threads (0 = all), ranges cut so that
+// each thread gets about the same number of indices.
+template <class T, class I>
+void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out,
+                BagReduction mode = BagReduction::sum, int num_threads = 0,
+                const detail::BagNames& names = {}) {
+  const int threads = detail::resolve_threads(num_threads);
+  const std::int64_t w = table.row_width, nb = bags.num_bags;
+  detail::require(out.num_rows == nb && out.row_width == w, "out must have ", nb, " rows (one per bag) of ",
+                  w, " elements (the table's row shape), got ", out.num_rows, " rows of ", out.row_width);
+  detail::require(table.data != nullptr || table.num_rows * w == 0, "table is null");
+  detail::require(out.data != nullptr || nb * w == 0, "out is null");
+  detail::check_bags(bags, table.num_rows, mode, names);
+  const std::int64_t out_bytes = detail::byte_size(out);
+  detail::require_disjoint(out.data, out_bytes, "out", table.data,
+                           table.num_rows * w * std::int64_t(sizeof(T)), "table");
+  detail::require_disjoint(out.data, out_bytes, "out", bags.weights, bags.size * std::int64_t(sizeof(T)),
+                           names.weights);
+  detail::require_disjoint(out.data, out_bytes, "out", bags.indices, bags.size * std::int64_t(sizeof(I)),
+                           names.indices);
+  detail::require_disjoint(out.data, out_bytes, "out", bags.indptr, (nb + 1) * std::int64_t(sizeof(I)),
+                           names.indptr);
+  if (w == 0) return;
+
+  const I* SPARSEOPT_RESTRICT indices = bags.indices;
+  const T* SPARSEOPT_RESTRICT weights = bags.weights;
+  const std::int64_t n = bags.size;
+  detail::parallel_for(
+      nb, threads, (n + nb) * w,
+      [&](std::int64_t b, int) {
+        T* o = out.row(b);
+        const std::int64_t begin = bags.begin(b), end = bags.end(b);
+        if (begin == end) {
+          std::memset(o, 0, sizeof(T) * static_cast<std::size_t>(w));
+          return;
+        }
+        auto row = [&](std::int64_t p) { return table.row(static_cast<std::int64_t>(indices[p])); };
+        auto ahead = [&](std::int64_t p) -> const T* {
+          return p + detail::gather_ahead < n ? row(p + detail::gather_ahead) : nullptr;
+        };
+        auto none = [](std::int64_t) -> const T* { return nullptr; };
+        if (weights)
+          detail::sum_terms<true>(o, w, begin, end, row, [&](std::int64_t p) { return weights[p]; }, ahead, none);
+        else
+          detail::sum_terms<false>(o, w, begin, end, row, [](std::int64_t) { return T(1); }, ahead, none);
+        if (mode == BagReduction::mean) {
+          const T len = static_cast<T>(end - begin);
+          for (std::int64_t j = 0; j < w; ++j) o[j] /= len;
+        }
+      },
+      [&](std::int64_t b) { return bags.begin(b) + b; });
+}
+
+// Where the backward pass's terms go: the table rows the bags touch (ascending, unique) and,
+// for each, its positions in `indices` in order of appearance with the bag of each. Build it
+// once per batch; rebuilding reuses its buffers.
+template <class I>
+class GatherPlan {
+ public:
+  // Checks `bags` against a table of num_rows rows (throwing before anything is written, the
+  // plan left empty) and groups the positions of each row.
+  template <class T>
+  void build(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode = BagReduction::sum,
+             const detail::BagNames& names = {}) {
+    num_bags_ = -1;
+    num_indices_ = -1;
+    coalesce_.build(bags.indices, 0, -1);  // empty until the checks pass
+    detail::check_bags(bags, num_rows, mode, names);
+    coalesce_.build(bags.indices, bags.size, num_rows);
+    const std::int64_t n = bags.size;
+    const auto size = static_cast<std::size_t>(n);
+    detail::fit(bag_at_, size);
+    detail::fit(bag_sorted_, size);
+    bag_at_.resize(size);
+    bag_sorted_.resize(size);
+    std::int64_t* SPARSEOPT_RESTRICT at = bag_at_.data();
+    for (std::int64_t b = 0; b < bags.num_bags; ++b)
+      for (std::int64_t p = bags.begin(b); p < bags.end(b); ++p) at[p] = b;
+    // A gather from scattered positions: prefetched far ahead so the misses overlap.
+    const std::int64_t* SPARSEOPT_RESTRICT order = coalesce_.order.data();
+    std::int64_t* SPARSEOPT_RESTRICT sorted = bag_sorted_.data();
+    constexpr std::int64_t ahead = 64;
+    for (std::int64_t k = 0; k < n; ++k) {
+      if (k + ahead < n) detail::prefetch_row(at + order[k + ahead], 1);
+      sorted[k] = at[order[k]];
+    }
+    num_bags_ = bags.num_bags;
+    num_indices_ = n;
+  }
+
+  // The number of rows the bags touch (rows of the gradient).
+  std::int64_t size() const noexcept { return coalesce_.size(); }
+  // The touched rows, ascending.
+  const std::vector<I>& rows() const noexcept { return coalesce_.rows; }
+  // Positions in `indices` grouped by row (see CoalescePlan).
+  const CoalescePlan<I>& coalesce() const noexcept { return coalesce_; }
+  // bag_sorted()[k]: the bag of position coalesce().order[k].
+  const std::vector<std::int64_t>& bag_sorted() const noexcept { return bag_sorted_; }
+  std::int64_t num_bags() const noexcept { return num_bags_; }
+  std::int64_t num_indices() const noexcept { return num_indices_; }
+
+ private:
+  CoalescePlan<I> coalesce_;
+  std::vector<std::int64_t> bag_at_, bag_sorted_;
+  std::int64_t num_bags_ = -1, num_indices_ = -1;
+};
+
+// The gradient of the table for out = gather_sum(table, bags, mode), given grad_out (num_bags
+// rows): rows_out[u] = plan.rows()[u] and values_out row u = the sum over that row's positions
+// p (in order of appearance) of weights[p] * grad_out[bag of p] (mode mean: grad_out[bag of p]
+// / len(bag of p)). `plan` must have been built from the same bags; values_out has plan.size()
+// rows of grad_out.row_width elements (rows_out may be null to skip it). Parallel over rows,
+// ranges cut by the number of terms.
+template <class T, class I>
+void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const GatherPlan<I>& plan,
+                         I* rows_out, Table<T> values_out, BagReduction mode = BagReduction::sum,
+                         int num_threads = 0, const detail::BagNames& names = {}) {
+  const int threads = detail::resolve_threads(num_threads);
+  const std::int64_t w = grad_out.row_width, nb = bags.num_bags, n = bags.size;
+  detail::require(plan.num_bags() == nb && plan.num_indices() == n,
+                  "the plan was built for other bags (", plan.num_bags(), " bags of ", plan.num_indices(),
+                  " indices, these have ", nb, " and ", n, "); build it from these bags first");
+  detail::require(grad_out.num_rows == nb, "grad_out must have ", nb, " rows (one per bag), got ",
+                  grad_out.num_rows);
+  detail::require(mode == BagReduction::sum || bags.weights == nullptr, names.weights,
+                  " are only supported with mode=\"sum\"");
+  detail::require(values_out.num_rows == plan.size() && values_out.row_width == w, "values must have ",
+                  plan.size(), " rows (one per touched row) of ", w, " elements, got ", values_out.num_rows,
+                  " rows of ", values_out.row_width);
+  detail::require(grad_out.data != nullptr || nb * w == 0, "grad_out is null");
+  detail::require(values_out.data != nullptr || plan.size() * w == 0, "values is null");
+  const std::int64_t values_bytes = detail::byte_size(values_out);
+  detail::require_disjoint(values_out.data, values_bytes, "values", grad_out.data,
+                           nb * w * std::int64_t(sizeof(T)), "grad_out");
+  detail::require_disjoint(values_out.data, values_bytes, "values", bags.weights,
+                           n * std::int64_t(sizeof(T)), names.weights);
+  detail::require_disjoint(values_out.data, values_bytes, "values", rows_out,
+                           plan.size() * std::int64_t(sizeof(I)), "rows");
+
+  const CoalescePlan<I>& cp = plan.coalesce();
+  const std::int64_t nu = plan.size();
+  if (rows_out && nu > 0) std::memcpy(rows_out, cp.rows.data(), sizeof(I) * static_cast<std::size_t>(nu));
+  if (w == 0 || nu == 0) return;
+
+  // mean: every term of bag b is grad_out[b] / len(b); divide once per bag, not per term.
+  // Allocated before any parallel region, so nothing in one can fail half-way through.
+  const T* source = grad_out.data;
+  std::vector<T> divided;
+  if (mode == BagReduction::mean) {
+    divided.resize(static_cast<std::size_t>(nb * w));
+    detail::parallel_for(nb, threads, nb * w, [&](std::int64_t b, int) {
+      const std::int64_t len = bags.end(b) - bags.begin(b);
+      if (len == 0) return;
+      const T l = static_cast<T>(len);
+      const T* g = grad_out.row(b);
+      T* d = divided.data() + b * w;
+      for (std::int64_t j = 0; j < w; ++j) d[j] = g[j] / l;
+    });
+    source = divided.data();
+  }
+
+  const std::int64_t* SPARSEOPT_RESTRICT bag = plan.bag_sorted().data();
+  const std::int64_t* SPARSEOPT_RESTRICT order = cp.order.data();
+  const std::int64_t* SPARSEOPT_RESTRICT offsets = cp.offsets.data();
+  const T* SPARSEOPT_RESTRICT weights = bags.weights;
+  detail::parallel_for(
+      nu, threads, (n + nu) * w,
+      [&](std::int64_t u, int) {
+        T* o = values_out.row(u);
+        const std::int64_t begin = offsets[u], end = offsets[u + 1];
+        auto row = [&](std::int64_t k) { return source + bag[k] * w; };
+        auto ahead = [&](std::int64_t k) -> const T* {
+          return k + detail::gather_ahead < n ? row(k + detail::gather_ahead) : nullptr;
+        };
+        if (weights) {
+          // the weights are read in the order of the sorted positions: scattered, fetched early
+          constexpr std::int64_t far = 4 * detail::gather_ahead;
+          detail::sum_terms<true>(
+              o, w, begin, end, row, [&](std::int64_t k) { return weights[order[k]]; }, ahead,
+              [&](std::int64_t k) -> const T* { return k + far < n ? weights + order[k + far] : nullptr; });
+        } else {
+          detail::sum_terms<false>(
+              o, w, begin, end, row, [](std::int64_t) { return T(1); }, ahead,
+              [](std::int64_t) -> const T* { return nullptr; });
+        }
+      },
+      [&](std::int64_t u) { return offsets[u] + u; });
+}
+
+// One call for C++ trainers: builds `plan` (keep it between calls: its buffers are reused),
+// then writes the touched rows to rows_out and their gradient to values_out, which hold
+// `capacity` rows (min(bags.size, num_rows) always suffices). Returns the number of rows
+// written. Throws, writing nothing, when the bags are malformed or capacity is too small.
+template <class T, class I>
+std::int64_t gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, std::int64_t num_rows,
+                                 GatherPlan<I>& plan, I* rows_out, T* values_out, std::int64_t capacity,
+                                 BagReduction mode = BagReduction::sum, int num_threads = 0) {
+  detail::resolve_threads(num_threads);
+  detail::require(grad_out.num_rows == bags.num_bags, "grad_out must have ", bags.num_bags,
+                  " rows (one per bag), got ", grad_out.num_rows);
+  plan.build(bags, num_rows, mode);
+  detail::require(capacity >= plan.size(), "the output holds ", capacity, " rows but the bags touch ",
+                  plan.size(), "; pass capacity >= min(number of indices, num_rows)");
+  gather_sum_backward(grad_out, bags, plan, rows_out, Table<T>{values_out, plan.size(), grad_out.row_width},
+                      mode, num_threads);
+  return plan.size();
+}
+
+}  // namespace sparseopt

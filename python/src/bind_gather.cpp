@@ -1,0 +1,231 @@
+// sparseopt._core: gather_sum (EmbeddingBag, CSR x dense) and its row-sparse backward, for
+// bags given as (indptr, indices, weights) arrays or as a SciPy CSR matrix's parts.
+#include <sparseopt/gather.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bindings.hpp"
+#include "dispatch.hpp"
+
+namespace sparseopt::bind {
+
+namespace {
+
+// What the messages call the arrays, and how to fix a weights dtype: the CSR product names
+// x's attributes instead.
+struct Names {
+  detail::BagNames bag;
+  const char* weights_owner;  // a weights dtype is fixed by <owner>.astype(...)
+};
+
+const Names plain_names{{"indptr", "indices", "weights"}, "weights"};
+const Names csr_names{{"x.indptr", "x.indices", "x.data"}, "x"};
+
+struct BagArrays {
+  py::array indptr, indices, weights;
+  bool has_weights = false;
+  std::int64_t num_bags = 0;
+
+  template <class T, class I>
+  Bags<T, I> view() const {
+    return Bags<T, I>{static_cast<const I*>(indptr.data()), static_cast<const I*>(indices.data()),
+                      has_weights ? static_cast<const T*>(weights.data()) : nullptr, num_bags,
+                      indices.shape(0)};
+  }
+};
+
+py::array require_1d_index(py::handle obj, const char* name) {
+  py::array a = require_array(obj, name);
+  require_index_dtype(a, name);
+  if (a.ndim() != 1)
+    throw py::value_error(std::string(name) + " must be 1-D, got shape " + shape_str(a));
+  return a;
+}
+
+// indptr and indices: 1-D, one index dtype for both; weights: None or 1-D with one entry per
+// index and the dtype of `like` (the table, or grad_out).
+BagArrays require_bags(py::handle indptr_obj, py::handle indices_obj, py::handle weights_obj,
+                       const py::array& like, const char* like_name, const Names& names) {
+  BagArrays b;
+  b.indptr = require_1d_index(indptr_obj, names.bag.indptr);
+  if (b.indptr.shape(0) < 1)
+    throw py::value_error(std::string(names.bag.indptr) +
+                          " must hold num_bags + 1 >= 1 offsets, got an empty array; pass [0] for no bags");
+  b.num_bags = b.indptr.shape(0) - 1;
+  b.indices = require_1d_index(indices_obj, names.bag.indices);
+  if (has_dtype<std::int32_t>(b.indices) != has_dtype<std::int32_t>(b.indptr))
+    throw py::type_error(std::string(names.bag.indices) + " must have the dtype of " + names.bag.indptr +
+                         " (" + dtype_name(b.indptr) + "), got " + dtype_name(b.indices) + "; pass " +
+                         names.bag.indices + ".astype(" + names.bag.indptr +
+                         ".dtype) (offsets share the dtype of the indices, as in torch and SciPy)");
+  if (weights_obj.is_none()) return b;
+  b.weights = require_array(weights_obj, names.bag.weights);
+  b.has_weights = true;
+  const bool same = has_dtype<float>(like) ? has_dtype<float>(b.weights) : has_dtype<double>(b.weights);
+  if (!same)
+    throw py::type_error(std::string(names.bag.weights) + " must have the dtype of " + like_name + " (" +
+                         dtype_name(like) + "), got " + dtype_name(b.weights) + "; pass " + names.weights_owner +
+                         ".astype(" + like_name + ".dtype)");
+  if (b.weights.ndim() != 1 || b.weights.shape(0) != b.indices.shape(0))
+    throw py::value_error(std::string(names.bag.weights) + " must have shape (" +
+                          std::to_string(b.indices.shape(0)) + ",), one weight per index, got " +
+                          shape_str(b.weights));
+  return b;
+}
+
+// A float32/float64 array of at least one dimension: (rows, *row_shape).
+py::array require_float_table(py::handle obj, const char* name) {
+  py::array a = require_array(obj, name);
+  require_float_dtype(a, name);
+  if (a.ndim() < 1)
+    throw py::value_error(std::string(name) + " must have at least one dimension (rows, *row_shape), got a 0-d array");
+  return a;
+}
+
+// Shape (rows, *like.shape[1:]).
+std::vector<py::ssize_t> rows_like(py::ssize_t rows, const py::array& like) {
+  std::vector<py::ssize_t> shape(like.shape(), like.shape() + like.ndim());
+  shape[0] = rows;
+  return shape;
+}
+
+std::string vector_shape_str(const std::vector<py::ssize_t>& shape) {
+  std::string s = "(";
+  for (std::size_t d = 0; d < shape.size(); ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// A table the kernel only reads: read-only arrays are fine.
+template <class T>
+Table<const T> read_table(const py::array& a) {
+  std::int64_t width = 1;
+  for (py::ssize_t d = 1; d < a.ndim(); ++d) width *= a.shape(d);
+  return Table<const T>{static_cast<const T*>(a.data()), a.shape(0), width};
+}
+
+BagReduction reduction(bool mean) { return mean ? BagReduction::mean : BagReduction::sum; }
+
+py::array forward(py::handle table_obj, py::handle indptr_obj, py::handle indices_obj, py::handle weights_obj,
+                  bool mean, py::handle out_obj, int num_threads, const Names& names) {
+  detail::resolve_threads(num_threads);
+  py::array table = require_float_table(table_obj, "table");
+  const BagArrays bags = require_bags(indptr_obj, indices_obj, weights_obj, table, "table", names);
+  const std::vector<py::ssize_t> shape = rows_like(bags.num_bags, table);
+  py::array out;
+  if (out_obj.is_none()) {
+    out = py::array(table.dtype(), shape);
+  } else {
+    out = require_writeable(out_obj, "out");
+    require_same_dtype(out, table, "out", "table");
+    bool ok = out.ndim() == table.ndim();
+    for (py::ssize_t d = 0; ok && d < out.ndim(); ++d) ok = out.shape(d) == shape[d];
+    if (!ok)
+      throw py::value_error("out must have shape " + vector_shape_str(shape) +
+                            " (num_bags, *table.shape[1:]), got " + shape_str(out));
+  }
+  dispatch(table, bags.indices, [&](auto value_tag, auto index_tag) {
+    using T = typename decltype(value_tag)::type;
+    using I = typename decltype(index_tag)::type;
+    const Table<const T> t = read_table<T>(table);
+    const Table<T> o = table_of<T>(out);
+    const Bags<T, I> b = bags.view<T, I>();
+    py::gil_scoped_release release;
+    gather_sum(t, b, o, reduction(mean), num_threads, names.bag);
+  });
+  return out;
+}
+
+py::tuple backward(py::handle grad_out_obj, py::handle indptr_obj, py::handle indices_obj,
+                   py::handle weights_obj, bool mean, std::int64_t num_rows, int num_threads,
+                   const Names& names, const char* num_bags_hint) {
+  detail::resolve_threads(num_threads);
+  if (num_rows < 0) throw py::value_error("num_rows must be >= 0, got " + std::to_string(num_rows));
+  py::array grad_out = require_float_table(grad_out_obj, "grad_out");
+  const BagArrays bags = require_bags(indptr_obj, indices_obj, weights_obj, grad_out, "grad_out", names);
+  if (grad_out.shape(0) != bags.num_bags)
+    throw py::value_error("grad_out must have one row per bag, shape (" + std::to_string(bags.num_bags) +
+                          ", *row_shape) with " + num_bags_hint + ", got " + shape_str(grad_out));
+  return dispatch(grad_out, bags.indices, [&](auto value_tag, auto index_tag) -> py::tuple {
+    using T = typename decltype(value_tag)::type;
+    using I = typename decltype(index_tag)::type;
+    const Table<const T> g = read_table<T>(grad_out);
+    const Bags<T, I> b = bags.view<T, I>();
+    thread_local GatherPlan<I> plan;  // reused between calls: no fresh buffers per batch
+    {
+      py::gil_scoped_release release;
+      plan.build(b, num_rows, reduction(mean), names.bag);
+    }
+    py::array_t<I> rows(plan.size());
+    py::array_t<T> values(rows_like(plan.size(), grad_out));
+    const Table<T> v = table_of<T>(values);
+    {
+      py::gil_scoped_release release;
+      gather_sum_backward(g, b, plan, rows.mutable_data(), v, reduction(mean), num_threads, names.bag);
+    }
+    return py::make_tuple(rows, values);
+  });
+}
+
+// Checks x.shape = (x_rows, x_cols) against x.indptr.
+void check_csr_shape(std::int64_t x_rows, std::int64_t x_cols, py::handle indptr) {
+  if (x_rows < 0 || x_cols < 0)
+    throw py::value_error("x.shape must be non-negative, got (" + std::to_string(x_rows) + ", " +
+                          std::to_string(x_cols) + ")");
+  if (py::isinstance<py::array>(indptr)) {
+    const auto a = py::reinterpret_borrow<py::array>(indptr);
+    if (a.ndim() == 1 && a.shape(0) != x_rows + 1)
+      throw py::value_error("x.indptr must have x.shape[0] + 1 = " + std::to_string(x_rows + 1) +
+                            " entries, got " + std::to_string(a.shape(0)));
+  }
+}
+
+}  // namespace
+
+void bind_gather(py::module_& m) {
+  m.def(
+      "gather_sum",
+      [](py::handle table, py::handle indptr, py::handle indices, py::handle weights, bool mean,
+         py::handle out, int num_threads) {
+        return forward(table, indptr, indices, weights, mean, out, num_threads, plain_names);
+      },
+      py::arg("table"), py::arg("indptr"), py::arg("indices"), py::arg("weights"), py::arg("mean"),
+      py::arg("out"), py::arg("num_threads"),
+      "out[b] = (weighted) sum or mean of table[indices[indptr[b]:indptr[b+1]]].");
+  m.def(
+      "gather_sum_backward",
+      [](py::handle grad_out, py::handle indptr, py::handle indices, py::handle weights, bool mean,
+         std::int64_t num_rows, int num_threads) {
+        return backward(grad_out, indptr, indices, weights, mean, num_rows, num_threads, plain_names,
+                        "num_bags = len(indptr) - 1");
+      },
+      py::arg("grad_out"), py::arg("indptr"), py::arg("indices"), py::arg("weights"), py::arg("mean"),
+      py::arg("num_rows"), py::arg("num_threads"),
+      "(rows, values): the coalesced gradient of the table for gather_sum.");
+  m.def(
+      "csr_matmul",
+      [](py::handle table, std::int64_t x_rows, std::int64_t x_cols, py::handle indptr, py::handle indices,
+         py::handle data, py::handle out, int num_threads) {
+        check_csr_shape(x_rows, x_cols, indptr);
+        py::array t = require_float_table(table, "table");
+        if (x_cols != t.shape(0))
+          throw py::value_error("x.shape[1] = " + std::to_string(x_cols) + " must equal table.shape[0] = " +
+                                std::to_string(t.shape(0)) + " (x @ table needs a table row per column of x)");
+        return forward(t, indptr, indices, data, false, out, num_threads, csr_names);
+      },
+      py::arg("table"), py::arg("x_rows"), py::arg("x_cols"), py::arg("indptr"), py::arg("indices"), py::arg("data"),
+      py::arg("out"), py::arg("num_threads"), "x @ table for a CSR matrix x given by its parts.");
+  m.def(
+      "csr_matmul_backward",
+      [](py::handle grad_out, std::int64_t x_rows, std::int64_t x_cols, py::handle indptr, py::handle indices,
+         py::handle data, int num_threads) {
+        check_csr_shape(x_rows, x_cols, indptr);
+        return backward(grad_out, indptr, indices, data, false, x_cols, num_threads, csr_names,
+                        "num_bags = x.shape[0]");
+      },
+      py::arg("grad_out"), py::arg("x_rows"), py::arg("x_cols"), py::arg("indptr"), py::arg("indices"), py::arg("data"),
+      py::arg("num_threads"), "(rows, values): the coalesced gradient of table for x @ table.");
+}
+
+}  // namespace sparseopt::bind

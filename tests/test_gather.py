@@ -1,0 +1,454 @@
+"""Sparse x dense: sparseopt.gather_sum / gather_sum_backward (EmbeddingBag) and
+csr_matmul / csr_matmul_backward (SciPy CSR @ dense).
+
+References: a plain NumPy loop (each bag's terms added in order, so unweighted sums match
+bit for bit), torch.nn.functional.embedding_bag (forward and autograd backward, dense and
+sparse=True) and SciPy's ``x @ table`` / ``x.T @ grad_out``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sparseopt
+from sparseopt.optim import Adam
+
+from _helpers import FLOAT_DTYPES, INDEX_DTYPES, ROW_SHAPES, assert_close, coalesce_ref
+
+DT_IDS = lambda d: np.dtype(d).name  # noqa: E731
+RS_IDS = lambda s: f"row{s}"  # noqa: E731
+
+
+# --------------------------------------------------------------------------- #
+# NumPy references
+# --------------------------------------------------------------------------- #
+def ref_gather(table, indptr, indices, weights=None, mode="sum"):
+    """Bag b's first term, then each next term added, in table.dtype; mean divides by len."""
+    out = np.zeros((len(indptr) - 1, *table.shape[1:]), dtype=table.dtype)
+    for b in range(len(indptr) - 1):
+        lo, hi = int(indptr[b]), int(indptr[b + 1])
+        acc = None
+        for p in range(lo, hi):
+            term = table[indices[p]] if weights is None else weights[p] * table[indices[p]]
+            acc = np.array(term, copy=True) if acc is None else acc + term
+        if acc is not None:
+            out[b] = acc / table.dtype.type(hi - lo) if mode == "mean" else acc
+    return out
+
+
+def ref_terms(grad_out, indptr, indices, weights=None, mode="sum"):
+    """The per-index terms of the table's gradient: grad_out[bag of p] * w_p (or / len)."""
+    terms = np.zeros((len(indices), *grad_out.shape[1:]), dtype=grad_out.dtype)
+    for b in range(len(indptr) - 1):
+        lo, hi = int(indptr[b]), int(indptr[b + 1])
+        for p in range(lo, hi):
+            if mode == "mean":
+                terms[p] = grad_out[b] / grad_out.dtype.type(hi - lo)
+            elif weights is None:
+                terms[p] = grad_out[b]
+            else:
+                terms[p] = weights[p] * grad_out[b]
+    return terms
+
+
+def ref_backward(grad_out, indptr, indices, weights=None, mode="sum"):
+    """(rows, values): the terms coalesced in order of appearance (coalesce_ref)."""
+    rows, values, _ = coalesce_ref(indices, ref_terms(grad_out, indptr, indices, weights, mode))
+    return rows, values
+
+
+def densify(rows, values, num_rows):
+    dense = np.zeros((num_rows, *values.shape[1:]), dtype=values.dtype)
+    dense[np.asarray(rows, dtype=np.int64)] = values
+    return dense
+
+
+def make_bags(rng, num_bags, num_rows, max_len=6, index_dtype=np.int64, empty_every=3,
+              zipf=False):
+    """indptr/indices with empty bags, and repeats within and across bags."""
+    lengths = rng.integers(0, max_len + 1, size=num_bags)
+    if empty_every:
+        lengths[::empty_every] = 0
+    indptr = np.zeros(num_bags + 1, dtype=index_dtype)
+    np.cumsum(lengths, out=indptr[1:])
+    n = int(indptr[-1])
+    if zipf:
+        indices = (rng.zipf(1.3, size=n) - 1) % num_rows
+    else:
+        indices = rng.integers(0, num_rows, size=n)
+    if n >= 3:
+        indices[1] = indices[0]  # a repeat (within a bag or across two)
+        indices[-1] = indices[0]
+    return indptr, np.ascontiguousarray(indices.astype(index_dtype))
+
+
+def rand(rng, shape, dtype):
+    return np.ascontiguousarray(rng.standard_normal(shape).astype(dtype))
+
+
+# --------------------------------------------------------------------------- #
+# small exact examples
+# --------------------------------------------------------------------------- #
+def test_small_example():
+    table = np.arange(12, dtype=np.float64).reshape(6, 2)
+    indptr = np.array([0, 3, 3, 5], dtype=np.int64)
+    indices = np.array([1, 4, 1, 0, 5], dtype=np.int64)
+    out = sparseopt.gather_sum(table, indptr, indices)
+    assert np.array_equal(out, [[2 + 8 + 2, 3 + 9 + 3], [0, 0], [0 + 10, 1 + 11]])
+    out = sparseopt.gather_sum(table, indptr, indices, mode="mean")
+    assert np.array_equal(out, [[4, 5], [0, 0], [5, 6]])
+    w = np.array([1.0, 2.0, -1.0, 0.5, 3.0])
+    out = sparseopt.gather_sum(table, indptr, indices, w)
+    assert np.array_equal(out, [[2 + 16 - 2, 3 + 18 - 3], [0, 0], [0 + 30, 0.5 + 33]])
+
+    grad_out = np.array([[1.0, 10.0], [7.0, 7.0], [100.0, 1000.0]])
+    rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, num_rows=6)
+    assert rows.dtype == np.int64 and np.array_equal(rows, [0, 1, 4, 5])
+    assert np.array_equal(values, [[100, 1000], [2, 20], [1, 10], [100, 1000]])
+    rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, w, num_rows=6)
+    assert np.array_equal(values, [[50, 500], [0, 0], [2, 20], [300, 3000]])
+    rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, mode="mean", num_rows=6)
+    assert np.array_equal(values, [[50, 500], [2 / 3, 20 / 3], [1 / 3, 10 / 3], [50, 500]])
+
+
+@pytest.mark.parametrize("row_shape", ROW_SHAPES, ids=RS_IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("case", ["sum", "weighted", "mean"])
+def test_matches_numpy_reference(rng, case, index_dtype, dtype, row_shape):
+    num_rows, num_bags = 40, 30
+    table = rand(rng, (num_rows, *row_shape), dtype)
+    indptr, indices = make_bags(rng, num_bags, num_rows, index_dtype=index_dtype)
+    weights = rand(rng, len(indices), dtype) if case == "weighted" else None
+    mode = "mean" if case == "mean" else "sum"
+    snapshot = [np.array(a, copy=True) for a in (table, indptr, indices)]
+
+    out = sparseopt.gather_sum(table, indptr, indices, weights, mode=mode)
+    ref = ref_gather(table, indptr, indices, weights, mode)
+    assert out.dtype == table.dtype and out.shape == (num_bags, *row_shape)
+    if weights is None:
+        assert np.array_equal(out, ref)  # same additions in the same order
+    else:
+        assert_close(out, ref)
+
+    grad_out = rand(rng, (num_bags, *row_shape), dtype)
+    rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                                 num_rows=num_rows)
+    ref_rows, ref_values = ref_backward(grad_out, indptr, indices, weights, mode)
+    assert rows.dtype == np.dtype(index_dtype) and values.dtype == np.dtype(dtype)
+    assert np.array_equal(rows, ref_rows)
+    assert values.shape == (len(rows), *row_shape)
+    if weights is None:
+        assert np.array_equal(values, ref_values)
+    else:
+        assert_close(values, ref_values)
+    # np.add.at of the terms: the dense gradient, touched rows only
+    dense = np.zeros_like(table)
+    np.add.at(dense, indices.astype(np.int64), ref_terms(grad_out, indptr, indices, weights, mode))
+    assert_close(densify(rows, values, num_rows), dense)
+    for a, b in zip((table, indptr, indices), snapshot):
+        assert np.array_equal(a, b)  # inputs untouched
+
+
+def test_sum_order_is_order_of_appearance():
+    big = np.float32(1e8)
+    table = np.array([[big], [1.0], [-big]], dtype=np.float32)
+    # ((big + 1) + -big) rounds to 0 in order; any other order gives 1
+    indptr = np.array([0, 3], dtype=np.int32)
+    out = sparseopt.gather_sum(table, indptr, np.array([0, 1, 2], dtype=np.int32))
+    assert out[0, 0] == 0.0
+    out = sparseopt.gather_sum(table, indptr, np.array([1, 0, 2], dtype=np.int32))
+    assert out[0, 0] == 0.0 and (np.float32(1.0) + big) + -big == 0.0
+    # backward: row 0 receives grad_out[0] + grad_out[1] + grad_out[2] in bag order
+    grad_out = np.array([[big], [1.0], [-big]], dtype=np.float32)
+    rows, values = sparseopt.gather_sum_backward(
+        grad_out, np.array([0, 1, 2, 3]), np.array([0, 0, 0]), num_rows=1)
+    assert values[0, 0] == 0.0
+
+
+# --------------------------------------------------------------------------- #
+# empty inputs
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("row_shape", ROW_SHAPES, ids=RS_IDS)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_zero_bags_and_all_empty(index_dtype, row_shape, mode):
+    table = np.ones((5, *row_shape), dtype=np.float32)
+    grad_none = np.zeros((0, *row_shape), dtype=np.float32)
+    no_indices = np.zeros(0, dtype=index_dtype)
+    out = sparseopt.gather_sum(table, np.zeros(1, dtype=index_dtype), no_indices, mode=mode)
+    assert out.shape == (0, *row_shape) and out.dtype == np.float32
+    rows, values = sparseopt.gather_sum_backward(grad_none, np.zeros(1, dtype=index_dtype),
+                                                 no_indices, mode=mode, num_rows=5)
+    assert rows.shape == (0,) and rows.dtype == np.dtype(index_dtype)
+    assert values.shape == (0, *row_shape) and values.dtype == np.float32
+
+    indptr = np.zeros(4, dtype=index_dtype)  # three empty bags
+    out = np.full((3, *row_shape), np.nan, dtype=np.float32)
+    assert sparseopt.gather_sum(table, indptr, no_indices, mode=mode, out=out) is out
+    assert np.array_equal(out, np.zeros_like(out))
+    rows, values = sparseopt.gather_sum_backward(np.ones((3, *row_shape), np.float32), indptr,
+                                                 no_indices, mode=mode, num_rows=5)
+    assert rows.shape == (0,) and values.shape == (0, *row_shape)
+
+
+def test_empty_table_and_zero_width_rows():
+    out = sparseopt.gather_sum(np.zeros((0, 3)), np.zeros(3, np.int64), np.zeros(0, np.int64))
+    assert np.array_equal(out, np.zeros((2, 3)))
+    table = np.zeros((4, 0), dtype=np.float64)
+    out = sparseopt.gather_sum(table, np.array([0, 2]), np.array([3, 1]))
+    assert out.shape == (1, 0)
+    rows, values = sparseopt.gather_sum_backward(np.zeros((1, 0)), np.array([0, 2]),
+                                                 np.array([3, 1]), num_rows=4)
+    assert np.array_equal(rows, [1, 3]) and values.shape == (2, 0)
+
+
+def test_out_is_written_in_place_and_read_only_inputs(rng):
+    table = rand(rng, (10, 3), np.float64)
+    indptr, indices = make_bags(rng, 8, 10)
+    for a in (table, indptr, indices):
+        a.setflags(write=False)  # inputs are only read
+    out = np.empty((8, 3))
+    assert sparseopt.gather_sum(table, indptr, indices, out=out) is out
+    assert np.array_equal(out, ref_gather(table, indptr, indices))
+    fresh = sparseopt.gather_sum(table, indptr, indices)
+    assert fresh is not out and np.array_equal(fresh, out)
+
+
+# --------------------------------------------------------------------------- #
+# threads: the same bits for any count
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("case", ["sum", "weighted", "mean"])
+def test_thread_count_bit_identical(rng, dtype, case):
+    num_rows, num_bags = 3000, 2500
+    table = rand(rng, (num_rows, 16), dtype)
+    indptr, indices = make_bags(rng, num_bags, num_rows, max_len=40, zipf=True)
+    weights = rand(rng, len(indices), dtype) if case == "weighted" else None
+    mode = "mean" if case == "mean" else "sum"
+    grad_out = rand(rng, (num_bags, 16), dtype)
+    outs = [sparseopt.gather_sum(table, indptr, indices, weights, mode=mode, num_threads=t)
+            for t in (1, 2, 0, 3)]
+    grads = [sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                           num_rows=num_rows, num_threads=t) for t in (1, 2, 0, 3)]
+    for out, (rows, values) in zip(outs[1:], grads[1:]):
+        assert np.array_equal(out, outs[0])
+        assert np.array_equal(rows, grads[0][0]) and np.array_equal(values, grads[0][1])
+    if weights is None:
+        assert np.array_equal(outs[0], ref_gather(table, indptr, indices, None, mode))
+
+
+# --------------------------------------------------------------------------- #
+# torch.nn.functional.embedding_bag
+# --------------------------------------------------------------------------- #
+def _torch_bag(torch, weight, indptr, indices, weights, mode, sparse=False):
+    return torch.nn.functional.embedding_bag(
+        torch.from_numpy(indices), weight, torch.from_numpy(indptr), mode=mode, sparse=sparse,
+        per_sample_weights=None if weights is None else torch.from_numpy(weights),
+        include_last_offset=True)
+
+
+@pytest.mark.requires_torch
+@pytest.mark.parametrize("row_shape", ROW_SHAPES, ids=RS_IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("case", ["sum", "weighted", "mean"])
+def test_matches_torch_embedding_bag(torch, rng, case, index_dtype, dtype, row_shape):
+    num_rows, num_bags = 50, 40
+    width = int(np.prod(row_shape))
+    table = rand(rng, (num_rows, *row_shape), dtype)
+    indptr, indices = make_bags(rng, num_bags, num_rows, index_dtype=index_dtype)
+    weights = rand(rng, len(indices), dtype) if case == "weighted" else None
+    mode = "mean" if case == "mean" else "sum"
+    grad_out = rand(rng, (num_bags, *row_shape), dtype)
+
+    out = sparseopt.gather_sum(table, indptr, indices, weights, mode=mode)
+    rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                                 num_rows=num_rows)
+    g = torch.from_numpy(grad_out.reshape(num_bags, width))
+    for sparse in (False, True):
+        weight = torch.tensor(table.reshape(num_rows, width), requires_grad=True)
+        t_out = _torch_bag(torch, weight, indptr, indices, weights, mode, sparse)
+        assert_close(out, t_out.detach().numpy().reshape(out.shape))
+        t_out.backward(g)
+        if sparse:
+            grad = weight.grad.coalesce()
+            t_rows = grad.indices()[0].numpy()
+            t_values = grad.values().numpy()
+            assert np.array_equal(rows, t_rows)
+            assert_close(values, t_values.reshape(values.shape))
+        else:
+            assert_close(densify(rows, values, num_rows), weight.grad.numpy().reshape(table.shape))
+
+
+@pytest.mark.requires_torch
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+def test_sparse_adam_end_to_end_matches_torch(torch, rng, dtype):
+    """gather_sum_backward -> sparseopt Adam equals embedding_bag(sparse=True) -> SparseAdam."""
+    num_rows, width, num_bags = 60, 4, 16
+    table = rand(rng, (num_rows, width), dtype)
+    param = table.copy()
+    opt = Adam(param, lr=0.05)  # lazy, global bias correction: SparseAdam
+    weight = torch.nn.Parameter(torch.from_numpy(table.copy()))
+    t_opt = torch.optim.SparseAdam([weight], lr=0.05)
+    for _ in range(5):
+        indptr, indices = make_bags(rng, num_bags, num_rows, max_len=8)
+        target = rand(rng, (num_bags, width), dtype)
+        # loss = sum(out * target): d loss / d out = target
+        out = sparseopt.gather_sum(param, indptr, indices)
+        rows, values = sparseopt.gather_sum_backward(target, indptr, indices, num_rows=num_rows)
+        opt.step(rows, values)
+
+        t_opt.zero_grad()
+        t_out = _torch_bag(torch, weight, indptr, indices, None, "sum", sparse=True)
+        assert_close(out, t_out.detach().numpy())
+        (t_out * torch.from_numpy(target)).sum().backward()
+        t_opt.step()
+    assert_close(param, weight.detach().numpy(), rtol=1e-5 if dtype == np.float32 else 1e-11)
+
+
+# --------------------------------------------------------------------------- #
+# SciPy CSR
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="session")
+def scipy_sparse():
+    return pytest.importorskip("scipy.sparse")
+
+
+def make_csr(scipy_sparse, rng, num_bags, num_rows, dtype, index_dtype, kind="csr_array"):
+    """A CSR matrix with empty rows and repeated columns, kept exactly as built."""
+    indptr, indices = make_bags(rng, num_bags, num_rows, index_dtype=index_dtype)
+    data = rand(rng, len(indices), dtype)
+    cls = getattr(scipy_sparse, kind)
+    x = cls((data, indices, indptr), shape=(num_bags, num_rows))
+    x.indices, x.indptr = indices, indptr  # SciPy may have narrowed the index dtype
+    assert x.indices.dtype == np.dtype(index_dtype) and x.data.dtype == np.dtype(dtype)
+    return x
+
+
+@pytest.mark.parametrize("row_shape", ROW_SHAPES, ids=RS_IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("kind", ["csr_array", "csr_matrix"])
+def test_csr_matmul_matches_scipy(scipy_sparse, rng, kind, index_dtype, dtype, row_shape):
+    num_bags, num_rows = 30, 45
+    width = int(np.prod(row_shape))
+    x = make_csr(scipy_sparse, rng, num_bags, num_rows, dtype, index_dtype, kind)
+    table = rand(rng, (num_rows, *row_shape), dtype)
+    out = sparseopt.csr_matmul(x, table)
+    ref = np.asarray(x @ table.reshape(num_rows, width)).reshape(num_bags, *row_shape)
+    assert out.dtype == np.dtype(dtype) and out.shape == (num_bags, *row_shape)
+    assert_close(out, ref)
+
+    grad_out = rand(rng, (num_bags, *row_shape), dtype)
+    rows, values = sparseopt.csr_matmul_backward(x, grad_out)
+    ref_dense = np.asarray(x.T @ grad_out.reshape(num_bags, width)).reshape(num_rows, *row_shape)
+    assert rows.dtype == np.dtype(index_dtype)
+    assert np.array_equal(rows, np.unique(x.indices))
+    assert_close(values, ref_dense[rows])
+    assert_close(densify(rows, values, num_rows), ref_dense)  # untouched rows are zero
+
+
+def test_csr_uses_the_arrays_in_place(scipy_sparse, rng):
+    """No copies: changing x.data after the call changes the next result accordingly."""
+    x = make_csr(scipy_sparse, rng, 5, 7, np.float64, np.int32)
+    table = rand(rng, (7, 2), np.float64)
+    first = sparseopt.csr_matmul(x, table)
+    x.data *= 2.0
+    assert_close(sparseopt.csr_matmul(x, table), 2.0 * first)
+
+
+def test_csr_unsorted_and_duplicate_columns(scipy_sparse, rng):
+    data = np.array([1.0, 2.0, 3.0, 4.0])
+    indices = np.array([3, 0, 3, 1], dtype=np.int64)  # row 0: columns 3, 0, 3 (repeat, unsorted)
+    indptr = np.array([0, 3, 4], dtype=np.int64)
+    x = scipy_sparse.csr_array((data, indices, indptr), shape=(2, 4))
+    table = rand(rng, (4, 3), np.float64)
+    assert_close(sparseopt.csr_matmul(x, table), x @ table)
+    g = rand(rng, (2, 3), np.float64)
+    rows, values = sparseopt.csr_matmul_backward(x, g)
+    assert np.array_equal(rows, [0, 1, 3])
+    assert_close(values, (x.T @ g)[[0, 1, 3]])
+
+
+def test_csr_one_dimensional_table(scipy_sparse, rng):
+    x = make_csr(scipy_sparse, rng, 6, 9, np.float32, np.int64)
+    table = rand(rng, 9, np.float32)
+    assert_close(sparseopt.csr_matmul(x, table), x @ table)
+    rows, values = sparseopt.csr_matmul_backward(x, rand(rng, 6, np.float32))
+    assert values.shape == rows.shape
+
+
+def test_package_import_does_not_import_scipy():
+    import subprocess
+    import sys
+
+    code = "import sys, sparseopt; print('scipy' in sys.modules, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+
+
+# --------------------------------------------------------------------------- #
+# Hypothesis
+# --------------------------------------------------------------------------- #
+_MAGNITUDES = np.array([1.0, 1e-8, 1e8, 3.0, 0.5])
+
+
+@settings(max_examples=60)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    num_bags=st.integers(0, 25),
+    num_rows=st.integers(1, 20),
+    max_len=st.integers(0, 8),
+    row_shape=st.sampled_from(ROW_SHAPES),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    index_dtype=st.sampled_from(INDEX_DTYPES),
+    case=st.sampled_from(["sum", "weighted", "mean"]),
+    num_threads=st.sampled_from([0, 1, 2]),
+)
+def test_hypothesis_matches_reference(seed, num_bags, num_rows, max_len, row_shape, dtype,
+                                      index_dtype, case, num_threads):
+    rng = np.random.default_rng(seed)
+    indptr, indices = make_bags(rng, num_bags, num_rows, max_len, index_dtype, empty_every=0)
+    # mixed magnitudes and signs make the summation order visible in the bits
+    mags = rng.choice(_MAGNITUDES, size=(num_rows, *row_shape))
+    table = (mags * rng.choice([-1.0, 1.0], size=mags.shape) * rng.random(mags.shape)).astype(dtype)
+    weights = rand(rng, len(indices), dtype) if case == "weighted" else None
+    mode = "mean" if case == "mean" else "sum"
+    out = sparseopt.gather_sum(table, indptr, indices, weights, mode=mode, num_threads=num_threads)
+    ref = ref_gather(table, indptr, indices, weights, mode)
+    grad_out = (rng.choice(_MAGNITUDES, size=(num_bags, *row_shape))
+                * rng.standard_normal((num_bags, *row_shape))).astype(dtype)
+    rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                                 num_rows=num_rows, num_threads=num_threads)
+    ref_rows, ref_values = ref_backward(grad_out, indptr, indices, weights, mode)
+    assert np.array_equal(rows, ref_rows)
+    if weights is None:
+        assert np.array_equal(out, ref) and np.array_equal(values, ref_values)
+    else:
+        assert_close(out, ref)
+        assert_close(values, ref_values)
+
+
+@settings(max_examples=40)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    num_bags=st.integers(0, 20),
+    num_rows=st.integers(1, 30),
+    width=st.integers(1, 5),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    index_dtype=st.sampled_from(INDEX_DTYPES),
+)
+def test_hypothesis_csr_matches_scipy(scipy_sparse, seed, num_bags, num_rows, width, dtype, index_dtype):
+    rng = np.random.default_rng(seed)
+    x = make_csr(scipy_sparse, rng, num_bags, num_rows, dtype, index_dtype)
+    table = rand(rng, (num_rows, width), dtype)
+    assert_close(sparseopt.csr_matmul(x, table), x @ table)
+    grad_out = rand(rng, (num_bags, width), dtype)
+    rows, values = sparseopt.csr_matmul_backward(x, grad_out)
+    ref = x.T @ grad_out
+    assert np.array_equal(rows, np.unique(x.indices))
+    assert_close(values, ref[rows])
