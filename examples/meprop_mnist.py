@@ -317,7 +317,12 @@ def main(argv=None):
     ap.add_argument("--max-train", type=int, default=None, help="use only the first N images")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 epoch on 6,000 training images")
+    ap.add_argument("--update-readme", action="store_true",
+                    help="splice the table into README.md between <!-- bench:meprop_mnist --> "
+                         "markers (a full MNIST run only)")
     args = ap.parse_args(argv)
+    if args.update_readme and (args.quick or args.max_train or args.data is not None):
+        sys.exit("error: --update-readme needs the full default run (no --quick/--max-train/--data)")
     if args.quick:
         args.epochs, args.max_train = 1, args.max_train or 6000
     dtype = np.dtype(args.dtype)
@@ -360,6 +365,11 @@ def main(argv=None):
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
     print(f"wrote {args.out / 'meprop_mnist.md'}, .json and .png")
+    if args.update_readme:
+        sys.path.insert(0, str(REPO_ROOT / "bench"))
+        import harness
+        changed = harness.splice_readme("meprop_mnist", table, REPO_ROOT / "README.md")
+        print(f"{'updated' if changed else 'unchanged'}: README.md [meprop_mnist]")
     return results
 
 
