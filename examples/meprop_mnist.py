@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 import sparseopt
-from sparseopt._progress import progress
+from sparseopt._progress import Progress
 from sparseopt.nn import MePropLinear
 from sparseopt.optim import Adagrad, Adam
 
@@ -216,8 +216,8 @@ def train(name, model, data, epochs, batch, seed):
     steps_per_epoch = len(x) // batch
     t_backward = t_total = 0.0
     curve = []
-    bar = progress(total=epochs * steps_per_epoch, desc=name)
     for epoch in range(epochs):
+        bar = Progress([f"{name}, epoch {epoch + 1}/{epochs}"], unit="step")
         order = rng.permutation(len(x))
         train_loss = 0.0
         for s in range(steps_per_epoch):
@@ -235,12 +235,13 @@ def train(name, model, data, epochs, batch, seed):
             z = logits[np.arange(len(yb)), yb] - logits.max(1)
             train_loss += float(np.mean(np.log(np.exp(logits - logits.max(1, keepdims=True))
                                                .sum(1)) - z))
-            bar.update(1)
+            bar.update([s + 1], [steps_per_epoch])
+        bar.close()
         test_loss, test_acc = evaluate(model, data["x_test"], data["y_test"])
         curve.append(dict(epoch=epoch + 1, train_loss=train_loss / steps_per_epoch,
                           test_loss=test_loss, test_acc=test_acc))
-        bar.set_postfix(f"epoch {epoch + 1}: test {test_acc:.2f}%")
-    bar.close()
+        print(f"{name}, epoch {epoch + 1}/{epochs}: train loss {curve[-1]['train_loss']:.4f}, "
+              f"test acc {test_acc:.2f}% (backward so far {t_backward:.1f} s)", flush=True)
     return dict(curve=curve, backward_s=t_backward, total_s=t_total,
                 test_acc=curve[-1]["test_acc"], best_test_acc=max(c["test_acc"] for c in curve))
 
