@@ -313,8 +313,10 @@ def main(argv=None):
                          "meProp needs it: without, its accuracy lags far behind")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="threads for sparseopt's kernels (0 = all); NumPy's BLAS uses its own")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for sparseopt's kernels (0 = all). Default 1: a minibatch of 50 "
+                         "is too little work to share, and a second team of spinning threads "
+                         "beside NumPy's BLAS threads slows both down on a small machine")
     ap.add_argument("--max-train", type=int, default=None, help="use only the first N images")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 epoch on 6,000 training images")
