@@ -23,6 +23,8 @@ def test_demo_trains_and_times():
     assert len(rmse) >= 3, out
     assert rmse[-1] < 0.7 * rmse[0], out  # training lowers the training RMSE
     assert "sparseopt.optim.Adam (lazy)" in out and "sparseopt.optim.Adam (exact)" in out
+    acc = [float(a) for a in re.findall(r"held-out accuracy ([0-9.]+)%", out)]
+    assert len(acc) == 2 and min(acc) > 50, out  # meProp and dense both learn (chance: 10%)
 
 
 def test_info_command_prints_the_build_facts():

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args, _core, hogwild, optim
+from . import _args, _core, hogwild, meprop, nn, optim
 from ._topk import topk
 from .gather import csr_matmul, csr_matmul_backward, gather_sum, gather_sum_backward
 
 __version__: str = _core.__version__
 
 __all__ = ["__version__", "info", "coalesce", "topk", "gather_sum", "gather_sum_backward",
-           "csr_matmul", "csr_matmul_backward", "optim", "hogwild", "get_include",
-           "get_cmake_dir"]
+           "csr_matmul", "csr_matmul_backward", "meprop", "nn", "optim", "hogwild",
+           "get_include", "get_cmake_dir"]
 
 
 def info() -> dict:

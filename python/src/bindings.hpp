@@ -16,5 +16,6 @@ void bind_rowwise_adagrad(pybind11::module_& m);
 void bind_ftrl(pybind11::module_& m);
 void bind_topk(pybind11::module_& m);
 void bind_gather(pybind11::module_& m);
+void bind_meprop(pybind11::module_& m);
 
 }  // namespace sparseopt::bind

@@ -34,4 +34,5 @@ PYBIND11_MODULE(_core, m) {
   sparseopt::bind::bind_ftrl(m);
   sparseopt::bind::bind_topk(m);
   sparseopt::bind::bind_gather(m);
+  sparseopt::bind::bind_meprop(m);
 }

@@ -23,3 +23,4 @@
 #include "optim/rowwise_adagrad.hpp"
 #include "optim/ftrl.hpp"
 #include "topk.hpp"
+#include "meprop.hpp"

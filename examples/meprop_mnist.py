@@ -1,0 +1,380 @@
+#!/usr/bin/env python
+"""meProp on MNIST: sparsified backprop with sparse optimizers, against dense backprop.
+
+meProp (Sun et al., ICML 2017, "meProp: Sparsified Back Propagation for Accelerated Deep
+Learning with Reduced Overfitting") keeps, for every example, only the k largest-magnitude
+entries of each hidden linear layer's output gradient. The backward pass then touches k of the
+layer's units per example instead of all of them, and the weight gradient is row-sparse over
+output units: ``(rows, values)``, which a sparse optimizer step applies directly.
+
+This script trains the paper's MLP (784-500-500-10, ReLU, dropout 0.1 after each hidden layer,
+softmax cross-entropy, minibatch 50, as in the authors' PyTorch code) on MNIST with
+
+* dense backprop: NumPy matrix products (BLAS) for every gradient, and the same sparseopt
+  optimizer stepping every row;
+* meProp for k in {10, 20, 40, 80}: ``sparseopt.nn.MePropLinear`` for the two hidden layers
+  (``sparseopt.meprop.linear_backward`` + a lazy sparseopt optimizer on the touched rows),
+  a dense output layer as in the paper's code;
+
+for Adam (lr 1e-3) and Adagrad (lr 1e-2), from the same initial weights and the same batches.
+It reports test accuracy, backward time (the whole backward pass of the network: softmax
+gradient to the first layer's weight gradient, excluding the optimizer), the backward speedup
+against the dense run, and the total training-time speedup (forward, backward and optimizer
+steps; evaluation excluded).
+
+    python examples/meprop_mnist.py                 # the full study (see README for the time)
+    python examples/meprop_mnist.py --quick         # a smoke run: 1 epoch on 6,000 images
+    python examples/meprop_mnist.py --data DIR      # MNIST IDX files (.gz or not) in DIR
+
+Writes DIR/meprop_mnist.md (the table, also printed), DIR/meprop_mnist.json (every number) and
+DIR/meprop_mnist.png (learning curves), DIR = examples/output/ unless --out says otherwise.
+Without MNIST (neither --data nor ../shared/data/mnist), it falls back to scikit-learn's bundled
+8x8 digits (``pip install scikit-learn``) and says so; the numbers are then not the paper's task.
+Needs numpy, sparseopt and, for the plot, matplotlib. Seeded; BLAS timings vary run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import sparseopt
+from sparseopt._progress import Progress
+from sparseopt.nn import MePropLinear
+from sparseopt.optim import Adagrad, Adam
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "mnist"
+DEFAULT_OUT = Path(__file__).resolve().parent / "output"
+
+OPTIMIZERS = {
+    # name: (factory, the paper's dense backprop time / test acc, paper's meProp k, time, acc)
+    "adam": (lambda p: Adam(p, lr=1e-3), "170 s / 98.20", "k=80: 29 s (5.9x) / 98.27"),
+    "adagrad": (lambda p: Adagrad(p, lr=1e-2, eps=1e-6), "171 s / 97.52",
+                "k=10: 4 s (41.7x) / 98.00"),
+}
+PAPER_NAME = {"adam": "Adam", "adagrad": "AdaGrad"}
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzip-compressed): big-endian magic, dims, then uint8 data."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(np.int64)
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz", stem.replace(".idx", "-idx"),
+                 stem.replace(".idx", "-idx") + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_data(path: Path | None, dtype, rng) -> tuple[dict, str]:
+    """(data, description). MNIST from ``path`` (or the shared data folder); else sklearn digits."""
+    folder = path if path is not None else DEFAULT_DATA
+    stems = ("train-images.idx3-ubyte", "train-labels.idx1-ubyte",
+             "t10k-images.idx3-ubyte", "t10k-labels.idx1-ubyte")
+    files = [find_idx(folder, s) for s in stems] if folder.is_dir() else [None]
+    if all(f is not None for f in files):
+        xtr, ytr, xte, yte = (read_idx(f) for f in files)
+        xtr = xtr.reshape(len(xtr), -1).astype(dtype) / 255
+        xte = xte.reshape(len(xte), -1).astype(dtype) / 255
+        return (dict(x_train=xtr, y_train=ytr.astype(np.int64), x_test=xte,
+                     y_test=yte.astype(np.int64)), f"MNIST ({folder})")
+    if path is not None:
+        sys.exit(f"error: {path} does not hold the four MNIST IDX files "
+                 f"({', '.join(stems)}, optionally .gz)")
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        sys.exit(f"error: no MNIST at {DEFAULT_DATA} and scikit-learn is not installed: pass "
+                 f"--data DIR with the MNIST IDX files, or `pip install scikit-learn` to fall "
+                 f"back to its bundled 8x8 digits")
+    print(f"note: no MNIST at {DEFAULT_DATA}; falling back to scikit-learn's 8x8 digits "
+          f"(1,797 images): not the paper's task", file=sys.stderr)
+    digits = load_digits()
+    x = (digits.data / 16).astype(dtype)
+    y = digits.target.astype(np.int64)
+    order = rng.permutation(len(x))
+    cut = int(0.8 * len(x))
+    tr, te = order[:cut], order[cut:]
+    return dict(x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te]), "scikit-learn digits"
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+class DenseLinear:
+    """y = x @ W.T + b with the dense NumPy (BLAS) backward, and a sparseopt optimizer stepping
+    every row: the dense baseline, and the output layer of every run."""
+
+    def __init__(self, weight, bias, make_optimizer):
+        self.weight, self.bias = weight, bias
+        self.opt_weight, self.opt_bias = make_optimizer(weight), make_optimizer(bias)
+        self.all_rows = np.arange(len(weight), dtype=np.int64)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.weight.T + self.bias
+
+    def backward(self, grad_out, need_grad_x=True):
+        self.grad_weight = grad_out.T @ self.x
+        self.grad_bias = grad_out.sum(0)
+        return grad_out @ self.weight if need_grad_x else None
+
+    def step(self):
+        self.opt_weight.step(self.all_rows, self.grad_weight)
+        self.opt_bias.step(self.all_rows, self.grad_bias)
+
+
+def glorot_normal(rng, fan_out, fan_in, dtype):
+    """The paper code's initialisation: normal with std sqrt(2 / (fan_in + fan_out))."""
+    return (rng.standard_normal((fan_out, fan_in)) * np.sqrt(2.0 / (fan_in + fan_out))).astype(dtype)
+
+
+class MLP:
+    """in -> hidden -> hidden -> classes with ReLU; hidden layers dense or meProp(k)."""
+
+    def __init__(self, init, make_optimizer, k=None, unified=False, num_threads=0,
+                 dropout=0.0, seed=0):
+        self.dropout = dropout
+        self.rng = np.random.default_rng(seed)  # dropout masks: the same stream in every run
+        layers = []
+        for i, (w, b) in enumerate(init):
+            w, b = w.copy(), b.copy()
+            if k is not None and i < len(init) - 1:
+                layers.append(MePropLinear.from_arrays(w, b, k, optimizer=make_optimizer,
+                                                       unified=unified, num_threads=num_threads))
+            else:
+                layers.append(DenseLinear(w, b, make_optimizer))
+        self.layers = layers
+
+    def forward(self, x, train=False):
+        """Logits; with ``train``, dropout after each hidden ReLU (inverted: kept units are
+        scaled by 1 / (1 - p)), as in the reference code."""
+        self.acts = []
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = layer.forward(h)
+            if i < len(self.layers) - 1:
+                np.maximum(h, 0, out=h)
+                if train and self.dropout > 0:
+                    keep = self.rng.random(h.shape, dtype=np.float32) >= self.dropout
+                    h *= keep
+                    h *= h.dtype.type(1 / (1 - self.dropout))
+                self.acts.append(h)
+        return h
+
+    def backward(self, logits, y):
+        """Softmax cross-entropy gradient (mean over the batch) back to the first layer."""
+        g = np.exp(logits - logits.max(1, keepdims=True))
+        g /= g.sum(1, keepdims=True)
+        g[np.arange(len(y)), y] -= 1
+        g /= len(y)
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = self.layers[i].backward(g, need_grad_x=i > 0)
+            if i > 0:  # ReLU and dropout: h > 0 exactly where both let the gradient through
+                g *= self.acts[i - 1] > 0
+                if self.dropout > 0:
+                    g *= g.dtype.type(1 / (1 - self.dropout))
+
+    def step(self):
+        for layer in self.layers:
+            layer.step()
+
+
+def evaluate(model, x, y, chunk=5000):
+    loss, correct = 0.0, 0
+    for s in range(0, len(x), chunk):
+        logits = model.forward(x[s:s + chunk]).astype(np.float64)
+        z = logits - logits.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        yy = y[s:s + chunk]
+        loss -= logp[np.arange(len(yy)), yy].sum()
+        correct += int((logits.argmax(1) == yy).sum())
+    return loss / len(x), 100.0 * correct / len(x)
+
+
+def train(name, model, data, epochs, batch, seed):
+    """Train; returns per-epoch curves and the summed backward / total step times."""
+    x, y = data["x_train"], data["y_train"]
+    rng = np.random.default_rng(seed)  # the same batches for every run
+    steps_per_epoch = len(x) // batch
+    t_backward = t_total = 0.0
+    curve = []
+    for epoch in range(epochs):
+        bar = Progress([f"{name}, epoch {epoch + 1}/{epochs}"], unit="step")
+        order = rng.permutation(len(x))
+        train_loss = 0.0
+        for s in range(steps_per_epoch):
+            idx = order[s * batch:(s + 1) * batch]
+            xb, yb = x[idx], y[idx]
+            t0 = time.perf_counter()
+            logits = model.forward(xb, train=True)
+            t1 = time.perf_counter()
+            model.backward(logits, yb)
+            t2 = time.perf_counter()
+            model.step()
+            t3 = time.perf_counter()
+            t_backward += t2 - t1
+            t_total += t3 - t0
+            z = logits[np.arange(len(yb)), yb] - logits.max(1)
+            train_loss += float(np.mean(np.log(np.exp(logits - logits.max(1, keepdims=True))
+                                               .sum(1)) - z))
+            bar.update([s + 1], [steps_per_epoch])
+        bar.close()
+        test_loss, test_acc = evaluate(model, data["x_test"], data["y_test"])
+        curve.append(dict(epoch=epoch + 1, train_loss=train_loss / steps_per_epoch,
+                          test_loss=test_loss, test_acc=test_acc))
+        print(f"{name}, epoch {epoch + 1}/{epochs}: train loss {curve[-1]['train_loss']:.4f}, "
+              f"test acc {test_acc:.2f}% (backward so far {t_backward:.1f} s)", flush=True)
+    return dict(curve=curve, backward_s=t_backward, total_s=t_total,
+                test_acc=curve[-1]["test_acc"], best_test_acc=max(c["test_acc"] for c in curve))
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+def make_table(results, meta):
+    lines = [f"meProp on {meta['data']}: MLP {meta['shape']}, minibatch {meta['batch']}, "
+             f"{meta['epochs']} epochs, {meta['dtype']}, {meta['threads']}; "
+             f"backward = the network's whole backward pass, summed over training.", "",
+             "| optimizer | backprop | test acc (%) | backward time | backward speedup "
+             "| total train time | total speedup | paper |",
+             "|---|---|---|---|---|---|---|---|"]
+    for opt_name, runs in results.items():
+        dense = runs["dense"]
+        for key, r in runs.items():
+            what = "dense (NumPy BLAS)" if key == "dense" else f"meProp k={key.split('=')[1]}"
+            paper = ""
+            if key == "dense":
+                paper = f"dense: {OPTIMIZERS[opt_name][1]}"
+            elif key == "k=" + OPTIMIZERS[opt_name][2].split(":")[0].split("=")[1]:
+                paper = f"meProp {OPTIMIZERS[opt_name][2]}"
+            lines.append(
+                f"| {PAPER_NAME[opt_name]} | {what} | {r['test_acc']:.2f} "
+                f"| {r['backward_s']:.1f} s | {dense['backward_s'] / r['backward_s']:.1f}x "
+                f"| {r['total_s']:.1f} s | {dense['total_s'] / r['total_s']:.1f}x | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
+    for ax, (opt_name, runs) in zip(axes[0], results.items()):
+        for key, r in runs.items():
+            epochs = [c["epoch"] for c in r["curve"]]
+            ax.plot(epochs, [c["test_acc"] for c in r["curve"]], marker="o", ms=3,
+                    label="dense" if key == "dense" else f"meProp {key}",
+                    color="black" if key == "dense" else None,
+                    lw=2 if key == "dense" else 1.2)
+        ax.set_title(f"{PAPER_NAME[opt_name]}: test accuracy")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=None,
+                    help=f"folder with the MNIST IDX files (default: {DEFAULT_DATA})")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--epochs", type=int, default=20, help="the paper's 20 by default")
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--hidden", type=int, default=500)
+    ap.add_argument("--ks", type=int, nargs="+", default=[10, 20, 40, 80])
+    ap.add_argument("--optimizers", nargs="+", choices=sorted(OPTIMIZERS),
+                    default=["adam", "adagrad"])
+    ap.add_argument("--unified", action="store_true",
+                    help="one shared set of k units per minibatch (the paper code's GPU mode)")
+    ap.add_argument("--dropout", type=float, default=0.1,
+                    help="dropout after each hidden layer, as in the reference code (0.1); "
+                         "meProp needs it: without, its accuracy lags far behind")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for sparseopt's kernels (0 = all). Default 1: a minibatch of 50 "
+                         "is too little work to share, and a second team of spinning threads "
+                         "beside NumPy's BLAS threads slows both down on a small machine")
+    ap.add_argument("--max-train", type=int, default=None, help="use only the first N images")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 1 epoch on 6,000 training images")
+    ap.add_argument("--update-readme", action="store_true",
+                    help="splice the table into README.md between <!-- bench:meprop_mnist --> "
+                         "markers (a full MNIST run only)")
+    args = ap.parse_args(argv)
+    if args.update_readme and (args.quick or args.max_train or args.data is not None):
+        sys.exit("error: --update-readme needs the full default run (no --quick/--max-train/--data)")
+    if args.quick:
+        args.epochs, args.max_train = 1, args.max_train or 6000
+    dtype = np.dtype(args.dtype)
+    rng = np.random.default_rng(args.seed)
+    data, data_name = load_data(args.data, dtype, rng)
+    if args.max_train:
+        data["x_train"], data["y_train"] = (data["x_train"][:args.max_train],
+                                            data["y_train"][:args.max_train])
+    n_in = data["x_train"].shape[1]
+    sizes = [n_in, args.hidden, args.hidden, 10]
+    ks = [k for k in args.ks if 1 <= k <= args.hidden]
+    init = [(glorot_normal(rng, o, i, dtype), np.zeros(o, dtype)) for i, o in zip(sizes, sizes[1:])]
+    meta = dict(data=data_name, shape="-".join(map(str, sizes)), batch=args.batch,
+                dropout=args.dropout,
+                epochs=args.epochs, dtype=args.dtype, unified=args.unified,
+                threads=f"sparseopt threads {args.threads or sparseopt.info()['max_threads']}",
+                n_train=len(data["x_train"]), n_test=len(data["x_test"]),
+                sparseopt=sparseopt.__version__)
+    print(f"{data_name}: {meta['n_train']} train / {meta['n_test']} test images, "
+          f"MLP {meta['shape']}, minibatch {args.batch}, {args.epochs} epoch(s)")
+    results: dict[str, dict] = {}
+    for opt_name in args.optimizers:
+        make_opt = OPTIMIZERS[opt_name][0]
+        results[opt_name] = {}
+        for k in [None] + ks:
+            key = "dense" if k is None else f"k={k}"
+            model = MLP(init, make_opt, k=k, unified=args.unified, num_threads=args.threads,
+                        dropout=args.dropout, seed=args.seed)
+            results[opt_name][key] = train(f"{PAPER_NAME[opt_name]} {key}", model, data,
+                                           args.epochs, args.batch, args.seed)
+    table = make_table(results, meta)
+    print()
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "meprop_mnist.md").write_text(table)
+    (args.out / "meprop_mnist.json").write_text(json.dumps(dict(meta=meta, results=results),
+                                                           indent=1))
+    try:
+        plot(results, args.out / "meprop_mnist.png")
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+    print(f"wrote {args.out / 'meprop_mnist.md'}, .json and .png")
+    if args.update_readme:
+        sys.path.insert(0, str(REPO_ROOT / "bench"))
+        import harness
+        changed = harness.splice_readme("meprop_mnist", table, REPO_ROOT / "README.md")
+        print(f"{'updated' if changed else 'unchanged'}: README.md [meprop_mnist]")
+    return results
+
+
+if __name__ == "__main__":
+    main()
