@@ -47,7 +47,7 @@ py::tuple linear_backward(py::handle x_obj, py::handle weight_obj, py::handle gr
     thread_local MePropPlan<T> plan;  // reused between calls: no fresh buffers per batch
     {
       py::gil_scoped_release release;
-      plan.build(g.data, batch, out, k, unified, num_threads);
+      plan.build(g.data, batch, out, in, k, unified, num_threads);
     }
     py::array_t<std::int64_t> rows(plan.size());
     py::array_t<T> values({static_cast<py::ssize_t>(plan.size()), static_cast<py::ssize_t>(in)});

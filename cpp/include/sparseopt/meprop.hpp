@@ -24,7 +24,7 @@
 // From C++:
 //
 //   sparseopt::MePropPlan<float> plan;                       // keep it: buffers are reused
-//   plan.build(grad_out, batch, out, k, /*unified=*/false);  // selects the units
+//   plan.build(grad_out, batch, out, in, k, /*unified=*/false);  // selects the units
 //   std::vector<std::int64_t> rows(plan.size());
 //   std::vector<float> values(plan.size() * in), grad_x(batch * in), grad_bias(out);
 //   sparseopt::meprop_linear_backward<float>({x, batch, in}, {W, out, in}, {grad_out, batch, out},
@@ -52,12 +52,13 @@ template <class T>
 class MePropPlan {
  public:
   // Selects the top-k units of grad_out (batch x out, packed rows) per example, or one shared
-  // set with `unified`. Throws sparseopt::invalid_argument before changing anything unless
-  // 1 <= k <= out and the sizes are non-negative.
-  void build(const T* grad_out, std::int64_t batch, std::int64_t out, std::int64_t k, bool unified,
-             int num_threads = 0) {
-    detail::require(batch >= 0 && out >= 0, "grad_out must have a non-negative shape, got (", batch, ", ",
-                    out, ")");
+  // set with `unified`; `in` (the layer's input width, x's row width) sizes the weight
+  // gradient's cache blocks. Throws sparseopt::invalid_argument before changing anything
+  // unless 1 <= k <= out and the sizes are non-negative.
+  void build(const T* grad_out, std::int64_t batch, std::int64_t out, std::int64_t in, std::int64_t k,
+             bool unified, int num_threads = 0) {
+    detail::require(batch >= 0 && out >= 0 && in >= 0, "grad_out must have a non-negative shape, got (",
+                    batch, ", ", out, "), in = ", in);
     detail::require(k >= 1 && k <= out, "k must be in [1, out] = [1, ", out, "], got ", k);
     detail::require(grad_out != nullptr || batch * out == 0, "grad_out is null");
     const int threads = detail::resolve_threads(num_threads);
@@ -97,7 +98,7 @@ class MePropPlan {
           weights_[static_cast<std::size_t>(b * k + j)] = grad_out[b * out + u];
         }
     }
-    gather_.build(bags_of(batch, k), out);
+    gather_.build(bags_of(batch, k), out, in);
     batch_ = batch;
     out_ = out;
     k_ = k;
