@@ -27,7 +27,8 @@ steps; evaluation excluded).
     python examples/meprop_mnist.py --data DIR      # MNIST IDX files (.gz or not) in DIR
 
 Writes DIR/meprop_mnist.md (the table, also printed), DIR/meprop_mnist.json (every number) and
-DIR/meprop_mnist.png (learning curves), DIR = examples/output/ unless --out says otherwise.
+DIR/meprop_mnist.png (learning curves), DIR = examples/output/ unless --out says otherwise
+(meprop_mnist_unified.* with --unified).
 Without MNIST (neither --data nor ../shared/data/mnist), it falls back to scikit-learn's bundled
 8x8 digits (``pip install scikit-learn``) and says so; the numbers are then not the paper's task.
 Needs numpy, sparseopt and, for the plot, matplotlib. Seeded; BLAS timings vary run to run.
@@ -249,10 +250,18 @@ def train(name, model, data, epochs, batch, seed):
 # --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
+def _secs(s: float) -> str:
+    return f"{s:.1f} s" if s >= 10 else f"{s:.2f} s"
+
+
 def make_table(results, meta):
-    lines = [f"meProp on {meta['data']}: MLP {meta['shape']}, minibatch {meta['batch']}, "
-             f"{meta['epochs']} epochs, {meta['dtype']}, {meta['threads']}; "
-             f"backward = the network's whole backward pass, summed over training.", "",
+    mode = "unified (one set of k units per minibatch)" if meta["unified"] else "per example"
+    lines = [f"meProp ({mode}) on {meta['data']}: MLP {meta['shape']}, dropout {meta['dropout']}, "
+             f"minibatch {meta['batch']}, {meta['epochs']} epochs, {meta['dtype']}, "
+             f"{meta['threads']}, NumPy BLAS on its own threads. Backward time: the network's "
+             f"whole backward pass (softmax gradient to the first layer's weight gradient, "
+             f"optimizer excluded), summed over training; total: forward + backward + optimizer "
+             f"steps (evaluation excluded). Test accuracy after the last epoch.", "",
              "| optimizer | backprop | test acc (%) | backward time | backward speedup "
              "| total train time | total speedup | paper |",
              "|---|---|---|---|---|---|---|---|"]
@@ -267,8 +276,8 @@ def make_table(results, meta):
                 paper = f"meProp {OPTIMIZERS[opt_name][2]}"
             lines.append(
                 f"| {PAPER_NAME[opt_name]} | {what} | {r['test_acc']:.2f} "
-                f"| {r['backward_s']:.1f} s | {dense['backward_s'] / r['backward_s']:.1f}x "
-                f"| {r['total_s']:.1f} s | {dense['total_s'] / r['total_s']:.1f}x | {paper} |")
+                f"| {_secs(r['backward_s'])} | {dense['backward_s'] / r['backward_s']:.1f}x "
+                f"| {_secs(r['total_s'])} | {dense['total_s'] / r['total_s']:.1f}x | {paper} |")
     return "\n".join(lines) + "\n"
 
 
@@ -322,10 +331,11 @@ def main(argv=None):
                     help="smoke run: 1 epoch on 6,000 training images")
     ap.add_argument("--update-readme", action="store_true",
                     help="splice the table into README.md between <!-- bench:meprop_mnist --> "
-                         "markers (a full MNIST run only)")
+                         "markers (<!-- bench:meprop_mnist_unified --> with --unified; "
+                         "a run on MNIST only)")
     args = ap.parse_args(argv)
     if args.update_readme and (args.quick or args.max_train or args.data is not None):
-        sys.exit("error: --update-readme needs the full default run (no --quick/--max-train/--data)")
+        sys.exit("error: --update-readme needs a run on the full MNIST (no --quick/--max-train/--data)")
     if args.quick:
         args.epochs, args.max_train = 1, args.max_train or 6000
     dtype = np.dtype(args.dtype)
@@ -360,19 +370,20 @@ def main(argv=None):
     print()
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "meprop_mnist.md").write_text(table)
-    (args.out / "meprop_mnist.json").write_text(json.dumps(dict(meta=meta, results=results),
-                                                           indent=1))
+    stem = "meprop_mnist_unified" if args.unified else "meprop_mnist"
+    (args.out / f"{stem}.md").write_text(table)
+    (args.out / f"{stem}.json").write_text(json.dumps(dict(meta=meta, results=results), indent=1))
     try:
-        plot(results, args.out / "meprop_mnist.png")
+        plot(results, args.out / f"{stem}.png")
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
-    print(f"wrote {args.out / 'meprop_mnist.md'}, .json and .png")
+    print(f"wrote {args.out / stem}.md, .json and .png")
     if args.update_readme:
         sys.path.insert(0, str(REPO_ROOT / "bench"))
         import harness
-        changed = harness.splice_readme("meprop_mnist", table, REPO_ROOT / "README.md")
-        print(f"{'updated' if changed else 'unchanged'}: README.md [meprop_mnist]")
+        marker = "meprop_mnist_unified" if args.unified else "meprop_mnist"
+        changed = harness.splice_readme(marker, table, REPO_ROOT / "README.md")
+        print(f"{'updated' if changed else 'unchanged'}: README.md [{marker}]")
     return results
 
 
