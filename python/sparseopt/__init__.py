@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args, _core, optim
+from . import _args, _core, optim, sampled
 
 __version__: str = _core.__version__
 
-__all__ = ["__version__", "info", "coalesce", "optim", "get_include", "get_cmake_dir"]
+__all__ = ["__version__", "info", "coalesce", "optim", "sampled", "get_include", "get_cmake_dir"]
 
 
 def info() -> dict:

@@ -14,5 +14,6 @@ void bind_adam(pybind11::module_& m);
 void bind_rmsprop(pybind11::module_& m);
 void bind_rowwise_adagrad(pybind11::module_& m);
 void bind_ftrl(pybind11::module_& m);
+void bind_sampled(pybind11::module_& m);  // sampled logistic losses and their samplers
 
 }  // namespace sparseopt::bind

@@ -32,4 +32,5 @@ PYBIND11_MODULE(_core, m) {
   sparseopt::bind::bind_rmsprop(m);
   sparseopt::bind::bind_rowwise_adagrad(m);
   sparseopt::bind::bind_ftrl(m);
+  sparseopt::bind::bind_sampled(m);
 }

@@ -21,3 +21,5 @@
 #include "optim/rmsprop.hpp"
 #include "optim/rowwise_adagrad.hpp"
 #include "optim/ftrl.hpp"
+#include "sampling.hpp"
+#include "sampled.hpp"
