@@ -3,7 +3,6 @@
 #include <pybind11/stl.h>
 
 #include <optional>
-#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -96,27 +95,23 @@ Table<const T> read_only_table_of(const py::array& a) {
   return Table<const T>{static_cast<const T*>(a.data()), a.shape(0), width};
 }
 
-template <class T> struct reading { using type = Table<const T>; };
-template <class T> struct writing { using type = Table<T>; };
-
-// Checks the tables and the batch, then calls f(table_a, table_b, batch, value_tag, index_tag)
-// with the GIL held (f releases it around the kernel). Access<T>::type is Table<const T> for
-// kernels that read the tables (read-only arrays welcome), Table<T> for kernels that write.
-template <template <class> class Access, class F>
+// Checks the tables and the batch, then calls f(arrays, table_a, table_b, batch, value_tag,
+// index_tag) with the GIL held (f releases it around the kernel). The tables are Table<T> for a
+// kernel that writes them (Writes), else Table<const T> (read-only arrays welcome).
+template <bool Writes, class F>
 decltype(auto) with_batch(py::handle a_obj, py::handle b_obj, py::handle anchors,
                           py::handle candidates, py::handle labels, F&& f) {
-  constexpr bool writes = std::is_same_v<typename Access<float>::type, Table<float>>;
-  SampledTables t = require_tables(a_obj, b_obj, writes);
+  const SampledTables t = require_tables(a_obj, b_obj, Writes);
   const SampledArrays s = require_batch(anchors, candidates, labels, t.a);
   return dispatch(t.a, s.anchors, [&](auto value_tag, auto index_tag) -> decltype(auto) {
     using T = typename decltype(value_tag)::type;
     using I = typename decltype(index_tag)::type;
-    using Tables = typename Access<T>::type;
-    if constexpr (std::is_same_v<Tables, Table<const T>>) {
-      return f(read_only_table_of<T>(t.a), read_only_table_of<T>(t.b), batch_of<T, I>(s),
-               value_tag, index_tag);
+    if constexpr (Writes) {
+      py::array a = t.a, b = t.b;  // table_of takes the (checked, writeable) array by reference
+      return f(t, table_of<T>(a), table_of<T>(b), batch_of<T, I>(s), value_tag, index_tag);
     } else {
-      return f(table_of<T>(t.a), table_of<T>(t.b), batch_of<T, I>(s), value_tag, index_tag);
+      return f(t, read_only_table_of<T>(t.a), read_only_table_of<T>(t.b), batch_of<T, I>(s),
+               value_tag, index_tag);
     }
   });
 }
@@ -124,19 +119,21 @@ decltype(auto) with_batch(py::handle a_obj, py::handle b_obj, py::handle anchors
 double loss(py::handle a, py::handle b, py::handle anchors, py::handle candidates,
             py::handle labels, int num_threads) {
   detail::resolve_threads(num_threads);
-  return with_batch<reading>(a, b, anchors, candidates, labels,
-                    [&](auto ta, auto tb, auto batch, auto, auto) {
-                      py::gil_scoped_release release;
-                      return sampled_logistic_loss(ta, tb, batch, num_threads);
-                    });
+  return with_batch<false>(a, b, anchors, candidates, labels,
+                           [&](const SampledTables&, auto ta, auto tb, auto batch, auto, auto) {
+                             py::gil_scoped_release release;
+                             return sampled_logistic_loss(ta, tb, batch, num_threads);
+                           });
 }
 
+// (loss, anchor_rows, anchor_grad, candidate_rows, candidate_grad); the outputs are allocated
+// once the row counts are known, between the two GIL-free halves.
 py::tuple grad(py::handle a_obj, py::handle b_obj, py::handle anchors, py::handle candidates,
                py::handle labels, int num_threads) {
   detail::resolve_threads(num_threads);
-  const SampledTables t = require_tables(a_obj, b_obj, false);
-  return with_batch<reading>(a_obj, b_obj, anchors, candidates, labels,
-                    [&](auto ta, auto tb, auto batch, auto value_tag, auto index_tag) -> py::tuple {
+  return with_batch<false>(a_obj, b_obj, anchors, candidates, labels,
+                           [&](const SampledTables& t, auto ta, auto tb, auto batch,
+                               auto value_tag, auto index_tag) -> py::tuple {
     using T = typename decltype(value_tag)::type;
     using I = typename decltype(index_tag)::type;
     SampledLogisticGrad<T, I> g;
@@ -164,11 +161,11 @@ py::tuple grad(py::handle a_obj, py::handle b_obj, py::handle anchors, py::handl
 
 double sgd(py::handle a, py::handle b, py::handle anchors, py::handle candidates,
            py::handle labels, double lr, bool compute_loss) {
-  return with_batch<writing>(a, b, anchors, candidates, labels,
-                    [&](auto ta, auto tb, auto batch, auto, auto) {
-                      py::gil_scoped_release release;
-                      return sampled_logistic_sgd(ta, tb, batch, lr, compute_loss);
-                    });
+  return with_batch<true>(a, b, anchors, candidates, labels,
+                          [&](const SampledTables&, auto ta, auto tb, auto batch, auto, auto) {
+                            py::gil_scoped_release release;
+                            return sampled_logistic_sgd(ta, tb, batch, lr, compute_loss);
+                          });
 }
 
 AliasTable make_alias_table(py::handle weights_obj) {
