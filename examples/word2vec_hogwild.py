@@ -13,6 +13,11 @@ Skip-gram with negative sampling (word2vec) built from sparseopt's pieces:
 * ``sparseopt.hogwild.run`` -- the workers (threads by default: the kernels release the GIL)
   updating both tables at once without locks, with a progress display.
 
+A second variant trains with the same pairs and negatives through the composable path:
+``sparseopt.sampled.logistic_grad`` (both tables' gradients, coalesced) stepped by
+``sparseopt.optim.Adagrad`` -- any sparseopt optimizer would do -- each worker with its own
+replica of the optimizers over the shared tables and state.
+
 In the same run, and interleaved with it, ``gensim.models.Word2Vec`` trains with the same
 settings (skip-gram, vector size 100, window 5, 5 negatives, min_count 5, sample 1e-3, 5 epochs)
 on the same sentences with ``workers=1`` and ``workers=2``. The script reports, side by side:
@@ -64,6 +69,8 @@ HELD_OUT_EVERY = 50        # every 50th paragraph is held out
 NEIGHBOUR_WORDS = ("king", "love", "death", "lord", "good", "night")
 TOP_WORDS, TOP_K = 200, 10
 
+ADAGRAD_LR = 0.1           # the Adagrad variant's learning rate (constant; Adagrad decays it)
+IMPL_OF = {"sgd": "sparseopt", "adagrad": "sparseopt-adagrad"}
 SETTINGS = dict(vector_size=100, window=5, negative=5, min_count=5, epochs=5, sample=1e-3,
                 alpha=0.025, min_alpha=0.0001, ns_exponent=0.75)
 
@@ -155,8 +162,12 @@ class Job:
     seed: int
 
 
-def train_worker(worker, job: Job, batches: list[int]) -> int:
-    """One worker: its share of every epoch's batches, Hogwild-style on the shared tables."""
+def train_worker(worker, optimizers: tuple, job: Job, batches: list[int]) -> int:
+    """One worker: its share of every epoch's batches, Hogwild-style on the shared tables.
+
+    No optimizers: the fused SGD pass (``logistic_sgd``) with gensim's learning-rate schedule.
+    ``(opt_in, opt_out)``: the coalesced gradients (``logistic_grad``) stepped by these
+    optimizers of the two tables (this worker's replicas, made by ``hogwild.run``)."""
     from sparseopt import sampled
 
     tokens, offsets, bounds = job.tokens, job.offsets, job.bounds
@@ -178,17 +189,25 @@ def train_worker(worker, job: Job, batches: list[int]) -> int:
                 tokens[t0:t1], job.window, offsets=offsets[s0:s1 + 1] - t0,
                 keep_probability=job.keep_probability, seed=seed)
             candidates = job.sampler.draw(centers, job.negative, seed=seed, num_threads=1)
-            sampled.logistic_sgd(job.input_vectors, job.output_vectors, contexts, candidates,
-                                 lr=max(lr, job.min_alpha), compute_loss=False)
+            if optimizers:
+                g = sampled.logistic_grad(job.input_vectors, job.output_vectors, contexts,
+                                          candidates, num_threads=1)
+                optimizers[0].step(g.anchor_rows, g.anchor_grad)
+                optimizers[1].step(g.candidate_rows, g.candidate_grad)
+            else:
+                sampled.logistic_sgd(job.input_vectors, job.output_vectors, contexts, candidates,
+                                     lr=max(lr, job.min_alpha), compute_loss=False)
             pairs += len(centers)
             worker.progress(t1 - t0)
     return pairs
 
 
 def train_sparseopt(vocab: Vocabulary, sentences, workers: int, seed: int, backend: str,
-                    progress: bool | None, s: dict) -> dict:
-    """Train with settings `s`; returns the tables and the timed seconds (encoding included)."""
+                    progress: bool | None, s: dict, update: str = "sgd") -> dict:
+    """Train with settings `s`; returns the tables and the timed seconds (encoding included).
+    update: "sgd" (the fused pass) or "adagrad" (gradients + sparseopt.optim.Adagrad)."""
     from sparseopt import hogwild, sampled
+    from sparseopt.optim import Adagrad
 
     t0 = time.perf_counter()
     tokens, offsets = vocab.encode(sentences)
@@ -202,10 +221,16 @@ def train_sparseopt(vocab: Vocabulary, sentences, workers: int, seed: int, backe
     job = Job(input_vectors, output_vectors, tokens, offsets, bounds, vocab.keep_probability,
               sampled.NegativeSampler(vocab.counts ** s["ns_exponent"]), s["window"],
               s["negative"], s["epochs"], s["alpha"], s["min_alpha"], seed)
+    optimizers: tuple = ()
+    if update == "adagrad":
+        optimizers = (Adagrad(input_vectors, lr=ADAGRAD_LR), Adagrad(output_vectors, lr=ADAGRAD_LR))
+        if backend != "thread":
+            optimizers = tuple(o.share_memory() for o in optimizers)
     num_batches = len(bounds) - 1
     shards = [(job, list(range(w, num_batches, workers))) for w in range(workers)]
-    pairs = hogwild.run(train_worker, workers, backend=backend, worker_args=shards,
-                        progress=progress, desc=f"sparseopt, {workers} worker(s)", unit="words")
+    pairs = hogwild.run(train_worker, workers, backend=backend, args=(optimizers,),
+                        worker_args=shards, progress=progress,
+                        desc=f"sparseopt ({update}), {workers} worker(s)", unit="words")
     seconds = time.perf_counter() - t0
     return dict(input=np.array(input_vectors), output=np.array(output_vectors), seconds=seconds,
                 pairs=int(sum(pairs)))
@@ -321,7 +346,7 @@ def run_comparison(args) -> dict:
     if not args.no_gensim and not have_gensim:
         print("note: gensim is not installed (pip install gensim); running sparseopt only",
               flush=True)
-    impls = (["gensim"] if have_gensim else []) + ["sparseopt"]
+    impls = (["gensim"] if have_gensim else []) + [IMPL_OF[v] for v in args.variants]
     runs = []
     for r in range(args.repeats):
         seed = args.seed + r
@@ -337,7 +362,8 @@ def run_comparison(args) -> dict:
                     model = train_gensim(vocab, train, workers, seed, settings)
                 else:
                     model = train_sparseopt(vocab, train, workers, seed, args.backend,
-                                            args.progress, settings)
+                                            args.progress, settings,
+                                            "adagrad" if impl == "sparseopt-adagrad" else "sgd")
                 load = monitor.read() if monitor else None
                 run = dict(impl=impl, workers=workers, seed=seed, repeat=r,
                            seconds=model["seconds"],
@@ -413,7 +439,7 @@ def summarize(result: dict) -> dict:
     was), quality over all runs."""
     runs, meta = result["runs"], result["meta"]
     rows = {}
-    for impl in ("sparseopt", "gensim"):
+    for impl in ("sparseopt", "sparseopt-adagrad", "gensim"):
         for w in meta["workers"]:
             rs = [x for x in runs if x["impl"] == impl and x["workers"] == w]
             if not rs:
@@ -447,7 +473,9 @@ def to_markdown(result: dict) -> str:
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.0f}%"
 
-    names = {"sparseopt": "sparseopt (`sampled.logistic_sgd`, hogwild threads)",
+    names = {"sparseopt": "sparseopt: fused SGD (`sampled.logistic_sgd`)",
+             "sparseopt-adagrad": f"sparseopt: `sampled.logistic_grad` + `optim.Adagrad` "
+                                  f"(lr {ADAGRAD_LR})",
              "gensim": f"gensim {meta['gensim']} `Word2Vec`"}
     header = ["implementation", "workers", "words/s (median, min–max; runs)"]
     header += [f"scaling {lo}→{hi}"] if lo != hi else []
@@ -484,7 +512,11 @@ def to_markdown(result: dict) -> str:
         f"both with vector size {s['vector_size']}, window {s['window']} (shrunk at random), "
         f"{s['negative']} negatives (counts^{s['ns_exponent']}), min_count {s['min_count']}, "
         f"sample {s['sample']:g}, {s['epochs']} epochs, lr {s['alpha']} → {s['min_alpha']} "
-        f"linearly, batches of {BATCH_WORDS:,} words. **words/s**: training words × epochs / "
+        f"linearly (fused SGD), batches of {BATCH_WORDS:,} words. **sparseopt, Adagrad**: the same "
+        f"pairs and negatives, but each batch's gradients (`logistic_grad`, coalesced) are "
+        f"stepped by `sparseopt.optim.Adagrad` (lr {ADAGRAD_LR}) on both tables, each worker "
+        f"with its own replica of the optimizers over the shared tables and state. "
+        f"sparseopt's workers are `sparseopt.hogwild` {meta['backend']}s. **words/s**: training words × epochs / "
         f"training time (gensim: `train()`; sparseopt: encoding the sentences as ids, "
         f"initialising the tables and training), median (min–max) over the runs during which "
         f"other processes used < {DISTURBED_CORES} cores (of {meta['repeats']} runs with seeds "
@@ -511,7 +543,9 @@ def to_markdown(result: dict) -> str:
     lists = [x for x in runs if "lists" in x and x["workers"] == lo]
     if lists:
         out += ["", f"Nearest neighbours ({lo} worker, seed {meta['seed']}):", ""]
-        header = ["word"] + [names[x["impl"]].split(" (")[0].split(" `")[0] for x in lists]
+        short = {"sparseopt": "sparseopt (fused SGD)", "sparseopt-adagrad": "sparseopt (Adagrad)",
+                 "gensim": f"gensim {meta['gensim']}"}
+        header = ["word"] + [short[x["impl"]] for x in lists]
         out.append("| " + " | ".join(header) + " |")
         out.append("|:---|" + "|".join([":---"] * len(lists)) + "|")
         for w in NEIGHBOUR_WORDS:
@@ -539,6 +573,9 @@ def main(argv=None):
                     help="sparseopt.hogwild backend (default: threads)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-gensim", action="store_true", help="skip the gensim runs")
+    ap.add_argument("--variants", nargs="+", choices=sorted(IMPL_OF), default=["sgd", "adagrad"],
+                    help="sparseopt trainings: sgd (the fused pass: logistic_sgd) and/or adagrad "
+                         "(logistic_grad + optim.Adagrad)")
     ap.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                     help="before each timed run, wait up to this long for other processes to "
                          "leave the CPUs idle (0: don't wait; default 30; --quick: 0)")

@@ -48,7 +48,7 @@ def _run(corpus, out, *extra):
 def test_sparseopt_one_and_two_workers(corpus, tmp_path):
     data, md = _run(corpus, tmp_path, "--no-gensim")
     runs = {(r["impl"], r["workers"]): r for r in data["runs"]}
-    assert set(runs) == {("sparseopt", 1), ("sparseopt", 2)}
+    assert set(runs) == {(i, w) for i in ("sparseopt", "sparseopt-adagrad") for w in (1, 2)}
     for r in runs.values():
         assert r["words_per_s"] > 0
         assert r["held_out_loss"] < math.log(2)  # better than the untrained model
@@ -57,7 +57,7 @@ def test_sparseopt_one_and_two_workers(corpus, tmp_path):
 
 def test_against_gensim(corpus, tmp_path):
     pytest.importorskip("gensim")
-    data, md = _run(corpus, tmp_path, "--repeats", "2")
+    data, md = _run(corpus, tmp_path, "--repeats", "2", "--variants", "sgd")
     runs = data["runs"]
     assert {(r["impl"], r["workers"]) for r in runs} == {
         (i, w) for i in ("sparseopt", "gensim") for w in (1, 2)}
