@@ -358,6 +358,7 @@ def run_comparison(args) -> dict:
                     quiet = harness.wait_for_quiet(max_other_cores=0.3, quiet_s=3.0,
                                                    timeout_s=args.wait, poll_s=1.0)["quiet"]
                 monitor = harness.CpuMonitor() if harness else None
+                children0 = _children_cpu()
                 if impl == "gensim":
                     model = train_gensim(vocab, train, workers, seed, settings)
                 else:
@@ -365,6 +366,9 @@ def run_comparison(args) -> dict:
                                             args.progress, settings,
                                             "adagrad" if impl == "sparseopt-adagrad" else "sgd")
                 load = monitor.read() if monitor else None
+                if load:  # worker processes (fork/spawn backends) are not "other processes"
+                    load["other_cores"] = max(
+                        load["other_cores"] - (_children_cpu() - children0) / load["wall_s"], 0.0)
                 run = dict(impl=impl, workers=workers, seed=seed, repeat=r,
                            seconds=model["seconds"],
                            words_per_s=train_words * settings["epochs"] / model["seconds"],
@@ -405,6 +409,13 @@ def run_comparison(args) -> dict:
                 sparseopt=sparseopt.info(), machine=_machine(),
                 total_seconds=time.perf_counter() - t_start)
     return dict(meta=meta, runs=runs)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished child processes."""
+    import os
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def _version(name):
