@@ -565,7 +565,7 @@ def to_markdown(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None,
@@ -613,17 +613,26 @@ def main(argv=None):
         sys.exit(f"error: --data {args.data}: no such file or directory")
     if args.update_readme and (args.quick or args.no_gensim):
         sys.exit("error: --update-readme needs a full run with gensim (no --quick/--no-gensim)")
+    return args
 
+
+def run(args: argparse.Namespace) -> tuple[dict, str]:
+    """The comparison: (every number, JSON-ready; the markdown report)."""
     result = run_comparison(args)
     md = to_markdown(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    mdp, jsp = args.out / "word2vec_hogwild.md", args.out / "word2vec_hogwild.json"
-    mdp.write_text(md)
     runs = [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in x.items()
              if k != "top_neighbours"} for x in result["runs"]]
     summary = [dict(impl=k[0], workers=k[1], **v) for k, v in summarize(result).items()]
-    jsp.write_text(json.dumps(dict(meta=result["meta"], summary=summary, runs=runs), indent=2,
-                              default=str) + "\n")
+    return dict(meta=result["meta"], summary=summary, runs=runs), md
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    data, md = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    mdp, jsp = args.out / "word2vec_hogwild.md", args.out / "word2vec_hogwild.json"
+    mdp.write_text(md)
+    jsp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     print()
     print(md)
     print(f"wrote {mdp}\nwrote {jsp}")
