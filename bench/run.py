@@ -29,6 +29,7 @@ import harness  # noqa: E402
 BENCHMARKS = {
     "sparse_adam": "bench_sparse_adam",
     "exact": "bench_exact",
+    "hogwild": "bench_hogwild",
     "word2vec": "bench_word2vec",
 }
 

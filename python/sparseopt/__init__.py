@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args, _core, optim, sampled
+from . import _args, _core, hogwild, optim, sampled
 
 __version__: str = _core.__version__
 
-__all__ = ["__version__", "info", "coalesce", "optim", "sampled", "get_include", "get_cmake_dir"]
+__all__ = ["__version__", "info", "coalesce", "optim", "hogwild", "sampled", "get_include",
+           "get_cmake_dir"]
 
 
 def info() -> dict:

@@ -18,10 +18,16 @@ to rows a step does not touch:
 Each step coalesces repeated indices (their values are summed, as ``torch.sparse`` does), checks
 every argument before it writes anything (a rejected call leaves ``param`` and the state exactly
 as they were), and runs on ``num_threads`` threads (0 = all) with the same result for any count.
+
+An optimizer object is one stream of steps: calls from several Python threads on the same object
+take turns (its step count stays exact). For Hogwild! training, where workers update one table
+at once, each worker steps its own :meth:`Optimizer.replica` over the shared arrays (see
+:mod:`sparseopt.hogwild`).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,6 +56,7 @@ class Optimizer:
 
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0):
         _core.check_param(param)
+        self._lock = threading.Lock()  # one step (or flush, snapshot) at a time per object
         self._param = param
         self._num_threads = _args.count("num_threads", num_threads)
         self._options = self._options_from(hyperparams)
@@ -82,6 +89,16 @@ class Optimizer:
         self._hyperparams["lr"] = value
 
     @property
+    def num_threads(self) -> int:
+        """Threads per step (0 = all available); set it between steps. Results do not depend
+        on it."""
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, value: int) -> None:
+        self._num_threads = _args.count("num_threads", value)
+
+    @property
     def step_count(self) -> int:
         """Number of steps taken (empty steps included, as in PyTorch)."""
         return self._step
@@ -106,11 +123,15 @@ class Optimizer:
         ``indices``: int32 or int64, shape ``(n,)``, each in ``[0, len(param))``;
         ``values``: the parameter's dtype, shape ``(n, *param.shape[1:])``, C-contiguous.
         ``n = 0`` is a valid, empty step (it still counts as a step, as in PyTorch).
+
+        Calls on one object from several threads take turns; Hogwild! workers each step their
+        own :meth:`replica`.
         """
-        if self.exact:
-            self._reserve_history(self._step + 1)
-        self._apply(indices, values, self._step + 1)
-        self._step += 1
+        with self._lock:
+            if self.exact:
+                self._reserve_history(self._step + 1)
+            self._apply(indices, values, self._step + 1)
+            self._step += 1
 
     def flush(self, indices: np.ndarray | None = None) -> None:
         """Bring rows up to the current step (exact mode; nothing to do in lazy mode).
@@ -122,7 +143,8 @@ class Optimizer:
         optimizer's; stepping on costs nothing extra.
         """
         if self.exact:
-            self._flush(indices)
+            with self._lock:
+                self._flush(indices)
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``.
@@ -130,10 +152,11 @@ class Optimizer:
         Nothing is flushed: the snapshot holds rows as they are, with what is needed to
         catch them up later (exact mode's ``history`` has one row per step taken, plus one).
         """
-        state = {name: array.copy() for name, array in self._state.items()}
-        if "history" in state:
-            state["history"] = self._state["history"][: self._step + 1].copy()
-        return {"step": self._step, "hyperparams": dict(self._hyperparams), "state": state}
+        with self._lock:
+            state = {name: array.copy() for name, array in self._state.items()}
+            if "history" in state:
+                state["history"] = self._state["history"][: self._step + 1].copy()
+            return {"step": self._step, "hyperparams": dict(self._hyperparams), "state": state}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` snapshot, copying into this optimizer's own arrays.
@@ -141,6 +164,10 @@ class Optimizer:
         Everything is checked first (keys, hyper-parameters, state names, shapes, dtypes);
         a rejected snapshot leaves the optimizer unchanged.
         """
+        with self._lock:
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         if not isinstance(state_dict, Mapping) or set(state_dict) != {"step", "hyperparams", "state"}:
             raise ValueError("state_dict must be a mapping with exactly the keys 'step', "
                              "'hyperparams' and 'state', as returned by state_dict()")
@@ -180,6 +207,69 @@ class Optimizer:
         self._options = options
         self._hyperparams = hyperparams
         self._step = step
+
+    # -- Hogwild! ----------------------------------------------------------------------------
+    def replica(self) -> Optimizer:
+        """A new optimizer object over the same ``param`` and the same state arrays.
+
+        Nothing is copied: steps of the replica and of this optimizer update the same arrays.
+        The replica starts with this optimizer's hyper-parameters, ``num_threads`` and step count,
+        and then keeps its own (its ``lr``, schedule and step count are its own). This is what each
+        Hogwild! worker steps; :func:`sparseopt.hogwild.run` hands every worker replicas of the
+        optimizers in its arguments.
+
+        Raises ValueError in ``mode="exact"``, whose state cannot be shared (see
+        :meth:`share_memory`).
+        """
+        with self._lock:
+            self._require_shareable("replica()")
+            twin = object.__new__(type(self))
+            twin.__setstate__(self.__getstate__())
+        return twin
+
+    def share_memory(self) -> Optimizer:
+        """Move the state arrays into shared memory, so that worker processes update them in
+        place (as ``torch.optim.Adagrad.share_memory()``); returns ``self``.
+
+        ``param`` must already live there: create it with :func:`sparseopt.hogwild.share`
+        (or :func:`~sparseopt.hogwild.zeros` / :func:`~sparseopt.hogwild.empty`). Each state
+        array is copied once into a block of :mod:`sparseopt.hogwild` (arrays already in shared
+        memory stay as they are); ``state`` then returns the shared arrays. Worker threads do not
+        need this, only worker processes.
+
+        Raises ValueError in ``mode="exact"``: its ``history`` grows with the steps of one
+        optimizer and rows are caught up against it by step number, so workers with their own
+        step counts would read records that do not exist. Lazy-mode state never changes size.
+        """
+        from . import hogwild
+
+        with self._lock:
+            self._require_shareable("share_memory()")
+            if not hogwild.is_shared(self._param):
+                raise ValueError("share_memory() needs param in shared memory: create the table "
+                                 "with sparseopt.hogwild.share(table) (or hogwild.zeros / "
+                                 "hogwild.empty) and build the optimizer over that array")
+            self._state = {name: array if hogwild.is_shared(array) else hogwild.share(array)
+                           for name, array in self._state.items()}
+        return self
+
+    def _require_shareable(self, what: str) -> None:
+        if self.exact:
+            raise ValueError(f"{what}: mode='exact' cannot be shared between Hogwild! workers "
+                             f"(its per-step history grows with one optimizer's steps and rows "
+                             f"are caught up against it by step number); use mode='lazy'")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The core's options object is rebuilt from the hyper-parameters; the lock is per object.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_options", "_lock")}
+        state["_state"] = dict(self._state)
+        state["_hyperparams"] = dict(self._hyperparams)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._options = self._options_from(dict(self._hyperparams))
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self._hyperparams.items())

@@ -2,6 +2,7 @@
 // thread count is a per-call argument, 0 meaning OpenMP's current default.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <utility>
@@ -9,8 +10,36 @@
 #include "config.hpp"
 #include "errors.hpp"
 
+#if SPARSEOPT_HAS_OPENMP && (defined(__unix__) || defined(__APPLE__))
+#include <pthread.h>
+#define SPARSEOPT_FORK_GUARD 1
+#else
+#define SPARSEOPT_FORK_GUARD 0
+#endif
+
 namespace sparseopt {
 namespace detail {
+
+// GNU OpenMP cannot start a team in a process forked after the parent ran one (the child waits
+// forever for threads that were not copied), and fork is how multiprocessing (and hogwild's
+// backend="fork") starts workers. So a process forked after this library's first parallel
+// region runs every kernel on its calling thread: the results are the same bits (they never
+// depend on the thread count), only the speed differs.
+inline std::atomic<bool>& forked_after_team() noexcept {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+// Called before every parallel region; the first call arranges for forked children to be
+// flagged.
+inline void note_team_started() noexcept {
+#if SPARSEOPT_FORK_GUARD
+  static const bool registered = [] {
+    return pthread_atfork(nullptr, nullptr, [] { forked_after_team().store(true); }) == 0;
+  }();
+  (void)registered;
+#endif
+}
 
 // Below this many element updates a kernel stays on the calling thread: waking a team of
 // threads costs more than the work.
@@ -20,6 +49,7 @@ inline constexpr std::int64_t parallel_min_work = std::int64_t(1) << 15;
 inline int resolve_threads(int num_threads) {
   require(num_threads >= 0, "num_threads must be >= 0 (0 means all available threads), got ",
           num_threads);
+  if (forked_after_team().load(std::memory_order_relaxed)) return 1;
   const int available = max_threads();
   return num_threads == 0 ? available : num_threads;
 }
@@ -38,6 +68,7 @@ void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn,
   if (threads > 1 && n > 1 && work >= parallel_min_work) {
     std::exception_ptr error;
     const std::int64_t total = cost_before(n);
+    note_team_started();
 #pragma omp parallel num_threads(threads)
     {
       const std::int64_t slot = omp_get_thread_num(), slots = omp_get_num_threads();
