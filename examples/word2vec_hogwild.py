@@ -43,6 +43,7 @@ comparison, gensim (``pip install ".[examples]"``; ``--no-gensim`` runs without 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import math
@@ -358,21 +359,29 @@ def run_comparison(args) -> dict:
                     quiet = harness.wait_for_quiet(max_other_cores=0.3, quiet_s=3.0,
                                                    timeout_s=args.wait, poll_s=1.0)["quiet"]
                 monitor = harness.CpuMonitor() if harness else None
-                children0 = _children_cpu()
-                if impl == "gensim":
-                    model = train_gensim(vocab, train, workers, seed, settings)
-                else:
-                    model = train_sparseopt(vocab, train, workers, seed, args.backend,
-                                            args.progress, settings,
-                                            "adagrad" if impl == "sparseopt-adagrad" else "sgd")
+                own0, children0 = _own_cpu(), _children_cpu()
+                gc.collect()
+                gc.disable()  # as bench/harness.py times: no collector pauses in either
+                try:
+                    if impl == "gensim":
+                        model = train_gensim(vocab, train, workers, seed, settings)
+                    else:
+                        model = train_sparseopt(vocab, train, workers, seed, args.backend,
+                                                args.progress, settings,
+                                                "adagrad" if impl == "sparseopt-adagrad" else "sgd")
+                finally:
+                    gc.enable()
                 load = monitor.read() if monitor else None
                 if load:  # worker processes (fork/spawn backends) are not "other processes"
-                    load["other_cores"] = max(
-                        load["other_cores"] - (_children_cpu() - children0) / load["wall_s"], 0.0)
+                    children = (_children_cpu() - children0) / load["wall_s"]
+                    load["other_cores"] = max(load["other_cores"] - children, 0.0)
+                    load["own_cores"] = (_own_cpu() - own0) / load["wall_s"] + children
                 run = dict(impl=impl, workers=workers, seed=seed, repeat=r,
                            seconds=model["seconds"],
                            words_per_s=train_words * settings["epochs"] / model["seconds"],
-                           other_cores=load["other_cores"] if load else None, quiet_before=quiet,
+                           other_cores=load["other_cores"] if load else None,
+                           steal_cores=load["steal_cores"] if load else None,
+                           own_cores=load["own_cores"] if load else None, quiet_before=quiet,
                            held_out_loss=held_out_loss(model, held_contexts, held_candidates),
                            top_neighbours=neighbours(model["input"], top, TOP_K))
                 if r == 0:
@@ -383,7 +392,9 @@ def run_comparison(args) -> dict:
                 print(f"repeat {r + 1}/{args.repeats}  {impl:<9} {workers} worker(s): "
                       f"{run['words_per_s']:>9,.0f} words/s ({model['seconds']:.2f} s), held-out "
                       f"loss {run['held_out_loss']:.4f}"
-                      + (f", other processes used {load['other_cores']:.2f} cores" if load else ""),
+                      + (f"; cores used: {load['own_cores']:.2f} by this run, "
+                         f"{load['other_cores']:.2f} by other processes, "
+                         f"{load['steal_cores']:.2f} stolen" if load else ""),
                       flush=True)
 
     # quality: overlap with gensim's single-worker runs of other seeds
@@ -409,6 +420,13 @@ def run_comparison(args) -> dict:
                 sparseopt=sparseopt.info(), machine=_machine(),
                 total_seconds=time.perf_counter() - t_start)
     return dict(meta=meta, runs=runs)
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process (all its threads)."""
+    import os
+    t = os.times()
+    return t.user + t.system
 
 
 def _children_cpu() -> float:
@@ -445,6 +463,13 @@ def _median(xs):
 DISTURBED_CORES = 0.3  # a run during which other processes kept more cores busy is "disturbed"
 
 
+def _disturbed(run: dict) -> bool:
+    """Whether other processes (or the hypervisor, stealing time) took a share of the CPUs."""
+    if run.get("other_cores") is None:
+        return True
+    return run["other_cores"] + (run.get("steal_cores") or 0.0) >= DISTURBED_CORES
+
+
 def summarize(result: dict) -> dict:
     """Per (implementation, workers): words/s over the undisturbed runs (all runs when none
     was), quality over all runs."""
@@ -455,8 +480,7 @@ def summarize(result: dict) -> dict:
             rs = [x for x in runs if x["impl"] == impl and x["workers"] == w]
             if not rs:
                 continue
-            calm = [x for x in rs if x["other_cores"] is not None
-                    and x["other_cores"] < DISTURBED_CORES]
+            calm = [x for x in rs if not _disturbed(x)]
             timed = calm or rs
             wps = [x["words_per_s"] for x in timed]
             rows[(impl, w)] = dict(
@@ -530,10 +554,11 @@ def to_markdown(result: dict) -> str:
         f"sparseopt's workers are `sparseopt.hogwild` {meta['backend']}s. **words/s**: training words × epochs / "
         f"training time (gensim: `train()`; sparseopt: encoding the sentences as ids, "
         f"initialising the tables and training), median (min–max) over the runs during which "
-        f"other processes used < {DISTURBED_CORES} cores (of {meta['repeats']} runs with seeds "
+        f"other processes (and hypervisor steal) used < {DISTURBED_CORES} cores (of {meta['repeats']} runs with seeds "
         f"{meta['seed']}..{meta['seed'] + meta['repeats'] - 1}, the two implementations and "
         f"worker counts interleaved, each started once the machine had been quiet for 3 s or "
-        f"after waiting {meta['wait']:g} s); **scaling**: the ratio of those medians, "
+        f"after waiting {meta['wait']:g} s; the garbage collector paused during each run); "
+        f"**scaling**: the ratio of those medians, "
         f"{hi} workers / {lo}. **held-out loss**: mean negative-sampling loss per "
         f"term (log 2 = 0.693 untrained) of every pair within the window in "
         f"{meta['held_out_paragraphs']:,} held-out paragraphs (every {HELD_OUT_EVERY}th; "
@@ -545,7 +570,7 @@ def to_markdown(result: dict) -> str:
         f"against the row's own runs of other seeds.")
     others = [x["other_cores"] for x in runs if x.get("other_cores") is not None]
     if others:
-        calm = sum(o < DISTURBED_CORES for o in others)
+        calm = sum(not _disturbed(x) for x in runs)
         out += ["", f"Machine load: other processes used {statistics.mean(others):.2f} cores on "
                 f"average during the timed runs (max {max(others):.2f}); {calm} of {len(others)} "
                 f"runs were undisturbed. The machine is shared, hence the medians."]
@@ -589,7 +614,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(logistic_grad + optim.Adagrad)")
     ap.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                     help="before each timed run, wait up to this long for other processes to "
-                         "leave the CPUs idle (0: don't wait; default 30; --quick: 0)")
+                         "leave the CPUs idle (0: don't wait; default 60; --quick: 0)")
     ap.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                     default=None, help="no progress display")
     ap.add_argument("--update-readme", action="store_true",
@@ -602,7 +627,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.repeats = args.repeats or 1
     args.repeats = args.repeats or 5
     if args.wait is None:
-        args.wait = 0.0 if args.quick else 30.0
+        args.wait = 0.0 if args.quick else 60.0
     if args.data is None:
         if not DEFAULT_DATA.exists():
             sys.exit("error: no data. This example trains on a real text corpus; pass one with "
