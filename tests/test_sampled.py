@@ -266,6 +266,29 @@ def test_sgd_equals_gradient_step_when_rows_are_distinct(rng):
     assert_close(B, B_ref)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+def test_sgd_side_by_side_path_has_the_sequential_bits(rng, dtype):
+    """Items whose candidate rows are distinct take their dot products side by side; items with
+    more than 32 candidates go term by term. A 33rd candidate that is a zero row with label 0.5
+    has g = 0 and changes nothing, so both batches must give the same bits."""
+    n, k, width = 300, 32, 24
+    A = (0.3 * rng.standard_normal((50, width))).astype(dtype)
+    B = (0.3 * rng.standard_normal((200, width))).astype(dtype)
+    B[-1] = 0  # the no-op candidate
+    anchors = rng.integers(0, 50, n)
+    candidates = np.array([rng.permutation(199)[:k] for _ in range(n)])  # distinct per item
+    labels = rng.random((n, k)).astype(dtype)
+    A1, B1 = A.copy(), B.copy()
+    loss1 = sampled.logistic_sgd(A1, B1, anchors, candidates, labels, lr=0.3)
+    A2, B2 = A.copy(), B.copy()
+    loss2 = sampled.logistic_sgd(
+        A2, B2, anchors, np.hstack([candidates, np.full((n, 1), 199)]),
+        np.hstack([labels, np.full((n, 1), 0.5, dtype)]), lr=0.3)
+    assert np.array_equal(A1, A2) and np.array_equal(B1, B2)
+    assert loss2 == pytest.approx(loss1 + n * np.log(2), rel=1e-12)
+    assert not np.array_equal(A1, A)
+
+
 def test_sgd_compute_loss_false(rng):
     A, B, anchors, candidates = make_case(rng, 12, 15, 40, 6, np.float32, np.int64)
     A2, B2 = A.copy(), B.copy()
