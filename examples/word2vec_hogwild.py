@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import itertools
 import json
 import math
 import re
@@ -120,13 +121,13 @@ class Vocabulary:
 
     def encode(self, sentences) -> tuple[np.ndarray, np.ndarray]:
         """(tokens int32, offsets int64): the sentences' in-vocabulary words as ids."""
-        index = self.index
-        ids: list[int] = []
-        offsets = [0]
-        for s in sentences:
-            ids.extend(index[w] for w in s if w in index)
-            offsets.append(len(ids))
-        return np.array(ids, np.int32), np.array(offsets, np.int64)
+        lengths = np.fromiter(map(len, sentences), np.int64, len(sentences))
+        ids = np.fromiter(map(self.index.get, itertools.chain.from_iterable(sentences),
+                              itertools.repeat(-1)), np.int64, int(lengths.sum()))
+        known = ids >= 0  # words below min_count are dropped, as gensim drops them
+        sentence = np.repeat(np.arange(len(sentences)), lengths)
+        kept = np.bincount(sentence[known], minlength=len(sentences))
+        return ids[known].astype(np.int32), np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
 
 
 def batch_bounds(offsets: np.ndarray, words: int) -> np.ndarray:
@@ -163,7 +164,13 @@ class Job:
     seed: int
 
 
-def train_worker(worker, optimizers: tuple, job: Job, batches: list[int]) -> int:
+def my_batches(rank: int, workers: int, epoch: int, num_batches: int) -> range:
+    """The batches worker `rank` takes in `epoch`: every workers-th, starting one further each
+    epoch, so that no worker is left with the odd batch of every epoch."""
+    return range((rank + epoch) % workers, num_batches, workers)
+
+
+def train_worker(worker, optimizers: tuple, job: Job, workers: int) -> int:
     """One worker: its share of every epoch's batches, Hogwild-style on the shared tables.
 
     No optimizers: the fused SGD pass (``logistic_sgd``) with gensim's learning-rate schedule.
@@ -175,11 +182,12 @@ def train_worker(worker, optimizers: tuple, job: Job, batches: list[int]) -> int
     num_batches = len(bounds) - 1
     per_epoch = int(offsets[-1])
     total = job.epochs * per_epoch
-    worker.set_total(job.epochs * sum(int(offsets[bounds[b + 1]] - offsets[bounds[b]])
-                                      for b in batches))
+    worker.set_total(sum(int(offsets[bounds[b + 1]] - offsets[bounds[b]])
+                         for epoch in range(job.epochs)
+                         for b in my_batches(worker.rank, workers, epoch, num_batches)))
     pairs = 0
     for epoch in range(job.epochs):
-        for b in batches:
+        for b in my_batches(worker.rank, workers, epoch, num_batches):
             s0, s1 = int(bounds[b]), int(bounds[b + 1])
             t0, t1 = int(offsets[s0]), int(offsets[s1])
             # gensim's schedule: linear in the words all workers have done
@@ -227,10 +235,8 @@ def train_sparseopt(vocab: Vocabulary, sentences, workers: int, seed: int, backe
         optimizers = (Adagrad(input_vectors, lr=ADAGRAD_LR), Adagrad(output_vectors, lr=ADAGRAD_LR))
         if backend != "thread":
             optimizers = tuple(o.share_memory() for o in optimizers)
-    num_batches = len(bounds) - 1
-    shards = [(job, list(range(w, num_batches, workers))) for w in range(workers)]
-    pairs = hogwild.run(train_worker, workers, backend=backend, args=(optimizers,),
-                        worker_args=shards, progress=progress,
+    pairs = hogwild.run(train_worker, workers, backend=backend, args=(optimizers, job, workers),
+                        progress=progress,
                         desc=f"sparseopt ({update}), {workers} worker(s)", unit="words")
     seconds = time.perf_counter() - t0
     return dict(input=np.array(input_vectors), output=np.array(output_vectors), seconds=seconds,
