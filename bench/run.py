@@ -32,6 +32,7 @@ BENCHMARKS = {
     "hogwild": "bench_hogwild",
     "topk": "bench_topk",
     "gather": "bench_gather",
+    "word2vec": "bench_word2vec",
 }
 
 

@@ -17,5 +17,6 @@ void bind_ftrl(pybind11::module_& m);
 void bind_topk(pybind11::module_& m);
 void bind_gather(pybind11::module_& m);
 void bind_meprop(pybind11::module_& m);
+void bind_sampled(pybind11::module_& m);  // sampled logistic losses and their samplers
 
 }  // namespace sparseopt::bind

@@ -35,4 +35,5 @@ PYBIND11_MODULE(_core, m) {
   sparseopt::bind::bind_topk(m);
   sparseopt::bind::bind_gather(m);
   sparseopt::bind::bind_meprop(m);
+  sparseopt::bind::bind_sampled(m);
 }

@@ -24,3 +24,5 @@
 #include "optim/ftrl.hpp"
 #include "topk.hpp"
 #include "meprop.hpp"
+#include "sampling.hpp"
+#include "sampled.hpp"
