@@ -56,8 +56,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "output"
 
 OPTIMIZERS = {
     # name: (factory, the paper's dense backprop time / test acc, paper's meProp k, time, acc)
-    "adam": (lambda p: Adam(p, lr=1e-3), "170 s / 98.20", "k=80: 29 s (5.9x) / 98.27"),
-    "adagrad": (lambda p: Adagrad(p, lr=1e-2, eps=1e-6), "171 s / 97.52",
+    "adam": (lambda p, t: Adam(p, lr=1e-3, num_threads=t), "170 s / 98.20",
+             "k=80: 29 s (5.9x) / 98.27"),
+    "adagrad": (lambda p, t: Adagrad(p, lr=1e-2, eps=1e-6, num_threads=t), "171 s / 97.52",
                 "k=10: 4 s (41.7x) / 98.00"),
 }
 PAPER_NAME = {"adam": "Adam", "adagrad": "AdaGrad"}
@@ -323,9 +324,10 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1,
-                    help="threads for sparseopt's kernels (0 = all). Default 1: a minibatch of 50 "
-                         "is too little work to share, and a second team of spinning threads "
-                         "beside NumPy's BLAS threads slows both down on a small machine")
+                    help="threads for sparseopt's kernels and optimizer steps (0 = all). Default 1: "
+                         "a minibatch of 50 is too little work to share, and on a 2-core machine "
+                         "an OpenMP team beside NumPy's BLAS threads makes both spin against each "
+                         "other (measured: ~10 ms lost per training step)")
     ap.add_argument("--max-train", type=int, default=None, help="use only the first N images")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 epoch on 6,000 training images")
@@ -358,7 +360,7 @@ def main(argv=None):
           f"MLP {meta['shape']}, minibatch {args.batch}, {args.epochs} epoch(s)")
     results: dict[str, dict] = {}
     for opt_name in args.optimizers:
-        make_opt = OPTIMIZERS[opt_name][0]
+        make_opt = (lambda factory: lambda p: factory(p, args.threads))(OPTIMIZERS[opt_name][0])
         results[opt_name] = {}
         for k in [None] + ks:
             key = "dense" if k is None else f"k={k}"

@@ -1,0 +1,29 @@
+"""examples/meprop_mnist.py runs end to end (a tiny run on the real MNIST when it is there)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not (MNIST / "train-images.idx3-ubyte.gz").is_file(),
+                    reason="MNIST is not next to the repository (../shared/data/mnist)")
+def test_meprop_mnist_smoke(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "meprop_mnist.py"), "--quick", "--max-train",
+         "2000", "--ks", "20", "--optimizers", "adam", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env={"SPARSEOPT_PROGRESS": "0",
+                                                         "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "meprop_mnist.json").read_text())["results"]["adam"]
+    assert set(result) == {"dense", "k=20"}
+    for run in result.values():  # both learn (chance: 10%) and were timed
+        assert run["test_acc"] > 50 and run["backward_s"] > 0
+    assert "| Adam | meProp k=20 |" in (tmp_path / "meprop_mnist.md").read_text()
