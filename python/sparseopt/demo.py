@@ -167,9 +167,11 @@ def _meprop_demo(rng: np.random.Generator, quick: bool) -> None:
     w2 = (rng.standard_normal((classes, hidden)) * np.sqrt(2 / (hidden + classes))).astype(np.float32)
 
     def train(use_meprop: bool) -> tuple[float, float]:
-        make = lambda p: Adam(p, lr=1e-3)  # noqa: E731
+        # One thread each: a minibatch of 50 is too little work to share, and an OpenMP team
+        # beside NumPy's BLAS threads makes both spin against each other on a small machine.
+        make = lambda p: Adam(p, lr=1e-3, num_threads=1)  # noqa: E731
         layer = MePropLinear.from_arrays(w1.copy(), np.zeros(hidden, np.float32), k,
-                                         optimizer=make)
+                                         optimizer=make, num_threads=1)
         out_w, out_b = w2.copy(), np.zeros(classes, np.float32)
         opts = make(layer.weight), make(layer.bias), make(out_w), make(out_b)
         all_h, all_c = np.arange(hidden), np.arange(classes)
