@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import sys
 
 import numpy as np
@@ -32,6 +33,9 @@ def own_segments() -> list[str]:
 
 
 def main(scenario: str, backend: str) -> None:
+    # A parent started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler: the interrupt tests would hang.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = np.random.default_rng(0)
     table = hogwild.share(rng.standard_normal((40, 4)).astype(np.float32))
     opt = Adagrad(table, lr=0.1).share_memory()
