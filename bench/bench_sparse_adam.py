@@ -27,7 +27,6 @@ Bytes a lazy step must move, with U unique rows, width w, n lookups:
 
 from __future__ import annotations
 
-import argparse
 import gc
 import sys
 import time
@@ -327,17 +326,7 @@ def to_markdown(data: dict) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run, few repetitions")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-write", action="store_true", help="print only, do not write bench/results/")
-    args = ap.parse_args(argv)
-    data = run(quick=args.quick, seed=args.seed)
-    print(data["markdown"])
-    if not args.no_write:
-        out = harness.RESULTS_DIR / "quick" if args.quick else harness.RESULTS_DIR
-        for p in harness.write_results(NAME, data, data["markdown"], out):
-            harness.log(f"wrote {p}")
+    harness.cli(NAME, run, __doc__, argv)
 
 
 if __name__ == "__main__":

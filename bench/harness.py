@@ -448,5 +448,24 @@ def splice_readme(name: str, markdown: str,
     return True
 
 
+def cli(name: str, run: Callable[..., dict], doc: str, argv=None) -> dict:
+    """The command line of a benchmark module: ``--quick``, ``--seed``, ``--no-write``; runs
+    ``run(quick=, seed=)``, prints its markdown and writes bench/results/ (``quick/`` for a
+    smoke run)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run, few repetitions")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="print only, do not write bench/results/")
+    args = ap.parse_args(argv)
+    data = run(quick=args.quick, seed=args.seed)
+    print(data["markdown"])
+    if not args.no_write:
+        out = RESULTS_DIR / "quick" if args.quick else RESULTS_DIR
+        for p in write_results(name, data, data["markdown"], out):
+            log(f"wrote {p}")
+    return data
+
+
 def log(*args, **kw):
     print(*args, **kw, file=sys.stderr, flush=True)
