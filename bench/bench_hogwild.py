@@ -236,7 +236,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run, few repetitions")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-write", action="store_true", help="print only, do not write bench/results/")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print only, do not write bench/results/")
     args = ap.parse_args(argv)
     data = run(quick=args.quick, seed=args.seed)
     print(data["markdown"])

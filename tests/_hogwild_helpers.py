@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 
-def apply_steps(worker, optimizers, steps):
+def apply_steps(worker, optimizers, steps, **unused):
     """Step each optimizer through this worker's steps: steps[k] is one (indices, values) per
     optimizer. Returns the step counts and num_threads the workers' replicas ended with."""
     worker.set_total(len(steps))
@@ -86,6 +86,11 @@ def unpicklable_result(worker):
     return lambda: None
 
 
+def replica_identity(worker, a, b, nested, kw):
+    """Whether one optimizer passed several times reached this worker as one replica."""
+    return (a is b, nested["again"] is a, kw is a, a.num_threads, a.step_count)
+
+
 def info(worker):
     return (worker.rank, worker.num_workers, worker.backend, worker.num_threads)
 
@@ -98,6 +103,41 @@ def count_and_wait(worker, n):
     worker.barrier()
     return worker.done, worker.done_all
 
+
+
+def skipgram_gradients(w_in, w_out, centers, contexts, negatives):
+    """Skip-gram with negative sampling on a batch: the mean loss and the row-sparse gradients
+    of its sum for w_in (the centers' rows) and w_out (context and negative rows)."""
+    targets = np.concatenate([contexts[:, None], negatives], axis=1)  # (B, 1 + K)
+    v, u = w_in[centers], w_out[targets]  # (B, D), (B, 1 + K, D)
+    scores = np.einsum("bd,bkd->bk", v, u)
+    labels = np.zeros_like(scores)
+    labels[:, 0] = 1.0
+    prob = 0.5 * (1.0 + np.tanh(0.5 * scores))  # the sigmoid, without overflow
+    loss = -np.log(np.where(labels == 1.0, prob, 1.0 - prob) + 1e-12).sum(axis=1).mean()
+    g = (prob - labels).astype(w_in.dtype)  # d loss / d score
+    grad_in = np.einsum("bk,bkd->bd", g, u)
+    grad_out = (g[:, :, None] * v[:, None, :]).reshape(-1, w_in.shape[1])
+    return float(loss), (centers, np.ascontiguousarray(grad_in)), (
+        np.ascontiguousarray(targets.reshape(-1)), np.ascontiguousarray(grad_out))
+
+
+def train_skipgram(worker, opt_in, opt_out, shard, lr0, epochs, batch, total_pairs):
+    """word2vec's loop: this worker's (center, context, negatives) pairs, the learning rate
+    decaying linearly with the pairs all workers have done."""
+    centers, contexts, negatives = shard
+    worker.set_total(epochs * len(centers))
+    for _ in range(epochs):
+        for start in range(0, len(centers), batch):
+            sl = slice(start, start + batch)
+            lr = lr0 * max(1e-4, 1.0 - worker.done_all / (epochs * total_pairs))
+            opt_in.lr = opt_out.lr = lr
+            _, g_in, g_out = skipgram_gradients(opt_in.param, opt_out.param, centers[sl],
+                                                contexts[sl], negatives[sl])
+            opt_in.step(*g_in)
+            opt_out.step(*g_out)
+            worker.progress(len(centers[sl]))
+    return opt_in.step_count, opt_in.lr
 
 # -- references ------------------------------------------------------------------------------
 def disjoint_steps(rng, num_workers, rows_per_worker, n_steps, row_shape, dtype, index_dtype,

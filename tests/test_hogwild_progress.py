@@ -33,7 +33,8 @@ def test_format_line():
     assert line.startswith("worker 0  25% |#####...............| 250/1,000 rows [00:02<00:06")
     assert line.endswith("125 rows/s]")
     assert format_line("w", 12_345, None, 10.0, "it") == "w 12,345 it [00:10, 1.23k it/s]"
-    assert "100%" in format_line("w", 7, 7, 1.0, "it") and "<" not in format_line("w", 7, 7, 1.0, "it")
+    finished = format_line("w", 7, 7, 1.0, "it")
+    assert "100%" in finished and "<" not in finished  # no time left
     narrow = format_line("worker 1", 5, 10, 1.0, "it", width=30)
     assert len(narrow) <= 29 and "|" not in narrow  # no room for a bar
     assert format_line("w", 0, 0, 0.0, "it").startswith("w 100%")

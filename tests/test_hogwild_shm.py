@@ -37,7 +37,7 @@ def own_segments() -> set[str]:
     return set(glob.glob(f"/dev/shm/sparseopt_{os.getpid()}_*"))
 
 
-# -- the allocator --------------------------------------------------------------------------------
+# -- the allocator ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 def test_zeros_empty_share(rng, dtype):
     z = hogwild.zeros((5, 3), dtype)
@@ -127,7 +127,7 @@ def test_shared_pickler_is_zero_copy_and_plain_pickle_copies(rng):
     assert table[0, 0] == 42.0 and not hogwild.is_shared(copy)
 
 
-# -- optimizers over shared memory ------------------------------------------------------------------
+# -- optimizers over shared memory ----------------------------------------------------------
 def test_share_memory_moves_the_state(rng):
     table = hogwild.share(rng.standard_normal((8, 3)))
     opt = Adam(table, lr=0.1, amsgrad=True, bias_correction="row")
@@ -146,13 +146,22 @@ def test_share_memory_moves_the_state(rng):
 
 
 def test_share_memory_and_replica_refuse(rng):
+    private = Adagrad(rng.standard_normal((4, 2)))
+    before = private.state
     with pytest.raises(ValueError, match=r"hogwild\.share"):
-        Adagrad(rng.standard_normal((4, 2))).share_memory()
+        private.share_memory()
+    assert all(private.state[k] is v for k, v in before.items())  # nothing moved
     table = hogwild.share(rng.standard_normal((4, 2)))
     exact = AdamW(table, mode="exact")
+    exact.step(np.array([1]), np.ones((1, 2)))
+    snap = exact.state_dict()
     for call in (exact.share_memory, exact.replica):
         with pytest.raises(ValueError, match="mode='exact'"):
             call()
+    assert not any(hogwild.is_shared(a) for a in exact.state.values())
+    after = exact.state_dict()
+    assert after["step"] == snap["step"]
+    assert all(np.array_equal(after["state"][k], v) for k, v in snap["state"].items())
 
 
 def test_optimizer_pickles(rng):
@@ -168,11 +177,16 @@ def test_optimizer_pickles(rng):
 
 
 @pytest.mark.parametrize("backend", ["thread", "fork", "spawn"])
-def test_run_refuses_exact_mode(rng, backend):
+def test_run_refuses_exact_mode_before_starting(rng, backend):
     table = hogwild.share(rng.standard_normal((4, 2)))
-    exact = SGD(table, lr=0.1, momentum=0.9, mode="exact")
-    with pytest.raises(ValueError, match=r"kwargs\['opt'\].*mode='exact'"):
-        hogwild.run(W.info, 2, backend=backend, kwargs={"opt": exact}, progress=False)
+    lazy = SGD(table, lr=0.1).share_memory()
+    exact = SGD(hogwild.share(rng.standard_normal((4, 2))), lr=0.1, momentum=0.9, mode="exact")
+    before = table.copy()
+    steps = [((np.array([1]), np.ones((1, 2))),)]
+    with pytest.raises(ValueError, match=r"kwargs\['unused'\].*mode='exact'"):
+        hogwild.run(W.apply_steps, 1, backend=backend, args=((lazy,), steps),
+                    kwargs={"unused": exact}, progress=False)
+    assert np.array_equal(table, before)  # no worker ran
 
 
 @pytest.mark.parametrize("backend", ["fork", "spawn"])
@@ -202,7 +216,7 @@ def test_run_rejects_bad_arguments():
         hogwild.run(W.info, 1, threads_per_worker=-1)
 
 
-# -- nothing leaks --------------------------------------------------------------------------------
+# -- nothing leaks ---------------------------------------------------------------------------
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

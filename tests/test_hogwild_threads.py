@@ -228,6 +228,16 @@ def test_replica_shares_arrays_and_keeps_its_own_count(rng):
     assert opt.state["exp_avg"][3].any()  # the replica wrote the shared state
 
 
+@pytest.mark.parametrize("backend", ["thread", "fork"])
+def test_each_worker_gets_one_replica_per_optimizer(rng, backend):
+    opt = SGD(hogwild.share(rng.standard_normal((4, 2))), lr=0.1).share_memory()
+    opt.step(np.array([0]), np.ones((1, 2)))
+    out = hogwild.run(W.replica_identity, 2, backend=backend, args=(opt, opt, {"again": opt}),
+                      kwargs={"kw": opt},
+                      threads_per_worker=3, progress=False)
+    assert out == [(True, True, True, 3, 1)] * 2
+
+
 def test_worker_context_threads():
     out = hogwild.run(W.info, 3, progress=False)
     assert out == [(r, 3, "thread", 1) for r in range(3)]

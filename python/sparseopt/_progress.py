@@ -101,7 +101,8 @@ class Progress:
             return
         now = time.perf_counter()
         done = [int(d) for d in done]
-        self._changed = [now if d != old else t for d, old, t in zip(done, self._done, self._changed)]
+        self._changed = [now if d != old else t
+                         for d, old, t in zip(done, self._done, self._changed)]
         self._done = done
         if totals is not None:
             self._totals = [None if t is None or t < 0 else int(t) for t in totals]

@@ -413,8 +413,8 @@ class Worker:
         return bool(self._counters[-1])
 
     def barrier(self) -> None:
-        """Wait until every worker has called barrier() (e.g. between epochs). Raises
-        :class:`Stopped` if the run is stopped meanwhile."""
+        """Wait until every worker has called barrier() (e.g. between epochs; every worker
+        must call it equally often). Raises :class:`Stopped` if the run is stopped meanwhile."""
         try:
             self._barrier.wait()
         except threading.BrokenBarrierError:
@@ -438,11 +438,16 @@ def _map_optimizers(obj: Any, fn: Callable[[Optimizer, str], Any], where: str) -
 
 
 def _worker_copy(num_threads: int | None) -> Callable[[Optimizer, str], Optimizer]:
+    """One worker's replicas: an optimizer found twice among its arguments is one replica."""
+    replicas: dict[int, Optimizer] = {}
+
     def copy(opt: Optimizer, where: str) -> Optimizer:
-        twin = opt.replica()
-        if num_threads is not None:
-            twin.num_threads = num_threads
-        return twin
+        if id(opt) not in replicas:
+            twin = opt.replica()
+            if num_threads is not None:
+                twin.num_threads = num_threads
+            replicas[id(opt)] = twin
+        return replicas[id(opt)]
     return copy
 
 
@@ -500,9 +505,11 @@ def run(worker_fn: Callable[..., Any], num_workers: int, *, backend: str = "thre
         Number of workers, >= 1.
     backend : {"thread", "fork", "spawn"}
         ``"thread"``: Python threads of this process (everything is shared; kernels release the
-        GIL). ``"fork"`` / ``"spawn"``: worker processes (``multiprocessing`` start methods);
-        they share only arrays in this module's shared memory, and every optimizer among the
-        arguments must live there (``param`` from :func:`share`, then ``opt.share_memory()``).
+        GIL). ``"fork"`` / ``"spawn"``: worker processes (``multiprocessing`` start methods,
+        daemonic: they cannot start processes of their own); they share only arrays in this
+        module's shared memory, and every optimizer among the arguments must live there
+        (``param`` from :func:`share`, then ``opt.share_memory()``). Return values come back
+        pickled (copies).
     args, kwargs : arguments every worker gets.
     worker_args : sequence of ``num_workers`` tuples, optional
         Arguments of each worker (its data shard), after ``args``.
@@ -594,9 +601,11 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
     results: list[Any] = [None] * n
     errors: list[tuple[int, BaseException]] = []
     errors_lock = threading.Lock()
-    copy = _worker_copy(threads)
-    calls = [(_map_optimizers(args + per_worker[r], copy, "args"),
-              _map_optimizers(kwargs, copy, "kwargs")) for r in range(n)]
+    calls = []
+    for r in range(n):
+        copy = _worker_copy(threads)
+        calls.append((_map_optimizers(args + per_worker[r], copy, "args"),
+                      _map_optimizers(kwargs, copy, "kwargs")))
     contexts = [Worker(r, n, "thread", threads, counters, barrier) for r in range(n)]
 
     def stop() -> None:
