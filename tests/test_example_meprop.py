@@ -26,4 +26,7 @@ def test_meprop_mnist_smoke(tmp_path):
     assert set(result) == {"dense", "k=20"}
     for run in result.values():  # both learn (chance: 10%) and were timed
         assert run["test_acc"] > 50 and run["backward_s"] > 0
+        # one epoch: its test accuracy is the one at the best dev epoch
+        assert run["best_dev_epoch"] == 1 and run["test_acc_at_best_dev"] == run["test_acc"]
+        assert 0 < run["curve"][0]["dev_acc"] <= 100
     assert "| Adam | meProp k=20 |" in (tmp_path / "meprop_mnist.md").read_text()

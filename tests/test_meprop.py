@@ -273,6 +273,45 @@ def test_layer_learns_a_linear_map():
     assert loss() < 0.05 * before
 
 
+def dense_adam(p, g, m, v, t, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8):
+    """torch.optim.Adam's step (float64), written from its formula: every element moves."""
+    m[:] = b1 * m + (1 - b1) * g
+    v[:] = b2 * v + (1 - b2) * g * g
+    denom = np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps
+    p -= lr / (1 - b1 ** t) * m / denom
+
+
+@pytest.mark.parametrize("unified", [False, True])
+def test_exact_adam_layer_is_dense_adam_on_the_masked_gradient(unified):
+    """With mode="exact", the layer trains as the reference code does: dense Adam fed the
+    top-k-masked gradient, so rows that this step left out still move with their momentum --
+    forward() sees them brought up to date."""
+    rng = np.random.default_rng(11)
+    n_in, n_out, k, batch = 7, 12, 3, 4
+    layer = MePropLinear(n_in, n_out, k, optimizer=lambda p: Adam(p, lr=1e-2, mode="exact"),
+                         unified=unified, dtype=np.float64, seed=2)
+    W, b = layer.weight.astype(np.float64), layer.bias.astype(np.float64)
+    state = [np.zeros_like(W), np.zeros_like(W), np.zeros_like(b), np.zeros_like(b)]
+    lazy_would_differ = False
+    for t in range(1, 41):
+        x = rng.standard_normal((batch, n_in))
+        y = layer.forward(x)
+        np.testing.assert_allclose(y, x @ W.T + b, rtol=1e-9, atol=1e-12,
+                                   err_msg=f"forward at step {t}")
+        g = rng.standard_normal((batch, n_out))
+        layer.backward(g, need_grad_x=False)
+        layer.step()
+        mask = topk_mask(g, k, unified)
+        gm = np.where(mask, g, 0.0)
+        lazy_would_differ |= not mask.any(0).all()
+        dense_adam(W, gm.T @ x, state[0], state[1], t)
+        dense_adam(b, g.sum(0), state[2], state[3], t)
+    layer.forward(np.zeros((1, n_in)))  # brings every row up to date
+    np.testing.assert_allclose(layer.weight, W, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(layer.bias, b, rtol=1e-9, atol=1e-12)
+    assert lazy_would_differ  # some steps left rows out: the case where lazy and dense differ
+
+
 def test_layer_refuses_bad_use():
     with pytest.raises(ValueError, match="k must be <= out_features"):
         MePropLinear(3, 4, 5, optimizer=lambda p: SGD(p, lr=0.1))

@@ -25,6 +25,11 @@ class MePropLinear:
     those rows alone (``optimizer(weight).step(rows, values)``). The bias gets the full
     (unmasked) gradient, as in the meProp reference code, and is stepped on every unit.
 
+    With an exact-mode optimizer (``mode="exact"``, e.g. ``Adam(w, mode="exact")``) the weight
+    follows the dense optimizer fed the masked gradient -- what the reference code does with
+    ``torch.optim.Adam`` -- at the cost of the touched rows per step: ``forward`` reads every
+    row, so it first brings the rows that the last steps skipped up to date (``flush()``).
+
     Parameters
     ----------
     in_features, out_features, k : int
@@ -87,7 +92,10 @@ class MePropLinear:
         return self.weight.shape[0]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """``x @ weight.T + bias`` (NumPy); remembers ``x`` for ``backward``."""
+        """``x @ weight.T + bias`` (NumPy); remembers ``x`` for ``backward``. An exact-mode
+        weight optimizer is flushed first, so the product sees the dense optimizer's weight."""
+        if self.opt_weight.exact:
+            self.opt_weight.flush()
         self._x = x
         return x @ self.weight.T + self.bias
 
