@@ -436,6 +436,16 @@ def test_exact_momentum_weight_decay_bad_lr_mid_run_changes_nothing(rng):
     opt.step(np.array([1]), np.ones((1, 2)))
 
 
+def test_exact_momentum_weight_decay_cannot_be_shared(rng):
+    """Hogwild! replicas and shared memory stay refused in exact mode for this combination."""
+    opt = SGD(random_param(rng, 4, (2,), np.float64), lr=0.1, momentum=0.9, weight_decay=0.1,
+              mode="exact")
+    with pytest.raises(ValueError, match="mode='exact'"):
+        opt.replica()
+    with pytest.raises(ValueError, match="mode='exact'"):
+        opt.share_memory()
+
+
 def test_exact_weight_decay_without_momentum_needs_lr_wd_below_one(rng):
     param = random_param(rng, 4, (2,), np.float64)
     p0 = param.copy()

@@ -98,10 +98,11 @@ void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
 
 // Momentum and weight decay, exact mode: step t with a zero data gradient (g = wd p) maps each
 // element's (p, buf) by this matrix. Step 1 creates torch's buffer: buf = g, undampened, and
-// the (zero) buffer before it does not count.
-//   buf' = k wd p + mu' buf                          k = 1 - dampening (1 at step 1), mu' = mu (0 at step 1)
-//   p'   = p - lr buf'                               = (1 - lr k wd) p - lr mu' buf
-//   p'   = p - lr (wd p + mu buf')   (Nesterov)      = (1 - lr wd (1 + mu k)) p - lr mu mu' buf
+// the (zero) buffer before it does not count. With k = 1 - dampening and mu' = mu (k = 1 and
+// mu' = 0 at step 1):
+//   buf' = k wd p + mu' buf
+//   p'   = p - lr buf'                          = (1 - lr k wd) p - lr mu' buf
+//   p'   = p - lr (wd p + mu buf')  (Nesterov)  = (1 - lr wd (1 + mu k)) p - lr mu mu' buf
 inline Mat2 sgd_step_matrix(const SgdOptions& o, double lr, bool first) noexcept {
   const double mu = o.momentum, wd = o.weight_decay;
   const double k = first ? 1.0 : 1.0 - o.dampening, mu_b = first ? 0.0 : mu;
