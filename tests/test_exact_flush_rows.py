@@ -17,8 +17,12 @@ CASES = [
     (Adam, "Adam", dict(lr=0.05)),
     (AdamW, "AdamW", dict(lr=0.05, weight_decay=0.1)),
     (SGD, "SGD", dict(lr=0.05, momentum=0.9)),
+    (SGD, "SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.1)),
     (RMSprop, "RMSprop", dict(lr=0.01, momentum=0.5, centered=True)),
 ]
+
+
+IDS = [name + ("_wd" if kw.get("weight_decay") and name == "SGD" else "") for _, name, kw in CASES]
 
 
 def _torch_optimizer(torch, name, param, kw):
@@ -26,7 +30,7 @@ def _torch_optimizer(torch, name, param, kw):
 
 
 @pytest.mark.requires_torch
-@pytest.mark.parametrize("cls,name,kw", CASES, ids=[c[1] for c in CASES])
+@pytest.mark.parametrize("cls,name,kw", CASES, ids=IDS)
 def test_flushing_the_batch_before_forward_follows_dense_torch(torch, rng, cls, name, kw):
     """Least squares on an embedding table: the gradient of a row depends on its value, so a
     stale row would change the trajectory; flushing the batch rows first must not."""
@@ -72,7 +76,7 @@ def test_without_flushing_the_batch_the_model_reads_stale_rows(torch, rng):
     assert np.max(np.abs(results[0] - results[1])) > 1e-3
 
 
-@pytest.mark.parametrize("cls,name,kw", CASES, ids=[c[1] for c in CASES])
+@pytest.mark.parametrize("cls,name,kw", CASES, ids=IDS)
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_flush_rows_touches_only_those_rows(rng, cls, name, kw, index_dtype):
     """flush(rows) brings exactly those rows to where a full flush() brings them; every other

@@ -337,8 +337,11 @@ class SGD(Optimizer):
     ``mode="lazy"``: each row follows that formula over only the steps that touch it (its
     buffer starts at its first touch; untouched rows keep parameter and buffer, and are not
     decayed). ``mode="exact"``: ``torch.optim.SGD`` fed zeros for untouched rows (momentum
-    keeps moving them, weight decay shrinks them); momentum together with weight decay is not
-    available in exact mode (ValueError).
+    keeps moving them, weight decay shrinks them, and with both the decayed parameter feeds
+    the buffer), also when ``lr`` changes every step. Without momentum, exact mode needs
+    ``lr * weight_decay < 1`` (ValueError otherwise); with momentum any ``lr`` and
+    ``weight_decay`` are exact. With both, a row resting k steps is caught up with O(log k)
+    2x2 products of per-step matrices recorded in ``history``.
 
     State: ``momentum_buffer`` (the parameter's shape, with momentum); ``row_steps`` (int64
     per row, lazy mode with momentum); exact mode's ``last_step``, ``history``, ``window``.

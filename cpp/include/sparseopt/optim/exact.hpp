@@ -13,6 +13,8 @@
 //     [2 .. 2+aux)                         optimizer-specific per-step scalars
 //     [2+aux .. 2+aux+Q)                   S_q(t, t+H): window sums of start step t, frozen
 //                                          once they are complete
+//     [2+aux+Q .. 2+aux+Q+4)               with pair_products: a 2x2 product of step matrices
+//                                          (see "Products of step matrices" below)
 //   ring (H x Q): S_q(s, e) for the last H start steps s, e the latest step, where
 //     S_q(s, e) = sum_{j=s+1}^{e} f_q(j) r_q^(j-s) prod_{i=j+1}^{e} delta_i
 //
@@ -21,6 +23,18 @@
 // terms further back cannot change a double, so S_q(s, e) for e - s >= H is the frozen
 // S_q(s, s+H) times the decay since. Each step costs O(H Q) to advance the ring, whatever
 // the number of rows; catching a row up costs O(Q) per element.
+//
+// Products of step matrices (pair_products): where a zero gradient makes a pair of values per
+// element (parameter, buffer) evolve by a 2x2 matrix A_t that depends only on step t's
+// scalars (SGD with momentum and coupled weight decay), a range of skipped steps applies
+// M(s, e) = A_e ... A_{s+1}. Such decay never fades, so no window suffices: the record keeps
+// the products of aligned power-of-two ranges of steps, (j 2^k, (j+1) 2^k] for k >= 1, each
+// in the row of its midpoint m = j 2^k + 2^(k-1) (every step m >= 1 is the midpoint of
+// exactly one of them, the range (m - lowbit(m), m + lowbit(m)]); single steps (k = 0) are
+// recomputed from the step's own scalars. A range is written once, when its last step is
+// recorded (O(1) amortised per step, O(log T) at most), and any M(s, e) is a product of at
+// most 2 log2(e - s) + 1 of them: forward products only, never an inverse of a prefix
+// product (which would be ill-conditioned). Memory: 4 float64 per step.
 #pragma once
 
 #include <algorithm>
@@ -37,11 +51,23 @@ namespace sparseopt {
 
 // The shape of an optimizer's exact-mode record.
 struct ExactLayout {
-  std::int64_t window = 1;  // H
-  int quantities = 0;       // Q
-  int aux = 0;              // per-step scalars besides lr and L
-  std::int64_t columns() const noexcept { return 2 + aux + quantities; }
+  std::int64_t window = 1;      // H
+  int quantities = 0;           // Q
+  int aux = 0;                  // per-step scalars besides lr and L
+  bool pair_products = false;   // 4 more columns: products of 2x2 step matrices
+  std::int64_t columns() const noexcept { return 2 + aux + quantities + (pair_products ? 4 : 0); }
 };
+
+// A 2x2 matrix acting on an element's pair (x, y): x' = a x + b y, y' = c x + d y.
+struct Mat2 {
+  double a = 1.0, b = 0.0, c = 0.0, d = 1.0;
+};
+
+// x y: y's map first, then x's.
+inline Mat2 operator*(const Mat2& x, const Mat2& y) noexcept {
+  return {x.a * y.a + x.b * y.c, x.a * y.b + x.b * y.d, x.c * y.a + x.d * y.c,
+          x.c * y.b + x.d * y.d};
+}
 
 // Caller-owned exact-mode state (NumPy arrays in Python).
 struct ExactState {
@@ -131,10 +157,52 @@ class ExactBook {
     for (int q = 0; q < nq; ++q) slot[q] = 0.0;
   }
 
+  // pair_products: stores the products of the aligned ranges that step t completes,
+  // (t - 2^k, t] for k = 1 .. (trailing zeros of t). step_matrix(i) returns A_i from step i's
+  // record (call after record(t); steps before t must have been appended already).
+  template <class StepMatrix>
+  void append_product(std::int64_t t, StepMatrix&& step_matrix) const noexcept {
+    if (t <= 0) return;
+    Mat2 upper = step_matrix(t);  // the range (t - half, t], half = 1 to start with
+    for (std::int64_t half = 1; (t & (2 * half - 1)) == 0; half *= 2) {
+      // its equal-sized predecessor (t - 2 half, t - half], then their product (t - 2 half, t]
+      const Mat2 lower = half == 1 ? step_matrix(t - 1) : product(t - half - half / 2);
+      upper = upper * lower;
+      double* cell = product_cell(t - half);
+      cell[0] = upper.a;
+      cell[1] = upper.b;
+      cell[2] = upper.c;
+      cell[3] = upper.d;
+    }
+  }
+
+  // pair_products: M(s, e) = A_e ... A_{s+1} (the identity when e <= s), e <= the latest
+  // appended step, from at most 2 log2(e - s) + 1 stored ranges and single steps.
+  template <class StepMatrix>
+  Mat2 range_product(std::int64_t s, std::int64_t e, StepMatrix&& step_matrix) const noexcept {
+    Mat2 m;
+    for (std::int64_t cur = std::max<std::int64_t>(s, 0); cur < e;) {
+      // the longest aligned range that starts after cur and ends by e
+      std::int64_t size = 1;
+      while ((cur & (2 * size - 1)) == 0 && 2 * size <= e - cur) size *= 2;
+      m = (size == 1 ? step_matrix(cur + 1) : product(cur + size / 2)) * m;
+      cur += size;
+    }
+    return m;
+  }
+
   const ExactLayout& layout() const noexcept { return layout_; }
   std::int64_t* last_step() const noexcept { return state_.last_step; }
 
  private:
+  double* product_cell(std::int64_t m) const noexcept {
+    return state_.history + m * layout_.columns() + 2 + layout_.aux + layout_.quantities;
+  }
+  Mat2 product(std::int64_t m) const noexcept {
+    const double* cell = product_cell(m);
+    return {cell[0], cell[1], cell[2], cell[3]};
+  }
+
   double at(std::int64_t t, int column) const noexcept {
     return state_.history[t * layout_.columns() + column];
   }

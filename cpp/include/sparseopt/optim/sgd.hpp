@@ -10,8 +10,10 @@
 // first step). Over k skipped steps after step s a zero gradient gives buf = momentum^k buf_s
 // and a parameter drift of buf_s * sum_j lr_j momentum^j (times momentum with Nesterov): one
 // window sum (exact.hpp). Without momentum, weight decay multiplies p by prod (1 - lr_j wd).
-// Momentum and weight decay together couple p and buf (a 2x2 product per step range) and are
-// refused in exact mode.
+// Momentum and weight decay together: g = wd p couples p and buf, each skipped step maps every
+// element's (p, buf) by a 2x2 matrix A_t of lr_t (sgd_step_matrix), and a row skipped over
+// (s, e] takes the product A_e ... A_{s+1}, read from exact.hpp's product ranges in
+// O(log(e - s)) 2x2 products per row.
 #pragma once
 
 #include <cmath>
@@ -43,8 +45,14 @@ struct SgdState {
   ExactState exact;
 };
 
-// Exact mode's record: one window sum (the momentum drift) when there is momentum.
+// Exact mode's record: one window sum (the momentum drift) when there is momentum; with
+// weight decay too, the products of step matrices instead (no window).
 inline ExactLayout sgd_exact_layout(const SgdOptions& o) {
+  if (o.momentum != 0.0 && o.weight_decay != 0.0) {
+    ExactLayout layout;
+    layout.pair_products = true;
+    return layout;
+  }
   return detail::momentum_layout(o.momentum);
 }
 
@@ -57,10 +65,11 @@ inline void SgdOptions::validate() const {
                   "nesterov=True needs momentum > 0 and dampening = 0, got momentum=", momentum,
                   " and dampening=", dampening);
   if (mode == Mode::exact) {
-    detail::require(momentum == 0.0 || weight_decay == 0.0,
-                    "SGD with both momentum and weight_decay is not available in mode='exact' "
-                    "(the decay couples parameter and buffer); use mode='lazy' or one of them");
-    detail::require(lr * weight_decay < 1.0, "mode='exact' needs lr * weight_decay < 1, got ",
+    // Without momentum the record keeps log(1 - lr wd); with momentum the decay is in the
+    // step matrices, which take any lr and weight_decay.
+    detail::require(momentum != 0.0 || lr * weight_decay < 1.0,
+                    "mode='exact' without momentum needs lr * weight_decay < 1 (the parameter "
+                    "is multiplied by 1 - lr * weight_decay, kept as a logarithm), got ",
                     lr * weight_decay);
     sgd_exact_layout(*this);  // throws for a momentum it cannot catch up
   }
@@ -87,6 +96,38 @@ void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
   }
 }
 
+// Momentum and weight decay, exact mode: step t with a zero data gradient (g = wd p) maps each
+// element's (p, buf) by this matrix. Step 1 creates torch's buffer: buf = g, undampened, and
+// the (zero) buffer before it does not count. With k = 1 - dampening and mu' = mu (k = 1 and
+// mu' = 0 at step 1):
+//   buf' = k wd p + mu' buf
+//   p'   = p - lr buf'                          = (1 - lr k wd) p - lr mu' buf
+//   p'   = p - lr (wd p + mu buf')  (Nesterov)  = (1 - lr wd (1 + mu k)) p - lr mu mu' buf
+inline Mat2 sgd_step_matrix(const SgdOptions& o, double lr, bool first) noexcept {
+  const double mu = o.momentum, wd = o.weight_decay;
+  const double k = first ? 1.0 : 1.0 - o.dampening, mu_b = first ? 0.0 : mu;
+  Mat2 a;
+  a.c = k * wd;
+  a.d = mu_b;
+  if (o.nesterov) {
+    a.a = 1.0 - lr * wd * (1.0 + mu * k);
+    a.b = -lr * mu * mu_b;
+  } else {
+    a.a = 1.0 - lr * k * wd;
+    a.b = -lr * mu_b;
+  }
+  return a;
+}
+
+// A_t from the record.
+struct SgdStepMatrices {
+  const SgdOptions& options;
+  const ExactBook& book;
+  Mat2 operator()(std::int64_t t) const noexcept {
+    return sgd_step_matrix(options, book.lr(t), t == 1);
+  }
+};
+
 // Exact mode: row r from step s to e, the latest recorded step, under zero gradients.
 template <class T>
 void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const Table<T>& param,
@@ -94,6 +135,17 @@ void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const Table<T>& pa
   if (e <= s) return;
   const std::int64_t w = param.row_width;
   T* p = param.row(r);
+  if (book.layout().pair_products) {
+    const Mat2 m = book.range_product(s, e, SgdStepMatrices{o, book});
+    T* SPARSEOPT_RESTRICT pp = p;
+    T* SPARSEOPT_RESTRICT b = state.momentum_buffer.row(r);
+    for (std::int64_t j = 0; j < w; ++j) {
+      const double pj = pp[j], bj = b[j];
+      pp[j] = T(m.a * pj + m.b * bj);
+      b[j] = T(m.c * pj + m.d * bj);
+    }
+    return;
+  }
   if (o.momentum == 0.0) {
     const double decay = book.decay(s, e);
     if (decay != 1.0)
@@ -164,6 +216,7 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
   if (exact) {
     const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
     book.advance(step, delta, &f, &options.momentum);
+    if (layout.pair_products) book.append_product(step, detail::SgdStepMatrices{options, book});
   }
 }
 
