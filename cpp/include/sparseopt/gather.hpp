@@ -45,6 +45,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -53,6 +54,7 @@
 #include "config.hpp"
 #include "errors.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 #include "view.hpp"
 
 namespace sparseopt {
@@ -127,55 +129,110 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
 
 // The sum of terms begin..end-1 (end > begin) into out (w elements): out = term(begin), then
 // out += term(k) for each next k, in that order, term(k) = scale(k) * row(k) (Scaled) or
-// row(k). Two terms share a pass over out -- ((out + a) + b), the same bits as one at a time.
-// As term k is reached, the rows and scales of later terms are requested from memory:
+// row(k). The row is produced in chunks held in registers (up to MaxVecs vectors of 32 bytes):
+// per chunk, acc = its part of term(begin), acc += its part of each next term, one store --
+// each element sees the same additions in the same order as a row at a time would, so the
+// bits do not depend on the chunking, and out is written once instead of once per term.
+// Before the sums, the rows and scales of later terms are requested from memory:
 // ahead_row(k) and ahead_scale(k) give their addresses (null: nothing to fetch). The hints are
 // issued in this body, not in a helper of their own: GCC finds that a function which only
 // prefetches has no effect and deletes the calls to it. Kept in one place so that the forward
 // and backward sums round alike.
-template <bool Scaled, class T, class Row, class Scale, class AheadRow, class AheadScale>
-inline void sum_terms(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin, std::int64_t end,
-                      Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
-#define SPARSEOPT_FETCH_TERM(k)                                   \
-  do {                                                            \
-    if (const T* r = ahead_row(k)) prefetch_row(r, w);            \
-    if constexpr (Scaled)                                         \
-      if (const T* s = ahead_scale(k)) prefetch_row(s, 1);        \
-  } while (false)
-  SPARSEOPT_FETCH_TERM(begin);
+#if SPARSEOPT_HAS_VECTOR_EXT
+template <bool Scaled, int N, class T, class Row, class Scale>
+SPARSEOPT_ALWAYS_INLINE void sum_chunk(T* SPARSEOPT_RESTRICT out, std::int64_t j, std::int64_t begin,
+                                       std::int64_t end, Row& row, Scale& scale) {
+  constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
+  Vec<T> acc[N], v;
+  {
+    const T* x = row(begin) + j;
+    if constexpr (Scaled) {
+      const T s = scale(begin);
+      for (int i = 0; i < N; ++i) {
+        load_vec(v, x + i * lanes);
+        acc[i] = s * v;
+      }
+    } else {
+      for (int i = 0; i < N; ++i) load_vec(acc[i], x + i * lanes);
+    }
+  }
+  for (std::int64_t k = begin + 1; k < end; ++k) {
+    const T* x = row(k) + j;
+    if constexpr (Scaled) {
+      const T s = scale(k);
+      for (int i = 0; i < N; ++i) {
+        load_vec(v, x + i * lanes);
+        acc[i] += s * v;
+      }
+    } else {
+      for (int i = 0; i < N; ++i) {
+        load_vec(v, x + i * lanes);
+        acc[i] += v;
+      }
+    }
+  }
+  for (int i = 0; i < N; ++i) store_vec(out + j + i * lanes, acc[i]);
+}
+#endif
+
+template <bool Scaled, int MaxVecs, class T, class Row, class Scale, class AheadRow, class AheadScale>
+SPARSEOPT_ALWAYS_INLINE void sum_terms_body(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin,
+                                            std::int64_t end, Row& row, Scale& scale, AheadRow& ahead_row,
+                                            AheadScale& ahead_scale) {
+  for (std::int64_t k = begin; k < end; ++k) {
+    if (const T* r = ahead_row(k)) prefetch_row(r, w);
+    if constexpr (Scaled)
+      if (const T* s = ahead_scale(k)) prefetch_row(s, 1);
+  }
+  std::int64_t j = 0;
+#if SPARSEOPT_HAS_VECTOR_EXT
+  constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
+  for (; j + MaxVecs * lanes <= w; j += MaxVecs * lanes) sum_chunk<Scaled, MaxVecs>(out, j, begin, end, row, scale);
+  if constexpr (MaxVecs > 4)
+    if (j + 4 * lanes <= w) {
+      sum_chunk<Scaled, 4>(out, j, begin, end, row, scale);
+      j += 4 * lanes;
+    }
+  if (j + 2 * lanes <= w) {
+    sum_chunk<Scaled, 2>(out, j, begin, end, row, scale);
+    j += 2 * lanes;
+  }
+  if (j + lanes <= w) {
+    sum_chunk<Scaled, 1>(out, j, begin, end, row, scale);
+    j += lanes;
+  }
+#endif
+  // The rest (or, without vector types, the whole row): a row at a time.
+  if (j == w) return;
   {
     const T* SPARSEOPT_RESTRICT x = row(begin);
     if constexpr (Scaled) {
       const T s = scale(begin);
-      for (std::int64_t j = 0; j < w; ++j) out[j] = s * x[j];
+      for (std::int64_t e = j; e < w; ++e) out[e] = s * x[e];
     } else {
-      std::memcpy(out, x, sizeof(T) * static_cast<std::size_t>(w));
+      for (std::int64_t e = j; e < w; ++e) out[e] = x[e];
     }
   }
-  std::int64_t k = begin + 1;
-  for (; k + 1 < end; k += 2) {
-    SPARSEOPT_FETCH_TERM(k);
-    SPARSEOPT_FETCH_TERM(k + 1);
-    const T* SPARSEOPT_RESTRICT a = row(k);
-    const T* SPARSEOPT_RESTRICT b = row(k + 1);
+  for (std::int64_t k = begin + 1; k < end; ++k) {
+    const T* SPARSEOPT_RESTRICT x = row(k);
     if constexpr (Scaled) {
-      const T sa = scale(k), sb = scale(k + 1);
-      for (std::int64_t j = 0; j < w; ++j) out[j] = (out[j] + sa * a[j]) + sb * b[j];
+      const T s = scale(k);
+      for (std::int64_t e = j; e < w; ++e) out[e] += s * x[e];
     } else {
-      for (std::int64_t j = 0; j < w; ++j) out[j] = (out[j] + a[j]) + b[j];
+      for (std::int64_t e = j; e < w; ++e) out[e] += x[e];
     }
   }
-  if (k < end) {
-    SPARSEOPT_FETCH_TERM(k);
-    const T* SPARSEOPT_RESTRICT a = row(k);
-    if constexpr (Scaled) {
-      const T sa = scale(k);
-      for (std::int64_t j = 0; j < w; ++j) out[j] += sa * a[j];
-    } else {
-      for (std::int64_t j = 0; j < w; ++j) out[j] += a[j];
-    }
-  }
-#undef SPARSEOPT_FETCH_TERM
+}
+
+template <bool Scaled, class T, class Row, class Scale, class AheadRow, class AheadScale>
+inline void sum_terms(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin, std::int64_t end,
+                      Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
+  // 8 accumulators of 32 bytes fill half the AVX registers; on the baseline path each is two
+  // of the 16 SSE registers, so 4.
+  simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+    sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4>(out, w, begin, end, row, scale, ahead_row,
+                                                          ahead_scale);
+  });
 }
 
 // Rows read ahead of their use: far enough to hide a DRAM round trip behind the sums of the
@@ -239,16 +296,43 @@ void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out,
       [&](std::int64_t b) { return bags.begin(b) + b; });
 }
 
+// How GatherPlan lays out the backward pass's terms (see GatherPlan); `automatic` chooses.
+enum class GatherLayout { automatic, sorted, blocked };
+
+namespace detail {
+// The layout every GatherPlan::build uses from now on (automatic: its own choice). A testing
+// hook, so that both layouts can be checked on small inputs: see set_gather_layout.
+inline std::atomic<int>& forced_gather_layout() noexcept {
+  static std::atomic<int> layout{static_cast<int>(GatherLayout::automatic)};
+  return layout;
+}
+}  // namespace detail
+
+// Makes every later GatherPlan::build use `layout` where it applies (blocked needs
+// num_rows <= number of indices < 2^32), automatic restoring the plan's own choice. For tests
+// and measurements: the results are the same bits either way.
+inline void set_gather_layout(GatherLayout layout) noexcept {
+  detail::forced_gather_layout().store(static_cast<int>(layout), std::memory_order_relaxed);
+}
+
 // Where the backward pass's terms go: the table rows the bags touch (ascending, unique) and
 // how to visit each row's terms in the order they appear. Build it once per batch (rebuilding
 // reuses its buffers), then call gather_sum_backward with the same bags.
 //
-// Two layouts, chosen by build() and giving the same bits:
-//  - few touched rows among many (num_rows > number of indices, the embedding case): the
-//    CoalescePlan of the indices, each row's positions grouped, with the bag of every position;
-//  - rows as many as or fewer than the indices (CSR @ dense, meProp): a row -> output slot map
-//    and the positions partitioned by blocks of rows (one radix pass), so that the backward
-//    accumulates each block's rows in cache while it walks the positions in order.
+// Two layouts, giving the same bits:
+//  - sorted: the CoalescePlan of the indices (each row's positions grouped, in order), with
+//    the bag of every position; every output row is then summed once, in registers, from its
+//    terms (detail::sum_terms) and written once;
+//  - blocked: a row -> output slot map and the positions partitioned by blocks of rows (one
+//    radix pass), so that the backward walks the positions in order, adding each term to its
+//    output row while the block's rows stay in cache.
+// build() picks blocked only for very many indices (> blocked_min_indices) into narrow rows
+// (<= blocked_max_row_bytes) with no more rows than indices: there grouping the positions by
+// row (a sort that leaves the cache) costs more than the blocked walk's read-modify-writes of
+// short rows (the CSR @ dense case of bench/bench_gather.py, 2M indices into 100,000 rows of
+// 64 floats: blocked ~1.15x faster on one thread). Everywhere else measured -- meProp's
+// shapes (1,000 indices into 500 rows of 500-784 floats: sorted 1.4-2x faster), embeddings,
+// CSR up to 1M indices or with wider rows -- sorted is as fast or faster.
 template <class I>
 class GatherPlan {
  public:
@@ -266,7 +350,13 @@ class GatherPlan {
     detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
     const std::int64_t n = bags.size;
     // (Below 2^32 indices the block and position bits of a key fit in one 64-bit word.)
-    dense_ = n > 0 && num_rows <= n && n < (std::int64_t(1) << 32);
+    const bool blocked_fits = n > 0 && num_rows <= n && n < (std::int64_t(1) << 32);
+    const auto forced = static_cast<GatherLayout>(detail::forced_gather_layout().load(std::memory_order_relaxed));
+    if (forced == GatherLayout::automatic)
+      dense_ = blocked_fits && n > blocked_min_indices &&
+               row_width * std::int64_t(sizeof(T)) <= blocked_max_row_bytes;
+    else
+      dense_ = blocked_fits && forced == GatherLayout::blocked;
     if (dense_)
       build_blocks(bags, num_rows, row_width);
     else
@@ -274,6 +364,12 @@ class GatherPlan {
     num_bags_ = bags.num_bags;
     num_indices_ = n;
   }
+
+  // Where build() picks the blocked layout (see above).
+  static constexpr std::int64_t blocked_min_indices = std::int64_t(1) << 20, blocked_max_row_bytes = 256;
+
+  // The layout the last build() chose: GatherLayout::sorted or GatherLayout::blocked.
+  GatherLayout layout() const noexcept { return dense_ ? GatherLayout::blocked : GatherLayout::sorted; }
 
   // The number of rows the bags touch (rows of the gradient).
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(rows().size()); }
@@ -450,30 +546,33 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
           std::int64_t b = 0;  // the bag of the current position: positions only grow here
           // Positions only grow within a block, but sparsely: their index and weight are a cache
           // miss each, so they are fetched far ahead, and the output row they lead to nearer.
+          // The walk runs on the AVX2 copy of this loop where the CPU has it (simd.hpp).
           constexpr std::int64_t far = 4 * detail::gather_ahead;
-          for (std::int64_t k = begin; k < end; ++k) {
-            if (k + far < end) {
-              const auto q = static_cast<std::int64_t>(keys[k + far] & mask);
-              detail::prefetch_row(indices + q, 1);
-              if (weights) detail::prefetch_row(weights + q, 1);
+          detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+            for (std::int64_t k = begin; k < end; ++k) {
+              if (k + far < end) {
+                const auto q = static_cast<std::int64_t>(keys[k + far] & mask);
+                detail::prefetch_row(indices + q, 1);
+                if (weights) detail::prefetch_row(weights + q, 1);
+              }
+              if (k + detail::gather_ahead < end) {
+                const auto q = static_cast<std::int64_t>(keys[k + detail::gather_ahead] & mask);
+                detail::prefetch_row(values_out.row(static_cast<std::int64_t>(slot[indices[q]])), w);
+              }
+              const auto p = static_cast<std::int64_t>(keys[k] & mask);
+              if (p >= bags.end(b))  // the next bag with this position (skips empty bags)
+                b = std::upper_bound(bags.indptr + b + 1, bags.indptr + nb + 1, static_cast<I>(p)) -
+                    bags.indptr - 1;
+              T* SPARSEOPT_RESTRICT o = values_out.row(static_cast<std::int64_t>(slot[indices[p]]));
+              const T* SPARSEOPT_RESTRICT g = source + b * w;
+              if (weights) {
+                const T s = weights[p];
+                for (std::int64_t j = 0; j < w; ++j) o[j] += s * g[j];
+              } else {
+                for (std::int64_t j = 0; j < w; ++j) o[j] += g[j];
+              }
             }
-            if (k + detail::gather_ahead < end) {
-              const auto q = static_cast<std::int64_t>(keys[k + detail::gather_ahead] & mask);
-              detail::prefetch_row(values_out.row(static_cast<std::int64_t>(slot[indices[q]])), w);
-            }
-            const auto p = static_cast<std::int64_t>(keys[k] & mask);
-            if (p >= bags.end(b))  // the next bag with this position (skips empty bags)
-              b = std::upper_bound(bags.indptr + b + 1, bags.indptr + nb + 1, static_cast<I>(p)) -
-                  bags.indptr - 1;
-            T* SPARSEOPT_RESTRICT o = values_out.row(static_cast<std::int64_t>(slot[indices[p]]));
-            const T* SPARSEOPT_RESTRICT g = source + b * w;
-            if (weights) {
-              const T s = weights[p];
-              for (std::int64_t j = 0; j < w; ++j) o[j] += s * g[j];
-            } else {
-              for (std::int64_t j = 0; j < w; ++j) o[j] += g[j];
-            }
-          }
+          });
         },
         [&](std::int64_t blk) { return block_keys[blk] + block_slots[blk]; });
     return;
