@@ -133,18 +133,28 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
 // per chunk, acc = its part of term(begin), acc += its part of each next term, one store --
 // each element sees the same additions in the same order as a row at a time would, so the
 // bits do not depend on the chunking, and out is written once instead of once per term.
-// Before the sums, the rows and scales of later terms are requested from memory:
-// ahead_row(k) and ahead_scale(k) give their addresses (null: nothing to fetch). The hints are
-// issued in this body, not in a helper of their own: GCC finds that a function which only
-// prefetches has no effect and deletes the calls to it. Kept in one place so that the forward
-// and backward sums round alike.
+// As the first chunk reaches term k, the rows and scales of later terms are requested from
+// memory: ahead_row(k) and ahead_scale(k) give their addresses (null: nothing to fetch) -- one
+// term at a time, so that a long bag does not flood the memory queues with its hints at once.
+// The hints are issued in these bodies (SPARSEOPT_FETCH_TERM), not in a helper of their own:
+// GCC finds that a function which only prefetches has no effect and deletes the calls to it.
+// Kept in one place so that the forward and backward sums round alike.
+#define SPARSEOPT_FETCH_TERM(k)                                   \
+  do {                                                            \
+    if (const T* r_ = ahead_row(k)) prefetch_row(r_, w);          \
+    if constexpr (Scaled)                                         \
+      if (const T* s_ = ahead_scale(k)) prefetch_row(s_, 1);      \
+  } while (false)
+
 #if SPARSEOPT_HAS_VECTOR_EXT
-template <bool Scaled, int N, class T, class Row, class Scale>
-SPARSEOPT_ALWAYS_INLINE void sum_chunk(T* SPARSEOPT_RESTRICT out, std::int64_t j, std::int64_t begin,
-                                       std::int64_t end, Row& row, Scale& scale) {
+template <bool Scaled, int N, class T, class Row, class Scale, class AheadRow, class AheadScale>
+SPARSEOPT_ALWAYS_INLINE void sum_chunk(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t j, std::int64_t begin,
+                                       std::int64_t end, Row& row, Scale& scale, bool fetch, AheadRow& ahead_row,
+                                       AheadScale& ahead_scale) {
   constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
   Vec<T> acc[N], v;
   {
+    if (fetch) SPARSEOPT_FETCH_TERM(begin);
     const T* x = row(begin) + j;
     if constexpr (Scaled) {
       const T s = scale(begin);
@@ -157,6 +167,7 @@ SPARSEOPT_ALWAYS_INLINE void sum_chunk(T* SPARSEOPT_RESTRICT out, std::int64_t j
     }
   }
   for (std::int64_t k = begin + 1; k < end; ++k) {
+    if (fetch) SPARSEOPT_FETCH_TERM(k);
     const T* x = row(k) + j;
     if constexpr (Scaled) {
       const T s = scale(k);
@@ -179,32 +190,30 @@ template <bool Scaled, int MaxVecs, class T, class Row, class Scale, class Ahead
 SPARSEOPT_ALWAYS_INLINE void sum_terms_body(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin,
                                             std::int64_t end, Row& row, Scale& scale, AheadRow& ahead_row,
                                             AheadScale& ahead_scale) {
-  for (std::int64_t k = begin; k < end; ++k) {
-    if (const T* r = ahead_row(k)) prefetch_row(r, w);
-    if constexpr (Scaled)
-      if (const T* s = ahead_scale(k)) prefetch_row(s, 1);
-  }
   std::int64_t j = 0;
 #if SPARSEOPT_HAS_VECTOR_EXT
   constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
-  for (; j + MaxVecs * lanes <= w; j += MaxVecs * lanes) sum_chunk<Scaled, MaxVecs>(out, j, begin, end, row, scale);
+  for (; j + MaxVecs * lanes <= w; j += MaxVecs * lanes)
+    sum_chunk<Scaled, MaxVecs>(out, w, j, begin, end, row, scale, j == 0, ahead_row, ahead_scale);
   if constexpr (MaxVecs > 4)
     if (j + 4 * lanes <= w) {
-      sum_chunk<Scaled, 4>(out, j, begin, end, row, scale);
+      sum_chunk<Scaled, 4>(out, w, j, begin, end, row, scale, j == 0, ahead_row, ahead_scale);
       j += 4 * lanes;
     }
   if (j + 2 * lanes <= w) {
-    sum_chunk<Scaled, 2>(out, j, begin, end, row, scale);
+    sum_chunk<Scaled, 2>(out, w, j, begin, end, row, scale, j == 0, ahead_row, ahead_scale);
     j += 2 * lanes;
   }
   if (j + lanes <= w) {
-    sum_chunk<Scaled, 1>(out, j, begin, end, row, scale);
+    sum_chunk<Scaled, 1>(out, w, j, begin, end, row, scale, j == 0, ahead_row, ahead_scale);
     j += lanes;
   }
 #endif
-  // The rest (or, without vector types, the whole row): a row at a time.
+  // The rest (or, without vector types, the whole row): a term at a time.
   if (j == w) return;
+  const bool fetch = j == 0;
   {
+    if (fetch) SPARSEOPT_FETCH_TERM(begin);
     const T* SPARSEOPT_RESTRICT x = row(begin);
     if constexpr (Scaled) {
       const T s = scale(begin);
@@ -214,6 +223,7 @@ SPARSEOPT_ALWAYS_INLINE void sum_terms_body(T* SPARSEOPT_RESTRICT out, std::int6
     }
   }
   for (std::int64_t k = begin + 1; k < end; ++k) {
+    if (fetch) SPARSEOPT_FETCH_TERM(k);
     const T* SPARSEOPT_RESTRICT x = row(k);
     if constexpr (Scaled) {
       const T s = scale(k);
@@ -223,6 +233,7 @@ SPARSEOPT_ALWAYS_INLINE void sum_terms_body(T* SPARSEOPT_RESTRICT out, std::int6
     }
   }
 }
+#undef SPARSEOPT_FETCH_TERM
 
 template <bool Scaled, class T, class Row, class Scale, class AheadRow, class AheadScale>
 inline void sum_terms(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin, std::int64_t end,
