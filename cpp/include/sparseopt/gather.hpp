@@ -135,10 +135,15 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
 // bits do not depend on the chunking, and out is written once instead of once per term.
 // As the first chunk reaches term k, the rows and scales of later terms are requested from
 // memory: ahead_row(k) and ahead_scale(k) give their addresses (null: nothing to fetch) -- one
-// term at a time, so that a long bag does not flood the memory queues with its hints at once.
+// term at a time when the bag is long (more than gather_ahead terms), so that it does not
+// flood the memory queues with its hints at once.
 // The hints are issued in these bodies (SPARSEOPT_FETCH_TERM), not in a helper of their own:
 // GCC finds that a function which only prefetches has no effect and deletes the calls to it.
 // Kept in one place so that the forward and backward sums round alike.
+// Rows read ahead of their use: far enough to hide a DRAM round trip behind the sums of the
+// rows in between.
+inline constexpr std::int64_t gather_ahead = 16;
+
 #define SPARSEOPT_FETCH_TERM(k)                                   \
   do {                                                            \
     if (const T* r_ = ahead_row(k)) prefetch_row(r_, w);          \
@@ -147,14 +152,14 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
   } while (false)
 
 #if SPARSEOPT_HAS_VECTOR_EXT
-template <bool Scaled, int N, class T, class Row, class Scale, class AheadRow, class AheadScale>
-SPARSEOPT_ALWAYS_INLINE void sum_chunk(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t j, std::int64_t begin,
-                                       std::int64_t end, Row& row, Scale& scale, bool fetch, AheadRow& ahead_row,
-                                       AheadScale& ahead_scale) {
+template <bool Scaled, bool Fetch, int N, class T, class Row, class Scale, class AheadRow, class AheadScale>
+SPARSEOPT_ALWAYS_INLINE void sum_chunk_of(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t j,
+                                          std::int64_t begin, std::int64_t end, Row& row, Scale& scale,
+                                          AheadRow& ahead_row, AheadScale& ahead_scale) {
   constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
   Vec<T> acc[N], v;
   {
-    if (fetch) SPARSEOPT_FETCH_TERM(begin);
+    if constexpr (Fetch) SPARSEOPT_FETCH_TERM(begin);
     const T* x = row(begin) + j;
     if constexpr (Scaled) {
       const T s = scale(begin);
@@ -167,7 +172,7 @@ SPARSEOPT_ALWAYS_INLINE void sum_chunk(T* SPARSEOPT_RESTRICT out, std::int64_t w
     }
   }
   for (std::int64_t k = begin + 1; k < end; ++k) {
-    if (fetch) SPARSEOPT_FETCH_TERM(k);
+    if constexpr (Fetch) SPARSEOPT_FETCH_TERM(k);
     const T* x = row(k) + j;
     if constexpr (Scaled) {
       const T s = scale(k);
@@ -184,34 +189,39 @@ SPARSEOPT_ALWAYS_INLINE void sum_chunk(T* SPARSEOPT_RESTRICT out, std::int64_t w
   }
   for (int i = 0; i < N; ++i) store_vec(out + j + i * lanes, acc[i]);
 }
+
 #endif
 
-template <bool Scaled, int MaxVecs, class T, class Row, class Scale, class AheadRow, class AheadScale>
+// Rolling: the hints go out one term at a time, from the first chunk's loop (long bags);
+// otherwise all together before the sums (fewer registers in the loops). Two compiled copies,
+// so that the short bags' loops carry nothing for the long ones.
+template <bool Scaled, int MaxVecs, bool Rolling, class T, class Row, class Scale, class AheadRow, class AheadScale>
 SPARSEOPT_ALWAYS_INLINE void sum_terms_body(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin,
                                             std::int64_t end, Row& row, Scale& scale, AheadRow& ahead_row,
                                             AheadScale& ahead_scale) {
+  if constexpr (!Rolling)
+    for (std::int64_t k = begin; k < end; ++k) SPARSEOPT_FETCH_TERM(k);
   std::int64_t j = 0;
 #if SPARSEOPT_HAS_VECTOR_EXT
+#define SPARSEOPT_SUM_CHUNK(N)                                                                        \
+  do {                                                                                                \
+    if (Rolling && j == 0)                                                                            \
+      sum_chunk_of<Scaled, Rolling, N>(out, w, j, begin, end, row, scale, ahead_row, ahead_scale);    \
+    else                                                                                              \
+      sum_chunk_of<Scaled, false, N>(out, w, j, begin, end, row, scale, ahead_row, ahead_scale);      \
+    j += N * lanes;                                                                                   \
+  } while (false)
   constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
-  for (; j + MaxVecs * lanes <= w; j += MaxVecs * lanes)
-    sum_chunk<Scaled, MaxVecs>(out, w, j, begin, end, row, scale, j == 0, ahead_row, ahead_scale);
+  while (j + MaxVecs * lanes <= w) SPARSEOPT_SUM_CHUNK(MaxVecs);
   if constexpr (MaxVecs > 4)
-    if (j + 4 * lanes <= w) {
-      sum_chunk<Scaled, 4>(out, w, j, begin, end, row, scale, j == 0, ahead_row, ahead_scale);
-      j += 4 * lanes;
-    }
-  if (j + 2 * lanes <= w) {
-    sum_chunk<Scaled, 2>(out, w, j, begin, end, row, scale, j == 0, ahead_row, ahead_scale);
-    j += 2 * lanes;
-  }
-  if (j + lanes <= w) {
-    sum_chunk<Scaled, 1>(out, w, j, begin, end, row, scale, j == 0, ahead_row, ahead_scale);
-    j += lanes;
-  }
+    if (j + 4 * lanes <= w) SPARSEOPT_SUM_CHUNK(4);
+  if (j + 2 * lanes <= w) SPARSEOPT_SUM_CHUNK(2);
+  if (j + lanes <= w) SPARSEOPT_SUM_CHUNK(1);
+#undef SPARSEOPT_SUM_CHUNK
 #endif
   // The rest (or, without vector types, the whole row): a term at a time.
   if (j == w) return;
-  const bool fetch = j == 0;
+  const bool fetch = Rolling && j == 0;
   {
     if (fetch) SPARSEOPT_FETCH_TERM(begin);
     const T* SPARSEOPT_RESTRICT x = row(begin);
@@ -240,15 +250,18 @@ inline void sum_terms(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t be
                       Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
   // 8 accumulators of 32 bytes fill half the AVX registers; on the baseline path each is two
   // of the 16 SSE registers, so 4.
-  simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
-    sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4>(out, w, begin, end, row, scale, ahead_row,
-                                                          ahead_scale);
-  });
+  if (end - begin > gather_ahead)
+    simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+      sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, true>(out, w, begin, end, row, scale, ahead_row,
+                                                                  ahead_scale);
+    });
+  else
+    simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+      sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, false>(out, w, begin, end, row, scale, ahead_row,
+                                                                   ahead_scale);
+    });
 }
 
-// Rows read ahead of their use: far enough to hide a DRAM round trip behind the sums of the
-// rows in between.
-inline constexpr std::int64_t gather_ahead = 16;
 
 }  // namespace detail
 
