@@ -48,6 +48,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "coalesce.hpp"
@@ -245,23 +246,62 @@ SPARSEOPT_ALWAYS_INLINE void sum_terms_body(T* SPARSEOPT_RESTRICT out, std::int6
 }
 #undef SPARSEOPT_FETCH_TERM
 
-template <bool Scaled, class T, class Row, class Scale, class AheadRow, class AheadScale>
-inline void sum_terms(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin, std::int64_t end,
-                      Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
+// Output rows [first, last): out_row(u) is where row u goes, bounds(u) its terms {begin, end}
+// (rows without terms are skipped: the caller fills them), `terms` their total. One dispatch
+// for the whole range, not one per row (short rows, as an embedding's backward has, would pay
+// for it); the rolling hints when the rows average more than gather_ahead terms.
+template <bool Scaled, class T, class OutRow, class Bounds, class Row, class Scale, class AheadRow, class AheadScale>
+void sum_rows(std::int64_t first, std::int64_t last, std::int64_t terms, std::int64_t w, OutRow&& out_row,
+              Bounds&& bounds, Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
   // 8 accumulators of 32 bytes fill half the AVX registers; on the baseline path each is two
   // of the 16 SSE registers, so 4.
-  if (end - begin > gather_ahead)
+  if (terms > gather_ahead * (last - first))
     simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
-      sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, true>(out, w, begin, end, row, scale, ahead_row,
-                                                                  ahead_scale);
+      for (std::int64_t u = first; u < last; ++u) {
+        const auto [begin, end] = bounds(u);
+        if (begin < end)
+          sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, true>(out_row(u), w, begin, end, row, scale,
+                                                                      ahead_row, ahead_scale);
+      }
     });
   else
     simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
-      sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, false>(out, w, begin, end, row, scale, ahead_row,
-                                                                   ahead_scale);
+      for (std::int64_t u = first; u < last; ++u) {
+        const auto [begin, end] = bounds(u);
+        if (begin < end)
+          sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, false>(out_row(u), w, begin, end, row, scale,
+                                                                       ahead_row, ahead_scale);
+      }
     });
 }
 
+// Calls tile(first, last) for consecutive ranges of items [0, n) of about tile_cost each
+// (cost_before(i): the cost of items [0, i), non-decreasing, 0 at 0; a multiple of the thread
+// count of them), the tiles shared among threads as parallel_for shares items.
+template <class CostBefore, class Tile>
+void for_each_tile(std::int64_t n, int threads, std::int64_t work, std::int64_t tile_cost, CostBefore&& cost_before,
+                   Tile&& tile) {
+  if (n <= 0) return;
+  const std::int64_t total = cost_before(n);
+  const std::int64_t per_thread = (std::max<std::int64_t>(1, total / tile_cost) + threads - 1) / threads;
+  const std::int64_t tiles = std::min(n, per_thread * threads);
+  auto start = [&](std::int64_t t) {  // the first item whose preceding cost reaches t tiles' share
+    if (t >= tiles) return n;
+    std::int64_t lo = 0, hi = n;
+    while (lo < hi) {
+      const std::int64_t mid = lo + (hi - lo) / 2;
+      if (cost_before(mid) * tiles < total * t) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  };
+  parallel_for(tiles, threads, work, [&](std::int64_t t, int) {
+    const std::int64_t first = start(t), last = start(t + 1);
+    if (first < last) tile(first, last);
+  });
+}
+
+// Terms (plus rows) per tile of for_each_tile.
+inline constexpr std::int64_t sum_tile_cost = 4096;
 
 }  // namespace detail
 
@@ -294,30 +334,35 @@ void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out,
   const I* SPARSEOPT_RESTRICT indices = bags.indices;
   const T* SPARSEOPT_RESTRICT weights = bags.weights;
   const std::int64_t n = bags.size;
-  detail::parallel_for(
-      nb, threads, (n + nb) * w,
-      [&](std::int64_t b, int) {
-        T* o = out.row(b);
-        const std::int64_t begin = bags.begin(b), end = bags.end(b);
-        if (begin == end) {
-          std::memset(o, 0, sizeof(T) * static_cast<std::size_t>(w));
-          return;
-        }
+  detail::for_each_tile(
+      nb, threads, (n + nb) * w, detail::sum_tile_cost, [&](std::int64_t b) { return bags.begin(b) + b; },
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t b = first; b < last; ++b)
+          if (bags.begin(b) == bags.end(b)) std::memset(out.row(b), 0, sizeof(T) * static_cast<std::size_t>(w));
+        auto out_row = [&](std::int64_t b) { return out.row(b); };
+        auto bounds = [&](std::int64_t b) { return std::pair<std::int64_t, std::int64_t>(bags.begin(b), bags.end(b)); };
         auto row = [&](std::int64_t p) { return table.row(static_cast<std::int64_t>(indices[p])); };
         auto ahead = [&](std::int64_t p) -> const T* {
           return p + detail::gather_ahead < n ? row(p + detail::gather_ahead) : nullptr;
         };
         auto none = [](std::int64_t) -> const T* { return nullptr; };
+        const std::int64_t terms = bags.begin(last) - bags.begin(first);
         if (weights)
-          detail::sum_terms<true>(o, w, begin, end, row, [&](std::int64_t p) { return weights[p]; }, ahead, none);
+          detail::sum_rows<true, T>(first, last, terms, w, out_row, bounds, row,
+                                    [&](std::int64_t p) { return weights[p]; }, ahead, none);
         else
-          detail::sum_terms<false>(o, w, begin, end, row, [](std::int64_t) { return T(1); }, ahead, none);
+          detail::sum_rows<false, T>(first, last, terms, w, out_row, bounds, row, [](std::int64_t) { return T(1); },
+                                     ahead, none);
         if (mode == BagReduction::mean) {
-          const T len = static_cast<T>(end - begin);
-          for (std::int64_t j = 0; j < w; ++j) o[j] /= len;
+          for (std::int64_t b = first; b < last; ++b) {
+            const std::int64_t len = bags.end(b) - bags.begin(b);
+            if (len == 0) continue;
+            const T l = static_cast<T>(len);
+            T* o = out.row(b);
+            for (std::int64_t j = 0; j < w; ++j) o[j] /= l;
+          }
         }
-      },
-      [&](std::int64_t b) { return bags.begin(b) + b; });
+      });
 }
 
 // How GatherPlan lays out the backward pass's terms (see GatherPlan); `automatic` chooses.
@@ -346,7 +391,7 @@ inline void set_gather_layout(GatherLayout layout) noexcept {
 // Two layouts, giving the same bits:
 //  - sorted: the CoalescePlan of the indices (each row's positions grouped, in order), with
 //    the bag of every position; every output row is then summed once, in registers, from its
-//    terms (detail::sum_terms) and written once;
+//    terms (detail::sum_rows) and written once;
 //  - blocked: a row -> output slot map and the positions partitioned by blocks of rows (one
 //    radix pass), so that the backward walks the positions in order, adding each term to its
 //    output row while the block's rows stay in cache.
@@ -606,28 +651,28 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
   const std::int64_t* SPARSEOPT_RESTRICT bag = plan.bag_sorted_.data();
   const std::int64_t* SPARSEOPT_RESTRICT order = cp.order.data();
   const std::int64_t* SPARSEOPT_RESTRICT offsets = cp.offsets.data();
-  detail::parallel_for(
-      nu, threads, (n + nu) * w,
-      [&](std::int64_t u, int) {
-        T* o = values_out.row(u);
-        const std::int64_t begin = offsets[u], end = offsets[u + 1];
+  detail::for_each_tile(
+      nu, threads, (n + nu) * w, detail::sum_tile_cost, [&](std::int64_t u) { return offsets[u] + u; },
+      [&](std::int64_t first, std::int64_t last) {
+        auto out_row = [&](std::int64_t u) { return values_out.row(u); };
+        auto bounds = [&](std::int64_t u) { return std::pair<std::int64_t, std::int64_t>(offsets[u], offsets[u + 1]); };
         auto row = [&](std::int64_t k) { return source + bag[k] * w; };
         auto ahead = [&](std::int64_t k) -> const T* {
           return k + detail::gather_ahead < n ? row(k + detail::gather_ahead) : nullptr;
         };
+        const std::int64_t terms = offsets[last] - offsets[first];
         if (weights) {
           // the weights are read in the order of the sorted positions: scattered, fetched early
           constexpr std::int64_t far = 4 * detail::gather_ahead;
-          detail::sum_terms<true>(
-              o, w, begin, end, row, [&](std::int64_t k) { return weights[order[k]]; }, ahead,
+          detail::sum_rows<true, T>(
+              first, last, terms, w, out_row, bounds, row, [&](std::int64_t k) { return weights[order[k]]; }, ahead,
               [&](std::int64_t k) -> const T* { return k + far < n ? weights + order[k + far] : nullptr; });
         } else {
-          detail::sum_terms<false>(
-              o, w, begin, end, row, [](std::int64_t) { return T(1); }, ahead,
+          detail::sum_rows<false, T>(
+              first, last, terms, w, out_row, bounds, row, [](std::int64_t) { return T(1); }, ahead,
               [](std::int64_t) -> const T* { return nullptr; });
         }
-      },
-      [&](std::int64_t u) { return offsets[u] + u; });
+      });
 }
 
 // One call for C++ trainers: builds `plan` (keep it between calls: its buffers are reused),
