@@ -400,7 +400,7 @@ inline void set_gather_layout(GatherLayout layout) noexcept {
 // row (a sort that leaves the cache) costs more than the blocked walk's read-modify-writes of
 // short rows (the CSR @ dense case of bench/bench_gather.py, 2M indices into 100,000 rows of
 // 64 floats: blocked ~1.15x faster on one thread). Everywhere else measured -- meProp's
-// shapes (1,000 indices into 500 rows of 500-784 floats: sorted 1.4-2x faster), embeddings,
+// shapes (1,000 indices into 500 rows of 500-784 floats: sorted 1.3-2x faster), embeddings,
 // CSR up to 1M indices or with wider rows -- sorted is as fast or faster.
 template <class I>
 class GatherPlan {
