@@ -23,7 +23,9 @@ __all__ = ["__version__", "info", "coalesce", "topk", "gather_sum", "gather_sum_
 
 
 def info() -> dict:
-    """Build facts: ``version``, ``openmp`` (bool), ``max_threads`` (int), ``cuda`` (bool), ``compiler``."""
+    """Build facts: ``version``, ``openmp`` (bool), ``max_threads`` (int), ``cuda`` (bool), ``compiler``,
+    ``simd``: the compiled copy of the hot loops in use, ``"avx2"`` (chosen at run time on CPUs
+    that have it; the build itself needs no -march flag) or ``"generic"``."""
     return dict(_core.build_info())
 
 

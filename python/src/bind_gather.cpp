@@ -226,6 +226,18 @@ void bind_gather(py::module_& m) {
       },
       py::arg("grad_out"), py::arg("x_rows"), py::arg("x_cols"), py::arg("indptr"), py::arg("indices"), py::arg("data"),
       py::arg("num_threads"), "(rows, values): the coalesced gradient of table for x @ table.");
+  // Testing hook: force the backward's layout ("sorted", "blocked" where it applies) or give the
+  // choice back to GatherPlan ("auto"), so that tests see both layouts on small inputs.
+  m.def(
+      "_set_gather_layout",
+      [](const std::string& layout) {
+        if (layout != "auto" && layout != "sorted" && layout != "blocked")
+          throw py::value_error("layout must be \"auto\", \"sorted\" or \"blocked\", got \"" + layout + "\"");
+        set_gather_layout(layout == "sorted"    ? GatherLayout::sorted
+                          : layout == "blocked" ? GatherLayout::blocked
+                                                : GatherLayout::automatic);
+      },
+      py::arg("layout"), "Testing hook: the layout of every later gather backward (\"auto\" by default).");
 }
 
 }  // namespace sparseopt::bind

@@ -3,6 +3,9 @@
 #include <pybind11/pybind11.h>
 
 #include <sparseopt/config.hpp>
+#include <sparseopt/simd.hpp>
+
+#include <string>
 
 #include "bindings.hpp"
 
@@ -17,6 +20,7 @@ PYBIND11_MODULE(_core, m) {
     info["openmp"] = sparseopt::has_openmp();
     info["max_threads"] = sparseopt::max_threads();
     info["cuda"] = false;
+    info["simd"] = sparseopt::simd_path_name(sparseopt::simd_path());
 #if defined(__clang__)
     info["compiler"] = "clang " __clang_version__;
 #elif defined(__GNUC__)
@@ -24,6 +28,17 @@ PYBIND11_MODULE(_core, m) {
 #endif
     return info;
   });
+  // Testing hook (simd.hpp): "generic" runs every later kernel call on the baseline build of
+  // its loops, "best" on the best the CPU has (the default); returns the path now in use.
+  m.def(
+      "_set_simd_path",
+      [](const std::string& path) {
+        if (path != "generic" && path != "best")
+          throw py::value_error("path must be \"generic\" or \"best\", got \"" + path + "\"");
+        sparseopt::set_simd_path(path == "generic" ? sparseopt::SimdPath::generic : sparseopt::SimdPath::best);
+        return std::string(sparseopt::simd_path_name(sparseopt::simd_path()));
+      },
+      py::arg("path"), "Testing hook: which compiled copy of the hot loops runs (\"best\" by default).");
   sparseopt::bind::bind_coalesce(m);
   sparseopt::bind::bind_optim(m);
   sparseopt::bind::bind_sgd(m);

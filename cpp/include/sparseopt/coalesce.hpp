@@ -109,10 +109,17 @@ class CoalescePlan {
     detail::fit(rows, size);
     detail::fit(keys_, size);
     detail::fit(tmp_, size);
+    detail::fit(count_, size);
     rows.clear();
     offsets.assign(1, 0);
     order.clear();
     const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
+    // Few distinct values among many indices (a small table, meProp's units): one counting
+    // pass over the indices does it, without packing keys or a bucket array per radix digit.
+    if (n > 0 && max_index < std::max<std::int64_t>(counting_min_rows, std::min(n, counting_max_rows))) {
+      count_positions(indices, n, max_index);
+      return;
+    }
     const int position_bits = sort_positions(indices, n, max_index);
     for (std::int64_t k = 0; k < n; ++k) {
       // The packed sort leaves the sorted keys, whose high bits are the indices: reading them
@@ -128,6 +135,36 @@ class CoalescePlan {
 
  private:
   std::vector<std::uint64_t> keys_, tmp_;  // sort scratch
+  std::vector<std::int64_t> count_;         // counting scratch
+
+  // Indices below max(counting_min_rows, min(n, counting_max_rows)) are grouped by counting.
+  static constexpr std::int64_t counting_min_rows = 2048, counting_max_rows = std::int64_t(1) << 20;
+
+  // A stable counting sort of the positions by index (all in [0, max_index]).
+  void count_positions(const I* indices, std::int64_t n, std::int64_t max_index) {
+    const std::int64_t num_values = max_index + 1;
+    count_.assign(static_cast<std::size_t>(num_values + 1), 0);
+    std::int64_t* SPARSEOPT_RESTRICT start = count_.data();
+    for (std::int64_t k = 0; k < n; ++k) ++start[static_cast<std::int64_t>(indices[k]) + 1];
+    rows.resize(static_cast<std::size_t>(num_values));
+    offsets.resize(static_cast<std::size_t>(num_values + 1));
+    I* SPARSEOPT_RESTRICT unique = rows.data();
+    std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
+    std::int64_t u = 0;
+    for (std::int64_t r = 0; r < num_values; ++r) {
+      if (start[r + 1] > 0) {
+        unique[u] = static_cast<I>(r);
+        bounds[u + 1] = bounds[u] + start[r + 1];
+        ++u;
+      }
+      start[r + 1] += start[r];
+    }
+    rows.resize(static_cast<std::size_t>(u));
+    offsets.resize(static_cast<std::size_t>(u + 1));
+    order.resize(static_cast<std::size_t>(n));
+    std::int64_t* SPARSEOPT_RESTRICT out = order.data();
+    for (std::int64_t k = 0; k < n; ++k) out[start[static_cast<std::int64_t>(indices[k])]++] = k;
+  }
 
   // order = input positions sorted by index, equal indices in input order: (index, position)
   // packed into one word with the index in the high bits and radix-sorted on the index bits.

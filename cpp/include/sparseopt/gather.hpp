@@ -45,14 +45,17 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "coalesce.hpp"
 #include "config.hpp"
 #include "errors.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 #include "view.hpp"
 
 namespace sparseopt {
@@ -127,60 +130,178 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
 
 // The sum of terms begin..end-1 (end > begin) into out (w elements): out = term(begin), then
 // out += term(k) for each next k, in that order, term(k) = scale(k) * row(k) (Scaled) or
-// row(k). Two terms share a pass over out -- ((out + a) + b), the same bits as one at a time.
-// As term k is reached, the rows and scales of later terms are requested from memory:
-// ahead_row(k) and ahead_scale(k) give their addresses (null: nothing to fetch). The hints are
-// issued in this body, not in a helper of their own: GCC finds that a function which only
-// prefetches has no effect and deletes the calls to it. Kept in one place so that the forward
-// and backward sums round alike.
-template <bool Scaled, class T, class Row, class Scale, class AheadRow, class AheadScale>
-inline void sum_terms(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin, std::int64_t end,
-                      Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
-#define SPARSEOPT_FETCH_TERM(k)                                   \
-  do {                                                            \
-    if (const T* r = ahead_row(k)) prefetch_row(r, w);            \
-    if constexpr (Scaled)                                         \
-      if (const T* s = ahead_scale(k)) prefetch_row(s, 1);        \
-  } while (false)
-  SPARSEOPT_FETCH_TERM(begin);
-  {
-    const T* SPARSEOPT_RESTRICT x = row(begin);
-    if constexpr (Scaled) {
-      const T s = scale(begin);
-      for (std::int64_t j = 0; j < w; ++j) out[j] = s * x[j];
-    } else {
-      std::memcpy(out, x, sizeof(T) * static_cast<std::size_t>(w));
-    }
-  }
-  std::int64_t k = begin + 1;
-  for (; k + 1 < end; k += 2) {
-    SPARSEOPT_FETCH_TERM(k);
-    SPARSEOPT_FETCH_TERM(k + 1);
-    const T* SPARSEOPT_RESTRICT a = row(k);
-    const T* SPARSEOPT_RESTRICT b = row(k + 1);
-    if constexpr (Scaled) {
-      const T sa = scale(k), sb = scale(k + 1);
-      for (std::int64_t j = 0; j < w; ++j) out[j] = (out[j] + sa * a[j]) + sb * b[j];
-    } else {
-      for (std::int64_t j = 0; j < w; ++j) out[j] = (out[j] + a[j]) + b[j];
-    }
-  }
-  if (k < end) {
-    SPARSEOPT_FETCH_TERM(k);
-    const T* SPARSEOPT_RESTRICT a = row(k);
-    if constexpr (Scaled) {
-      const T sa = scale(k);
-      for (std::int64_t j = 0; j < w; ++j) out[j] += sa * a[j];
-    } else {
-      for (std::int64_t j = 0; j < w; ++j) out[j] += a[j];
-    }
-  }
-#undef SPARSEOPT_FETCH_TERM
-}
-
+// row(k). The row is produced in chunks held in registers (up to MaxVecs vectors of 32 bytes):
+// per chunk, acc = its part of term(begin), acc += its part of each next term, one store --
+// each element sees the same additions in the same order as a row at a time would, so the
+// bits do not depend on the chunking, and out is written once instead of once per term.
+// As the first chunk reaches term k, the rows and scales of later terms are requested from
+// memory: ahead_row(k) and ahead_scale(k) give their addresses (null: nothing to fetch) -- one
+// term at a time when the bag is long (more than gather_ahead terms), so that it does not
+// flood the memory queues with its hints at once.
+// The hints are issued in these bodies (SPARSEOPT_FETCH_TERM), not in a helper of their own:
+// GCC finds that a function which only prefetches has no effect and deletes the calls to it.
+// Kept in one place so that the forward and backward sums round alike.
 // Rows read ahead of their use: far enough to hide a DRAM round trip behind the sums of the
 // rows in between.
 inline constexpr std::int64_t gather_ahead = 16;
+
+#define SPARSEOPT_FETCH_TERM(k)                                   \
+  do {                                                            \
+    if (const T* r_ = ahead_row(k)) prefetch_row(r_, w);          \
+    if constexpr (Scaled)                                         \
+      if (const T* s_ = ahead_scale(k)) prefetch_row(s_, 1);      \
+  } while (false)
+
+#if SPARSEOPT_HAS_VECTOR_EXT
+template <bool Scaled, bool Fetch, int N, class T, class Row, class Scale, class AheadRow, class AheadScale>
+SPARSEOPT_ALWAYS_INLINE void sum_chunk_of(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t j,
+                                          std::int64_t begin, std::int64_t end, Row& row, Scale& scale,
+                                          AheadRow& ahead_row, AheadScale& ahead_scale) {
+  constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
+  Vec<T> acc[N], v;
+  {
+    if constexpr (Fetch) SPARSEOPT_FETCH_TERM(begin);
+    const T* x = row(begin) + j;
+    if constexpr (Scaled) {
+      const T s = scale(begin);
+      for (int i = 0; i < N; ++i) {
+        load_vec(v, x + i * lanes);
+        acc[i] = s * v;
+      }
+    } else {
+      for (int i = 0; i < N; ++i) load_vec(acc[i], x + i * lanes);
+    }
+  }
+  for (std::int64_t k = begin + 1; k < end; ++k) {
+    if constexpr (Fetch) SPARSEOPT_FETCH_TERM(k);
+    const T* x = row(k) + j;
+    if constexpr (Scaled) {
+      const T s = scale(k);
+      for (int i = 0; i < N; ++i) {
+        load_vec(v, x + i * lanes);
+        acc[i] += s * v;
+      }
+    } else {
+      for (int i = 0; i < N; ++i) {
+        load_vec(v, x + i * lanes);
+        acc[i] += v;
+      }
+    }
+  }
+  for (int i = 0; i < N; ++i) store_vec(out + j + i * lanes, acc[i]);
+}
+
+#endif
+
+// Rolling: the hints go out one term at a time, from the first chunk's loop (long bags);
+// otherwise all together before the sums (fewer registers in the loops). Two compiled copies,
+// so that the short bags' loops carry nothing for the long ones.
+template <bool Scaled, int MaxVecs, bool Rolling, class T, class Row, class Scale, class AheadRow, class AheadScale>
+SPARSEOPT_ALWAYS_INLINE void sum_terms_body(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin,
+                                            std::int64_t end, Row& row, Scale& scale, AheadRow& ahead_row,
+                                            AheadScale& ahead_scale) {
+  if constexpr (!Rolling)
+    for (std::int64_t k = begin; k < end; ++k) SPARSEOPT_FETCH_TERM(k);
+  std::int64_t j = 0;
+#if SPARSEOPT_HAS_VECTOR_EXT
+#define SPARSEOPT_SUM_CHUNK(N)                                                                        \
+  do {                                                                                                \
+    if (Rolling && j == 0)                                                                            \
+      sum_chunk_of<Scaled, Rolling, N>(out, w, j, begin, end, row, scale, ahead_row, ahead_scale);    \
+    else                                                                                              \
+      sum_chunk_of<Scaled, false, N>(out, w, j, begin, end, row, scale, ahead_row, ahead_scale);      \
+    j += N * lanes;                                                                                   \
+  } while (false)
+  constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
+  while (j + MaxVecs * lanes <= w) SPARSEOPT_SUM_CHUNK(MaxVecs);
+  if constexpr (MaxVecs > 4)
+    if (j + 4 * lanes <= w) SPARSEOPT_SUM_CHUNK(4);
+  if (j + 2 * lanes <= w) SPARSEOPT_SUM_CHUNK(2);
+  if (j + lanes <= w) SPARSEOPT_SUM_CHUNK(1);
+#undef SPARSEOPT_SUM_CHUNK
+#endif
+  // The rest (or, without vector types, the whole row): a term at a time.
+  if (j == w) return;
+  const bool fetch = Rolling && j == 0;
+  {
+    if (fetch) SPARSEOPT_FETCH_TERM(begin);
+    const T* SPARSEOPT_RESTRICT x = row(begin);
+    if constexpr (Scaled) {
+      const T s = scale(begin);
+      for (std::int64_t e = j; e < w; ++e) out[e] = s * x[e];
+    } else {
+      for (std::int64_t e = j; e < w; ++e) out[e] = x[e];
+    }
+  }
+  for (std::int64_t k = begin + 1; k < end; ++k) {
+    if (fetch) SPARSEOPT_FETCH_TERM(k);
+    const T* SPARSEOPT_RESTRICT x = row(k);
+    if constexpr (Scaled) {
+      const T s = scale(k);
+      for (std::int64_t e = j; e < w; ++e) out[e] += s * x[e];
+    } else {
+      for (std::int64_t e = j; e < w; ++e) out[e] += x[e];
+    }
+  }
+}
+#undef SPARSEOPT_FETCH_TERM
+
+// Output rows [first, last): out_row(u) is where row u goes, bounds(u) its terms {begin, end}
+// (rows without terms are skipped: the caller fills them), `terms` their total. One dispatch
+// for the whole range, not one per row (short rows, as an embedding's backward has, would pay
+// for it); the rolling hints when the rows average more than gather_ahead terms.
+template <bool Scaled, class T, class OutRow, class Bounds, class Row, class Scale, class AheadRow, class AheadScale>
+void sum_rows(std::int64_t first, std::int64_t last, std::int64_t terms, std::int64_t w, OutRow&& out_row,
+              Bounds&& bounds, Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
+  // 8 accumulators of 32 bytes fill half the AVX registers; on the baseline path each is two
+  // of the 16 SSE registers, so 4.
+  if (terms > gather_ahead * (last - first))
+    simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+      for (std::int64_t u = first; u < last; ++u) {
+        const auto [begin, end] = bounds(u);
+        if (begin < end)
+          sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, true>(out_row(u), w, begin, end, row, scale,
+                                                                      ahead_row, ahead_scale);
+      }
+    });
+  else
+    simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+      for (std::int64_t u = first; u < last; ++u) {
+        const auto [begin, end] = bounds(u);
+        if (begin < end)
+          sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, false>(out_row(u), w, begin, end, row, scale,
+                                                                       ahead_row, ahead_scale);
+      }
+    });
+}
+
+// Calls tile(first, last) for consecutive ranges of items [0, n) of about tile_cost each
+// (cost_before(i): the cost of items [0, i), non-decreasing, 0 at 0; a multiple of the thread
+// count of them), the tiles shared among threads as parallel_for shares items.
+template <class CostBefore, class Tile>
+void for_each_tile(std::int64_t n, int threads, std::int64_t work, std::int64_t tile_cost, CostBefore&& cost_before,
+                   Tile&& tile) {
+  if (n <= 0) return;
+  const std::int64_t total = cost_before(n);
+  const std::int64_t per_thread = (std::max<std::int64_t>(1, total / tile_cost) + threads - 1) / threads;
+  const std::int64_t tiles = std::min(n, per_thread * threads);
+  auto start = [&](std::int64_t t) {  // the first item whose preceding cost reaches t tiles' share
+    if (t >= tiles) return n;
+    std::int64_t lo = 0, hi = n;
+    while (lo < hi) {
+      const std::int64_t mid = lo + (hi - lo) / 2;
+      if (cost_before(mid) * tiles < total * t) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  };
+  parallel_for(tiles, threads, work, [&](std::int64_t t, int) {
+    const std::int64_t first = start(t), last = start(t + 1);
+    if (first < last) tile(first, last);
+  });
+}
+
+// Terms (plus rows) per tile of for_each_tile.
+inline constexpr std::int64_t sum_tile_cost = 4096;
 
 }  // namespace detail
 
@@ -213,42 +334,74 @@ void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out,
   const I* SPARSEOPT_RESTRICT indices = bags.indices;
   const T* SPARSEOPT_RESTRICT weights = bags.weights;
   const std::int64_t n = bags.size;
-  detail::parallel_for(
-      nb, threads, (n + nb) * w,
-      [&](std::int64_t b, int) {
-        T* o = out.row(b);
-        const std::int64_t begin = bags.begin(b), end = bags.end(b);
-        if (begin == end) {
-          std::memset(o, 0, sizeof(T) * static_cast<std::size_t>(w));
-          return;
-        }
+  detail::for_each_tile(
+      nb, threads, (n + nb) * w, detail::sum_tile_cost, [&](std::int64_t b) { return bags.begin(b) + b; },
+      [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t b = first; b < last; ++b)
+          if (bags.begin(b) == bags.end(b)) std::memset(out.row(b), 0, sizeof(T) * static_cast<std::size_t>(w));
+        auto out_row = [&](std::int64_t b) { return out.row(b); };
+        auto bounds = [&](std::int64_t b) { return std::pair<std::int64_t, std::int64_t>(bags.begin(b), bags.end(b)); };
         auto row = [&](std::int64_t p) { return table.row(static_cast<std::int64_t>(indices[p])); };
         auto ahead = [&](std::int64_t p) -> const T* {
           return p + detail::gather_ahead < n ? row(p + detail::gather_ahead) : nullptr;
         };
         auto none = [](std::int64_t) -> const T* { return nullptr; };
+        const std::int64_t terms = bags.begin(last) - bags.begin(first);
         if (weights)
-          detail::sum_terms<true>(o, w, begin, end, row, [&](std::int64_t p) { return weights[p]; }, ahead, none);
+          detail::sum_rows<true, T>(first, last, terms, w, out_row, bounds, row,
+                                    [&](std::int64_t p) { return weights[p]; }, ahead, none);
         else
-          detail::sum_terms<false>(o, w, begin, end, row, [](std::int64_t) { return T(1); }, ahead, none);
+          detail::sum_rows<false, T>(first, last, terms, w, out_row, bounds, row, [](std::int64_t) { return T(1); },
+                                     ahead, none);
         if (mode == BagReduction::mean) {
-          const T len = static_cast<T>(end - begin);
-          for (std::int64_t j = 0; j < w; ++j) o[j] /= len;
+          for (std::int64_t b = first; b < last; ++b) {
+            const std::int64_t len = bags.end(b) - bags.begin(b);
+            if (len == 0) continue;
+            const T l = static_cast<T>(len);
+            T* o = out.row(b);
+            for (std::int64_t j = 0; j < w; ++j) o[j] /= l;
+          }
         }
-      },
-      [&](std::int64_t b) { return bags.begin(b) + b; });
+      });
+}
+
+// How GatherPlan lays out the backward pass's terms (see GatherPlan); `automatic` chooses.
+enum class GatherLayout { automatic, sorted, blocked };
+
+namespace detail {
+// The layout every GatherPlan::build uses from now on (automatic: its own choice). A testing
+// hook, so that both layouts can be checked on small inputs: see set_gather_layout.
+inline std::atomic<int>& forced_gather_layout() noexcept {
+  static std::atomic<int> layout{static_cast<int>(GatherLayout::automatic)};
+  return layout;
+}
+}  // namespace detail
+
+// Makes every later GatherPlan::build use `layout` where it applies (blocked needs
+// num_rows <= number of indices < 2^32), automatic restoring the plan's own choice. For tests
+// and measurements: the results are the same bits either way.
+inline void set_gather_layout(GatherLayout layout) noexcept {
+  detail::forced_gather_layout().store(static_cast<int>(layout), std::memory_order_relaxed);
 }
 
 // Where the backward pass's terms go: the table rows the bags touch (ascending, unique) and
 // how to visit each row's terms in the order they appear. Build it once per batch (rebuilding
 // reuses its buffers), then call gather_sum_backward with the same bags.
 //
-// Two layouts, chosen by build() and giving the same bits:
-//  - few touched rows among many (num_rows > number of indices, the embedding case): the
-//    CoalescePlan of the indices, each row's positions grouped, with the bag of every position;
-//  - rows as many as or fewer than the indices (CSR @ dense, meProp): a row -> output slot map
-//    and the positions partitioned by blocks of rows (one radix pass), so that the backward
-//    accumulates each block's rows in cache while it walks the positions in order.
+// Two layouts, giving the same bits:
+//  - sorted: the CoalescePlan of the indices (each row's positions grouped, in order), with
+//    the bag of every position; every output row is then summed once, in registers, from its
+//    terms (detail::sum_rows) and written once;
+//  - blocked: a row -> output slot map and the positions partitioned by blocks of rows (one
+//    radix pass), so that the backward walks the positions in order, adding each term to its
+//    output row while the block's rows stay in cache.
+// build() picks blocked only for very many indices (> blocked_min_indices) into narrow rows
+// (<= blocked_max_row_bytes) with no more rows than indices: there grouping the positions by
+// row (a sort that leaves the cache) costs more than the blocked walk's read-modify-writes of
+// short rows (the CSR @ dense case of bench/bench_gather.py, 2M indices into 100,000 rows of
+// 64 floats: blocked ~1.15x faster on one thread). Everywhere else measured -- meProp's
+// shapes (1,000 indices into 500 rows of 500-784 floats: sorted 1.3-2x faster), embeddings,
+// CSR up to 1M indices or with wider rows -- sorted is as fast or faster.
 template <class I>
 class GatherPlan {
  public:
@@ -266,7 +419,13 @@ class GatherPlan {
     detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
     const std::int64_t n = bags.size;
     // (Below 2^32 indices the block and position bits of a key fit in one 64-bit word.)
-    dense_ = n > 0 && num_rows <= n && n < (std::int64_t(1) << 32);
+    const bool blocked_fits = n > 0 && num_rows <= n && n < (std::int64_t(1) << 32);
+    const auto forced = static_cast<GatherLayout>(detail::forced_gather_layout().load(std::memory_order_relaxed));
+    if (forced == GatherLayout::automatic)
+      dense_ = blocked_fits && n > blocked_min_indices &&
+               row_width * std::int64_t(sizeof(T)) <= blocked_max_row_bytes;
+    else
+      dense_ = blocked_fits && forced == GatherLayout::blocked;
     if (dense_)
       build_blocks(bags, num_rows, row_width);
     else
@@ -274,6 +433,12 @@ class GatherPlan {
     num_bags_ = bags.num_bags;
     num_indices_ = n;
   }
+
+  // Where build() picks the blocked layout (see above).
+  static constexpr std::int64_t blocked_min_indices = std::int64_t(1) << 20, blocked_max_row_bytes = 256;
+
+  // The layout the last build() chose: GatherLayout::sorted or GatherLayout::blocked.
+  GatherLayout layout() const noexcept { return dense_ ? GatherLayout::blocked : GatherLayout::sorted; }
 
   // The number of rows the bags touch (rows of the gradient).
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(rows().size()); }
@@ -450,30 +615,33 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
           std::int64_t b = 0;  // the bag of the current position: positions only grow here
           // Positions only grow within a block, but sparsely: their index and weight are a cache
           // miss each, so they are fetched far ahead, and the output row they lead to nearer.
+          // The walk runs on the AVX2 copy of this loop where the CPU has it (simd.hpp).
           constexpr std::int64_t far = 4 * detail::gather_ahead;
-          for (std::int64_t k = begin; k < end; ++k) {
-            if (k + far < end) {
-              const auto q = static_cast<std::int64_t>(keys[k + far] & mask);
-              detail::prefetch_row(indices + q, 1);
-              if (weights) detail::prefetch_row(weights + q, 1);
+          detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+            for (std::int64_t k = begin; k < end; ++k) {
+              if (k + far < end) {
+                const auto q = static_cast<std::int64_t>(keys[k + far] & mask);
+                detail::prefetch_row(indices + q, 1);
+                if (weights) detail::prefetch_row(weights + q, 1);
+              }
+              if (k + detail::gather_ahead < end) {
+                const auto q = static_cast<std::int64_t>(keys[k + detail::gather_ahead] & mask);
+                detail::prefetch_row(values_out.row(static_cast<std::int64_t>(slot[indices[q]])), w);
+              }
+              const auto p = static_cast<std::int64_t>(keys[k] & mask);
+              if (p >= bags.end(b))  // the next bag with this position (skips empty bags)
+                b = std::upper_bound(bags.indptr + b + 1, bags.indptr + nb + 1, static_cast<I>(p)) -
+                    bags.indptr - 1;
+              T* SPARSEOPT_RESTRICT o = values_out.row(static_cast<std::int64_t>(slot[indices[p]]));
+              const T* SPARSEOPT_RESTRICT g = source + b * w;
+              if (weights) {
+                const T s = weights[p];
+                for (std::int64_t j = 0; j < w; ++j) o[j] += s * g[j];
+              } else {
+                for (std::int64_t j = 0; j < w; ++j) o[j] += g[j];
+              }
             }
-            if (k + detail::gather_ahead < end) {
-              const auto q = static_cast<std::int64_t>(keys[k + detail::gather_ahead] & mask);
-              detail::prefetch_row(values_out.row(static_cast<std::int64_t>(slot[indices[q]])), w);
-            }
-            const auto p = static_cast<std::int64_t>(keys[k] & mask);
-            if (p >= bags.end(b))  // the next bag with this position (skips empty bags)
-              b = std::upper_bound(bags.indptr + b + 1, bags.indptr + nb + 1, static_cast<I>(p)) -
-                  bags.indptr - 1;
-            T* SPARSEOPT_RESTRICT o = values_out.row(static_cast<std::int64_t>(slot[indices[p]]));
-            const T* SPARSEOPT_RESTRICT g = source + b * w;
-            if (weights) {
-              const T s = weights[p];
-              for (std::int64_t j = 0; j < w; ++j) o[j] += s * g[j];
-            } else {
-              for (std::int64_t j = 0; j < w; ++j) o[j] += g[j];
-            }
-          }
+          });
         },
         [&](std::int64_t blk) { return block_keys[blk] + block_slots[blk]; });
     return;
@@ -483,28 +651,28 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
   const std::int64_t* SPARSEOPT_RESTRICT bag = plan.bag_sorted_.data();
   const std::int64_t* SPARSEOPT_RESTRICT order = cp.order.data();
   const std::int64_t* SPARSEOPT_RESTRICT offsets = cp.offsets.data();
-  detail::parallel_for(
-      nu, threads, (n + nu) * w,
-      [&](std::int64_t u, int) {
-        T* o = values_out.row(u);
-        const std::int64_t begin = offsets[u], end = offsets[u + 1];
+  detail::for_each_tile(
+      nu, threads, (n + nu) * w, detail::sum_tile_cost, [&](std::int64_t u) { return offsets[u] + u; },
+      [&](std::int64_t first, std::int64_t last) {
+        auto out_row = [&](std::int64_t u) { return values_out.row(u); };
+        auto bounds = [&](std::int64_t u) { return std::pair<std::int64_t, std::int64_t>(offsets[u], offsets[u + 1]); };
         auto row = [&](std::int64_t k) { return source + bag[k] * w; };
         auto ahead = [&](std::int64_t k) -> const T* {
           return k + detail::gather_ahead < n ? row(k + detail::gather_ahead) : nullptr;
         };
+        const std::int64_t terms = offsets[last] - offsets[first];
         if (weights) {
           // the weights are read in the order of the sorted positions: scattered, fetched early
           constexpr std::int64_t far = 4 * detail::gather_ahead;
-          detail::sum_terms<true>(
-              o, w, begin, end, row, [&](std::int64_t k) { return weights[order[k]]; }, ahead,
+          detail::sum_rows<true, T>(
+              first, last, terms, w, out_row, bounds, row, [&](std::int64_t k) { return weights[order[k]]; }, ahead,
               [&](std::int64_t k) -> const T* { return k + far < n ? weights + order[k + far] : nullptr; });
         } else {
-          detail::sum_terms<false>(
-              o, w, begin, end, row, [](std::int64_t) { return T(1); }, ahead,
+          detail::sum_rows<false, T>(
+              first, last, terms, w, out_row, bounds, row, [](std::int64_t) { return T(1); }, ahead,
               [](std::int64_t) -> const T* { return nullptr; });
         }
-      },
-      [&](std::int64_t u) { return offsets[u] + u; });
+      });
 }
 
 // One call for C++ trainers: builds `plan` (keep it between calls: its buffers are reused),

@@ -12,6 +12,7 @@
 #include "errors.hpp"
 #include "view.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 #include "coalesce.hpp"
 #include "gather.hpp"
 #include "optim/common.hpp"

@@ -37,7 +37,13 @@ struct RowSparse {
 namespace detail {
 
 // Asks the cache for the start of a row that will be written soon (a hint: no effect on results).
+// Always inlined: GCC finds that an out-of-line function which only prefetches has no effect
+// and deletes the calls to it (which it does in simd.hpp's AVX2 copies of loops, where it
+// does not inline this on its own).
 template <class T>
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
 inline void prefetch_row(const T* row, std::int64_t row_width) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
   constexpr std::int64_t line = 64, max_lines = 8;

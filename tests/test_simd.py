@@ -1,0 +1,201 @@
+"""The AVX2 copies of the hot loops (simd.hpp) against the generic ones, and the two layouts of
+the gather backward (GatherPlan) against each other: the same bits, whatever the row width
+(full register chunks, smaller chunks and scalar tails), dtype, weights or special values.
+
+Both are forced through private testing hooks of sparseopt._core: ``_set_simd_path("generic"
+| "best")`` and ``_set_gather_layout("auto" | "sorted" | "blocked")``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+
+import sparseopt
+from sparseopt import _core
+from sparseopt.meprop import linear_backward
+
+from _helpers import FLOAT_DTYPES, INDEX_DTYPES
+
+DT_IDS = lambda d: np.dtype(d).name  # noqa: E731
+# Every chunk size of sum_terms (8, 4, 2, 1 vectors of 32 bytes) and scalar tails, both dtypes.
+WIDTHS = [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 200, 255,
+          256, 257, 500, 784]
+
+
+@contextlib.contextmanager
+def simd_path(path):
+    _core._set_simd_path(path)
+    try:
+        yield
+    finally:
+        _core._set_simd_path("best")
+
+
+@contextlib.contextmanager
+def gather_layout(layout):
+    _core._set_gather_layout(layout)
+    try:
+        yield
+    finally:
+        _core._set_gather_layout("auto")
+
+
+def special(rng, shape, dtype, inf=True):
+    """Random values with -0.0, inf and NaN sprinkled in. One NaN payload only, and no way to
+    make another (inf - inf, 0 * inf): when two different NaNs meet in an addition, which one
+    comes out depends on the compiler's operand order (see simd.hpp)."""
+    a = rng.standard_normal(shape).astype(dtype)
+    flat = a.reshape(-1)
+    if flat.size:
+        flat[::7] = -0.0
+        if inf:
+            flat[3::29] = np.inf
+        flat[11::37] = np.nan
+    return a
+
+
+def bags(rng, num_bags, num_rows, max_len, index_dtype):
+    lengths = rng.integers(0, max_len + 1, size=num_bags)
+    lengths[::4] = 0
+    indptr = np.zeros(num_bags + 1, dtype=index_dtype)
+    np.cumsum(lengths, out=indptr[1:])
+    indices = rng.integers(0, num_rows, size=int(indptr[-1])).astype(index_dtype)
+    return indptr, indices
+
+
+def both_paths(fn):
+    with simd_path("generic"):
+        generic = fn()
+    best = fn()
+    return generic, best
+
+
+def same_bits(a, b):
+    if isinstance(a, (tuple, list)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            same_bits(x, y)
+    elif a is None:
+        assert b is None
+    else:
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
+
+
+def test_info_reports_the_path():
+    info = sparseopt.info()
+    assert info["simd"] in ("avx2", "generic")
+    with simd_path("generic"):
+        assert sparseopt.info()["simd"] == "generic"
+    assert sparseopt.info()["simd"] == info["simd"]
+    assert _core._set_simd_path("best") == info["simd"]
+
+
+def test_hooks_refuse_unknown_names():
+    with pytest.raises(ValueError, match="generic"):
+        _core._set_simd_path("avx512")
+    with pytest.raises(ValueError, match="blocked"):
+        _core._set_gather_layout("dense")
+    assert sparseopt.info()["simd"] in ("avx2", "generic")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("case", ["sum", "weighted", "mean"])
+def test_gather_sum_paths_same_bits(rng, dtype, case):
+    index_dtype = np.int64 if case != "mean" else np.int32
+    for w in WIDTHS:
+        table = special(rng, (60, w), dtype, inf=case != "weighted")
+        indptr, indices = bags(rng, 25, 60, 9, index_dtype)
+        weights = special(rng, len(indices), dtype, inf=False) if case == "weighted" else None
+        mode = "mean" if case == "mean" else "sum"
+        generic, best = both_paths(lambda: sparseopt.gather_sum(table, indptr, indices, weights, mode=mode))
+        same_bits(generic, best)
+        if case == "sum":  # first term, then each next one added, in order
+            ref = np.zeros((len(indptr) - 1, w), dtype=dtype)
+            for b in range(len(indptr) - 1):
+                lo, hi = int(indptr[b]), int(indptr[b + 1])
+                if hi > lo:
+                    acc = table[indices[lo]].copy()
+                    for p in range(lo + 1, hi):
+                        acc = acc + table[indices[p]]
+                    ref[b] = acc
+            same_bits(best, ref)
+
+
+@pytest.mark.parametrize("layout", ["sorted", "blocked"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("case", ["sum", "weighted", "mean"])
+def test_backward_paths_and_layouts_same_bits(rng, case, index_dtype, dtype, layout):
+    mode = "mean" if case == "mean" else "sum"
+    for w in WIDTHS:
+        num_rows = 40
+        indptr, indices = bags(rng, 30, num_rows, 8, index_dtype)
+        assert len(indices) >= num_rows  # so that the blocked layout applies
+        weights = special(rng, len(indices), dtype, inf=False) if case == "weighted" else None
+        grad_out = special(rng, (30, w), dtype, inf=case != "weighted")
+
+        def run():
+            with gather_layout(layout):
+                return sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                                     num_rows=num_rows)
+
+        generic, best = both_paths(run)
+        same_bits(generic, best)
+        with gather_layout("sorted" if layout == "blocked" else "blocked"):
+            other = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                                  num_rows=num_rows)
+        same_bits(best, other)
+        auto = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, mode=mode,
+                                             num_rows=num_rows)
+        same_bits(best, auto)
+
+
+@pytest.mark.parametrize("layout", ["sorted", "blocked"])
+def test_layouts_thread_counts_and_zipf(rng, layout):
+    """Thousands of rows and a few rows with thousands of terms, every thread count."""
+    num_rows, num_bags, w = 3000, 2500, 37
+    lengths = rng.integers(0, 30, size=num_bags)
+    indptr = np.zeros(num_bags + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    indices = ((rng.zipf(1.3, size=int(indptr[-1])) - 1) % num_rows).astype(np.int64)
+    weights = special(rng, len(indices), np.float32, inf=False)
+    grad_out = special(rng, (num_bags, w), np.float32, inf=False)
+    outs = []
+    for t in (1, 2, 0):
+        with gather_layout(layout):
+            outs.append(sparseopt.gather_sum_backward(grad_out, indptr, indices, weights,
+                                                      num_rows=num_rows, num_threads=t))
+    with simd_path("generic"), gather_layout(layout):
+        outs.append(sparseopt.gather_sum_backward(grad_out, indptr, indices, weights, num_rows=num_rows))
+    for out in outs[1:]:
+        same_bits(out, outs[0])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("unified", [False, True])
+@pytest.mark.parametrize("shape", [(50, 784, 500, 20), (7, 33, 70, 5), (16, 1, 40, 8), (3, 129, 9, 9)])
+def test_meprop_paths_same_bits(rng, dtype, unified, shape):
+    batch, n_in, n_out, k = shape
+    x = special(rng, (batch, n_in), dtype, inf=False)
+    weight = special(rng, (n_out, n_in), dtype, inf=False)
+    grad_out = rng.standard_normal((batch, n_out)).astype(dtype)
+    grad_out[::3, ::4] = -0.0
+    results = []
+    for layout in ("sorted", "blocked", "auto"):
+        with gather_layout(layout):
+            generic, best = both_paths(lambda: tuple(linear_backward(
+                x, weight, grad_out, k, unified=unified, num_threads=1)))
+        same_bits(generic, best)
+        results.append(best)
+    for r in results[1:]:
+        same_bits(r, results[0])
+    # the unmasked bias: 0, then each example added in order
+    ref_bias = np.zeros(n_out, dtype=dtype)
+    for b in range(batch):
+        ref_bias = ref_bias + grad_out[b]
+    same_bits(results[0][2], ref_bias)
