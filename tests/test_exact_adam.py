@@ -380,6 +380,38 @@ def test_exact_eps_crossover_matches_dense_torch(torch, rng, betas, eps):
 
 
 @pytest.mark.requires_torch
+@pytest.mark.parametrize("amsgrad", [False, True], ids=["plain", "amsgrad"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cls_name", ["Adam", "AdamW"])
+def test_exact_rows_mixing_zero_tiny_and_normal_columns_match_dense_torch(torch, rng, cls_name,
+                                                                          dtype, amsgrad):
+    """Within one row: columns whose gradient is always 0 (an input feature that is always
+    zero, as MNIST's border pixels in a first layer's weight), columns of tiny gradients and
+    ordinary ones. Rows are caught up column by column: the zero columns must stay put (v = 0,
+    m = 0: no 0/0), the tiny ones take the per-step sum, the rest the series."""
+    col_scale = np.array([1.0, 0.0, 1e-7, 1.0, 0.0, 0.0, 1e-8, 1e-6, 1.0, 3e-8, 0.0, 1.0,
+                          1e-3, 0.0, 1.0, 1e-9], dtype)
+    num_rows, n = 9, 600
+    p0 = random_param(rng, num_rows, (col_scale.size,), dtype)
+    param = p0.copy()
+    steps = make_exact_steps(rng, num_rows, n, (col_scale.size,), dtype, never=1, cold=3,
+                             p_touch=0.3)
+    steps = [(idx, vals * col_scale) for idx, vals in steps]
+    lrs = lr_schedule(rng, n, 0.01)
+    kw = dict(lr=0.01, amsgrad=amsgrad)
+    if cls_name == "AdamW":
+        kw["weight_decay"] = 1e-2
+    ref = run_torch_dense(torch, cls_name, p0, steps, lrs, checkpoints=(n // 3,), **kw)
+    got = run_sparse(_make(cls_name, param, mode="exact", **kw), steps, lrs,
+                     checkpoints=(n // 3,))
+    assert np.all(np.isfinite(param))
+    assert_runs_close(got, ref, dtype, _names(amsgrad), f"{cls_name} mixed columns")
+    zero = col_scale == 0
+    if cls_name == "Adam":  # no decay: the always-zero columns never move
+        np.testing.assert_array_equal(param[:, zero], p0[:, zero])
+
+
+@pytest.mark.requires_torch
 def test_exact_adamw_decay_product_underflow_matches_dense_torch(torch, rng):
     """lr*wd up to 0.9 for 2500 steps: prod(1 - lr_t*wd) underflows float64 many times over;
     a row resting through it decays to 0, a row touched late moves like any other."""

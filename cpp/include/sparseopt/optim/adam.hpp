@@ -22,7 +22,9 @@
 // u well above eps the denominator is a geometric series in q_j beta2^(-a j) / u, whose terms
 // are window sums (exact.hpp) of ratio beta1 beta2^(-a (n+1)) and factor c_j q_j^n: the drift
 // of every element is m_s * sum_n (-1)^n S_n / u^(n+1), O(terms) per element. Elements with u
-// near eps (tiny gradients) take the per-step sum instead, bounded by the window length H.
+// near eps (tiny gradients, or v = 0 where an input feature is always zero) take the per-step
+// sum instead, bounded by the window length H, one by one; the rest of their row keeps the
+// vectorised series.
 // AdamW's decay multiplies the parameter by prod (1 - lr_j wd), folded into the sums.
 // Coupled L2 decay (Adam's weight_decay) has no such closed form: exact mode refuses it.
 #pragma once
@@ -195,16 +197,20 @@ inline T alternating_horner(const T* s, T x) noexcept {
     return s[K] - alternating_horner<K + 1, N>(s, x) * x;
 }
 
-// The fast catch-up of a row whose every element has sqrt(v) well above eps: the series in
-// the table's precision, N terms, no branches (it vectorises).
+// The fast catch-up of elements that have sqrt(v) well above eps, or m = 0 (which does not
+// move p, whatever v): the series in the table's precision, N terms, no branches (it
+// vectorises). v is read as at least v_lo, the smallest v of the elements with m != 0, so
+// that an m = 0 element with a smaller v (even 0) gives 0 * (a finite series) = 0 and every
+// other element reads its own v.
 template <int N, bool Amsgrad, class T>
 void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
                           const T* SPARSEOPT_RESTRICT vmax, std::int64_t w, const double* sums,
-                          T scale, T decay, T m_fade, T v_fade) noexcept {
+                          T scale, T decay, T m_fade, T v_fade, T v_lo) noexcept {
   T s[N];
   for (int n = 0; n < N; ++n) s[n] = T(sums[n]);
   for (std::int64_t j = 0; j < w; ++j) {
-    const T inv = T(1) / std::sqrt(Amsgrad ? vmax[j] : v[j]);
+    const T vj = Amsgrad ? vmax[j] : v[j];
+    const T inv = T(1) / std::sqrt(vj > v_lo ? vj : v_lo);
     const T x = scale * inv;  // eps / sqrt(v): the series' variable, <= theta here
     const T acc = alternating_horner<0, N>(s, x);
     p[j] = p[j] * decay - m[j] * acc * inv;
@@ -263,11 +269,17 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   T* m = state.exp_avg.row(r);
   T* v = state.exp_avg_sq.row(r);
   const T* v_hat = o.amsgrad ? state.max_exp_avg_sq.row(r) : v;  // read only where v is not
-  // The smallest v of the row decides whether the series holds and how many terms it needs.
+  // Elements whose sqrt(v) is well above eps take the series, vectorised; the smallest such v
+  // decides how many terms it needs. So do elements with m = 0, which do not move. The others
+  // (tiny gradients: sqrt(v) near eps) take the per-step sum, one by one.
   T v_lo = std::numeric_limits<T>::infinity();
-  bool drifts = false;
+  bool drifts = false, all_series = true;
+  const double v_floor = series.terms > 0 ? v_min : std::numeric_limits<double>::infinity();
+  auto in_series = [&](std::int64_t j) { return double(v_hat[j]) >= v_floor || m[j] == T(0); };
   for (std::int64_t j = 0; j < w; ++j) {
-    v_lo = v_hat[j] < v_lo ? v_hat[j] : v_lo;
+    const bool big = double(v_hat[j]) >= v_floor;
+    v_lo = big && m[j] != T(0) && v_hat[j] < v_lo ? v_hat[j] : v_lo;
+    all_series &= big || m[j] == T(0);
     drifts |= m[j] != T(0);
   }
   const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
@@ -278,60 +290,65 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
     }
     return;
   }
+  // The series over elements [a, b), each with v >= v_lo >= v_min or m = 0. Terms are taken
+  // in blocks of 2, 4, 8, 16, 24: x^terms <= tolerance, x = eps_max / sqrt(v_lo).
   double sums[adam_max_terms] = {};
-  if (series.terms > 0 && double(v_lo) >= v_min) {
-    // Terms are taken in blocks of 2, 4, 8, 16, 24: x^terms <= tolerance, x = eps_max / sqrt(v).
+  int block = 0;
+  if (v_lo != std::numeric_limits<T>::infinity()) {
     const double x2 = tables.eps_max(k) * tables.eps_max(k) / double(v_lo);  // x^2, no sqrt
     const double tol = adam_series_tolerance;
-    const int block = x2 <= tol ? 2 : x2 * x2 <= tol ? 4 : std::pow(x2, 4) <= tol ? 8
-                    : std::pow(x2, 8) <= tol ? 16 : adam_max_terms;
+    block = x2 <= tol ? 2 : x2 * x2 <= tol ? 4 : std::pow(x2, 4) <= tol ? 8
+          : std::pow(x2, 8) <= tol ? 16 : adam_max_terms;
     const int needed = std::min(block, series.terms);
     for (int n = 0; n < needed; ++n) sums[n] = book.window_sum(n, s, e);
-    const T sc = T(series.scale);
+  } else {
+    block = 2;  // no element with a large v: the spans hold only m = 0 elements (sums unused)
+  }
+  const T sc = T(series.scale);
+  auto series_span = [&](std::int64_t a, std::int64_t b) {
     // Sums past `needed` are zero: padding at the top of Horner's scheme is harmless, so a
     // few loop lengths serve every term count.
     auto run = [&](auto terms) {
       constexpr int n = decltype(terms)::value;
       if (o.amsgrad)
-        adam_catch_up_series<n, true>(p, m, v, v_hat, w, sums, sc, d, mf, vf);
+        adam_catch_up_series<n, true>(p + a, m + a, v + a, v_hat + a, b - a, sums, sc, d, mf, vf, v_lo);
       else
-        adam_catch_up_series<n, false>(p, m, v, v_hat, w, sums, sc, d, mf, vf);
+        adam_catch_up_series<n, false>(p + a, m + a, v + a, v_hat + a, b - a, sums, sc, d, mf, vf, v_lo);
     };
     if (block == 2) return run(std::integral_constant<int, 2>{});
     if (block == 4) return run(std::integral_constant<int, 4>{});
     if (block == 8) return run(std::integral_constant<int, 8>{});
     if (block == 16) return run(std::integral_constant<int, 16>{});
     return run(std::integral_constant<int, adam_max_terms>{});
-  }
-  for (int n = 0; n < series.terms; ++n) sums[n] = book.window_sum(n, s, e);
-  // Some element has sqrt(v) near eps (tiny gradients): per element, in double, the series
-  // where it holds and the per-step sum (terms fade as beta1^i, H bounds them) where not.
+  };
+  if (all_series) return series_span(0, w);
+  // Per element, in double, the per-step sum (its terms fade as beta1^i, H bounds them).
   const double root_beta2 = std::pow(o.beta2, series.v_power);
-  for (std::int64_t j = 0; j < w; ++j) {
+  for (std::int64_t j = 0; j < w;) {
+    if (in_series(j)) {  // a run of series elements
+      std::int64_t b = j + 1;
+      while (b < w && in_series(b)) ++b;
+      series_span(j, b);
+      j = b;
+      continue;
+    }
     const double m_s = m[j];
-    const double u = std::sqrt(double(v_hat[j]));
     double drift = 0.0;
     if (m_s != 0.0) {
-      if (series.terms > 0 && double(v_hat[j]) >= v_min) {
-        const double x = series.scale / u;
-        double acc = sums[series.terms - 1];
-        for (int n = series.terms - 2; n >= 0; --n) acc = sums[n] - acc * x;
-        drift = m_s * acc / u;
-      } else {
-        double m_i = m_s, u_i = u;
-        for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
-          m_i *= o.beta1;
-          u_i *= root_beta2;
-          const std::int64_t t = s + i;
-          double d = book.aux(t, 0) * m_i / (u_i + book.aux(t, 1));
-          if (decays) d *= book.decay(t, e);
-          drift += d;
-        }
+      double m_i = m_s, u_i = std::sqrt(double(v_hat[j]));
+      for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
+        m_i *= o.beta1;
+        u_i *= root_beta2;
+        const std::int64_t t = s + i;
+        double dt = book.aux(t, 0) * m_i / (u_i + book.aux(t, 1));
+        if (decays) dt *= book.decay(t, e);
+        drift += dt;
       }
     }
     p[j] = T(double(p[j]) * decay - drift);
     m[j] = T(m_s * m_fade);
     v[j] = T(double(v[j]) * v_fade);
+    ++j;
   }
 }
 
