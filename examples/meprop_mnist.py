@@ -158,7 +158,11 @@ def reference_init(rng, fan_out, fan_in, dtype):
 
 
 class MLP:
-    """in -> hidden -> hidden -> classes with ReLU; hidden layers dense or meProp(k)."""
+    """in -> hidden -> hidden -> classes with ReLU; hidden layers dense or meProp(k).
+
+    ``make_optimizer(array, sparse)``: ``sparse`` is True for a meProp layer's weight, the one
+    array whose steps leave rows out (biases and dense layers step every row, where lazy and
+    exact modes are the same algorithm and lazy is cheaper)."""
 
     def __init__(self, init, make_optimizer, k=None, unified=False, num_threads=0,
                  dropout=0.0, seed=0):
