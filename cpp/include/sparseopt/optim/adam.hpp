@@ -272,15 +272,24 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   // Elements whose sqrt(v) is well above eps take the series, vectorised; the smallest such v
   // decides how many terms it needs. So do elements with m = 0, which do not move. The others
   // (tiny gradients: sqrt(v) near eps) take the per-step sum, one by one.
-  T v_lo = std::numeric_limits<T>::infinity();
-  bool drifts = false, all_series = true;
+  // First the smallest v of the moving (m != 0) elements, in a loop that vectorises; only a
+  // row where that is below the series' bound looks at its elements one by one.
+  constexpr T none = std::numeric_limits<T>::infinity();
+  T v_lo = none;
+  bool drifts = false;
+  for (std::int64_t j = 0; j < w; ++j) {
+    const bool moving = m[j] != T(0);
+    const T vm = moving ? v_hat[j] : none;
+    v_lo = vm < v_lo ? vm : v_lo;
+    drifts |= moving;
+  }
   const double v_floor = series.terms > 0 ? v_min : std::numeric_limits<double>::infinity();
   auto in_series = [&](std::int64_t j) { return double(v_hat[j]) >= v_floor || m[j] == T(0); };
-  for (std::int64_t j = 0; j < w; ++j) {
-    const bool big = double(v_hat[j]) >= v_floor;
-    v_lo = big && m[j] != T(0) && v_hat[j] < v_lo ? v_hat[j] : v_lo;
-    all_series &= big || m[j] == T(0);
-    drifts |= m[j] != T(0);
+  const bool all_series = double(v_lo) >= v_floor;
+  if (drifts && !all_series) {  // the smallest v among the moving elements the series takes
+    v_lo = none;
+    for (std::int64_t j = 0; j < w; ++j)
+      if (m[j] != T(0) && double(v_hat[j]) >= v_floor && v_hat[j] < v_lo) v_lo = v_hat[j];
   }
   const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
   if (!drifts) {  // m = 0 everywhere (a row never touched, or faded out): nothing moves it
@@ -294,7 +303,7 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   // in blocks of 2, 4, 8, 16, 24: x^terms <= tolerance, x = eps_max / sqrt(v_lo).
   double sums[adam_max_terms] = {};
   int block = 0;
-  if (v_lo != std::numeric_limits<T>::infinity()) {
+  if (v_lo != none) {
     const double x2 = tables.eps_max(k) * tables.eps_max(k) / double(v_lo);  // x^2, no sqrt
     const double tol = adam_series_tolerance;
     block = x2 <= tol ? 2 : x2 * x2 <= tol ? 4 : std::pow(x2, 4) <= tol ? 8
