@@ -270,10 +270,10 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   T* v = state.exp_avg_sq.row(r);
   const T* v_hat = o.amsgrad ? state.max_exp_avg_sq.row(r) : v;  // read only where v is not
   // Elements whose sqrt(v) is well above eps take the series, vectorised; the smallest such v
-  // decides how many terms it needs. So do elements with m = 0, which do not move. The others
-  // (tiny gradients: sqrt(v) near eps) take the per-step sum, one by one.
-  // First the smallest v of the moving (m != 0) elements, in a loop that vectorises; only a
-  // row where that is below the series' bound looks at its elements one by one.
+  // among the moving (m != 0) elements decides how many terms it needs. Elements with m = 0,
+  // which do not move, take it too. The others (tiny gradients: sqrt(v) near eps) take the
+  // per-step sum, one by one. The first pass vectorises; only a row with such elements looks
+  // at its elements one by one.
   constexpr T none = std::numeric_limits<T>::infinity();
   T v_lo = none;
   bool drifts = false;
@@ -283,14 +283,6 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
     v_lo = vm < v_lo ? vm : v_lo;
     drifts |= moving;
   }
-  const double v_floor = series.terms > 0 ? v_min : std::numeric_limits<double>::infinity();
-  auto in_series = [&](std::int64_t j) { return double(v_hat[j]) >= v_floor || m[j] == T(0); };
-  const bool all_series = double(v_lo) >= v_floor;
-  if (drifts && !all_series) {  // the smallest v among the moving elements the series takes
-    v_lo = none;
-    for (std::int64_t j = 0; j < w; ++j)
-      if (m[j] != T(0) && double(v_hat[j]) >= v_floor && v_hat[j] < v_lo) v_lo = v_hat[j];
-  }
   const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
   if (!drifts) {  // m = 0 everywhere (a row never touched, or faded out): nothing moves it
     for (std::int64_t j = 0; j < w; ++j) {
@@ -298,6 +290,14 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
       v[j] *= vf;
     }
     return;
+  }
+  const double v_floor = series.terms > 0 ? v_min : std::numeric_limits<double>::infinity();
+  auto in_series = [&](std::int64_t j) { return double(v_hat[j]) >= v_floor || m[j] == T(0); };
+  const bool all_series = double(v_lo) >= v_floor;
+  if (!all_series) {  // the smallest v among the moving elements the series takes
+    v_lo = none;
+    for (std::int64_t j = 0; j < w; ++j)
+      if (m[j] != T(0) && double(v_hat[j]) >= v_floor && v_hat[j] < v_lo) v_lo = v_hat[j];
   }
   // The series over elements [a, b), each with v >= v_lo >= v_min or m = 0. Terms are taken
   // in blocks of 2, 4, 8, 16, 24: x^terms <= tolerance, x = eps_max / sqrt(v_lo).
@@ -331,7 +331,8 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
     return run(std::integral_constant<int, adam_max_terms>{});
   };
   if (all_series) return series_span(0, w);
-  // Per element, in double, the per-step sum (its terms fade as beta1^i, H bounds them).
+  // Per element (m != 0 here), in double, the per-step sum (its terms fade as beta1^i, H
+  // bounds them).
   const double root_beta2 = std::pow(o.beta2, series.v_power);
   for (std::int64_t j = 0; j < w;) {
     if (in_series(j)) {  // a run of series elements
@@ -342,17 +343,14 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
       continue;
     }
     const double m_s = m[j];
-    double drift = 0.0;
-    if (m_s != 0.0) {
-      double m_i = m_s, u_i = std::sqrt(double(v_hat[j]));
-      for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
-        m_i *= o.beta1;
-        u_i *= root_beta2;
-        const std::int64_t t = s + i;
-        double dt = book.aux(t, 0) * m_i / (u_i + book.aux(t, 1));
-        if (decays) dt *= book.decay(t, e);
-        drift += dt;
-      }
+    double drift = 0.0, m_i = m_s, u_i = std::sqrt(double(v_hat[j]));
+    for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
+      m_i *= o.beta1;
+      u_i *= root_beta2;
+      const std::int64_t t = s + i;
+      double dt = book.aux(t, 0) * m_i / (u_i + book.aux(t, 1));
+      if (decays) dt *= book.decay(t, e);
+      drift += dt;
     }
     p[j] = T(double(p[j]) * decay - drift);
     m[j] = T(m_s * m_fade);
