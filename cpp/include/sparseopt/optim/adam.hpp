@@ -36,6 +36,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../simd.hpp"
 #include "common.hpp"
 #include "exact.hpp"
 
@@ -69,7 +70,12 @@ struct AdamState {
 namespace detail {
 
 inline constexpr int adam_max_terms = 24;
-inline constexpr double adam_series_tolerance = 1e-12;
+// The series is cut where its next term is below this fraction of the drift: far below the
+// rounding of the table's precision (float: 2^-24 = 6e-8; double: 1.1e-16, where the
+// per-step sum it replaces carries errors of ~1e-13 anyway). A looser float bound means fewer
+// terms and fewer elements left to the per-step sum.
+template <class T>
+inline constexpr double adam_series_tolerance = std::is_same_v<T, float> ? 1e-8 : 1e-12;
 
 // How exact mode expands the eps term: the ratios of its window sums and when to use them.
 struct AdamSeries {
@@ -78,9 +84,11 @@ struct AdamSeries {
   double v_power = 0.5;  // a: sqrt(v) decays as beta2^(a j); 0 with amsgrad
   double theta = 0.0;    // series when q_j beta2^(-a j) <= theta u over the window
   double scale = 1.0;    // the sums of term n are kept divided by scale^n (eps^n): well scaled
+  double tolerance = 0.0;  // x^terms below this: the series' relative truncation error
 };
 
-inline AdamSeries adam_series(const AdamOptions& o) {
+template <class T>
+AdamSeries adam_series(const AdamOptions& o) {
   AdamSeries s;
   s.v_power = o.amsgrad ? 0.0 : 0.5;
   s.scale = o.eps > 0.0 ? o.eps : 1.0;
@@ -95,7 +103,8 @@ inline AdamSeries adam_series(const AdamOptions& o) {
   }
   // With beta1 >= sqrt(beta2), m / sqrt(v) grows over skipped steps: no series, every element
   // takes the per-step sum (correct, but O(H) per element).
-  s.theta = s.terms ? std::pow(adam_series_tolerance, 1.0 / s.terms) : 0.0;
+  s.tolerance = adam_series_tolerance<T>;
+  s.theta = s.terms ? std::pow(s.tolerance, 1.0 / s.terms) : 0.0;
   return s;
 }
 
@@ -103,7 +112,8 @@ inline AdamSeries adam_series(const AdamOptions& o) {
 
 // The shape of Adam's exact-mode record: per step c_t and q_t, and one window sum per term.
 inline ExactLayout adam_exact_layout(const AdamOptions& o) {
-  const detail::AdamSeries s = detail::adam_series(o);
+  // The record's shape does not depend on the table's precision (only the cut does).
+  const detail::AdamSeries s = detail::adam_series<double>(o);
   ExactLayout layout;
   layout.aux = 2;
   layout.quantities = s.terms;
@@ -190,7 +200,7 @@ void scale_row(T* SPARSEOPT_RESTRICT p, std::int64_t w, T factor) noexcept {
 // s[K] - x (s[K+1] - x (... s[N-1])): the alternating series, unrolled at compile time so
 // that the loop around it has no inner loop and vectorises.
 template <int K, int N, class T>
-inline T alternating_horner(const T* s, T x) noexcept {
+SPARSEOPT_ALWAYS_INLINE T alternating_horner(const T* s, T x) noexcept {
   if constexpr (K == N - 1)
     return s[K];
   else
@@ -203,7 +213,7 @@ inline T alternating_horner(const T* s, T x) noexcept {
 // that an m = 0 element with a smaller v (even 0) gives 0 * (a finite series) = 0 and every
 // other element reads its own v.
 template <int N, bool Amsgrad, class T>
-void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
+SPARSEOPT_ALWAYS_INLINE void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
                           const T* SPARSEOPT_RESTRICT vmax, std::int64_t w, const double* sums,
                           T scale, T decay, T m_fade, T v_fade, T v_lo) noexcept {
   T s[N];
@@ -273,90 +283,119 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   // among the moving (m != 0) elements decides how many terms it needs. Elements with m = 0,
   // which do not move, take it too. The others (tiny gradients: sqrt(v) near eps) take the
   // per-step sum, one by one. The first pass vectorises; only a row with such elements looks
-  // at its elements one by one.
-  constexpr T none = std::numeric_limits<T>::infinity();
-  T v_lo = none;
-  bool drifts = false;
-  for (std::int64_t j = 0; j < w; ++j) {
-    const bool moving = m[j] != T(0);
-    const T vm = moving ? v_hat[j] : none;
-    v_lo = vm < v_lo ? vm : v_lo;
-    drifts |= moving;
-  }
-  const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
-  if (!drifts) {  // m = 0 everywhere (a row never touched, or faded out): nothing moves it
-    for (std::int64_t j = 0; j < w; ++j) {
-      p[j] *= d;
-      v[j] *= vf;
+  // at its elements one by one. The body is compiled twice (simd.hpp): for the baseline and
+  // for AVX2, with the same bits.
+  simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+    constexpr T none = std::numeric_limits<T>::infinity();
+    // v_lo and whether anything moves. A min over one running value is a serial chain that the
+    // compiler may not reorder, so it would not vectorise: it runs in vector lanes here (min is
+    // exact, so the order does not change the result), with both arrays loaded and selects
+    // instead of branches.
+    T v_lo = none;
+    bool drifts = false;
+    std::int64_t j0 = 0;
+#if SPARSEOPT_HAS_VECTOR_EXT
+    {
+      constexpr int lanes = int(sizeof(Vec<T>) / sizeof(T));
+      using Mask = decltype(Vec<T>{} != Vec<T>{});
+      const Vec<T> zero = {}, inf = zero + none;
+      Vec<T> lo = inf;
+      Mask moved = zero != zero;
+      for (; j0 + lanes <= w; j0 += lanes) {
+        Vec<T> mj, vj;
+        load_vec(mj, m + j0);
+        load_vec(vj, v_hat + j0);
+        const Mask moving = mj != zero;
+        const Vec<T> vm = moving ? vj : inf;
+        lo = vm < lo ? vm : lo;
+        moved |= moving;
+      }
+      for (int l = 0; l < lanes; ++l) {
+        v_lo = lo[l] < v_lo ? lo[l] : v_lo;
+        drifts |= moved[l] != 0;
+      }
     }
-    return;
-  }
-  const double v_floor = series.terms > 0 ? v_min : std::numeric_limits<double>::infinity();
-  auto in_series = [&](std::int64_t j) { return double(v_hat[j]) >= v_floor || m[j] == T(0); };
-  const bool all_series = double(v_lo) >= v_floor;
-  if (!all_series) {  // the smallest v among the moving elements the series takes
-    v_lo = none;
-    for (std::int64_t j = 0; j < w; ++j)
-      if (m[j] != T(0) && double(v_hat[j]) >= v_floor && v_hat[j] < v_lo) v_lo = v_hat[j];
-  }
-  // The series over elements [a, b), each with v >= v_lo >= v_min or m = 0. Terms are taken
-  // in blocks of 2, 4, 8, 16, 24: x^terms <= tolerance, x = eps_max / sqrt(v_lo).
-  double sums[adam_max_terms] = {};
-  int block = 0;
-  if (v_lo != none) {
-    const double x2 = tables.eps_max(k) * tables.eps_max(k) / double(v_lo);  // x^2, no sqrt
-    const double tol = adam_series_tolerance;
-    block = x2 <= tol ? 2 : x2 * x2 <= tol ? 4 : std::pow(x2, 4) <= tol ? 8
-          : std::pow(x2, 8) <= tol ? 16 : adam_max_terms;
-    const int needed = std::min(block, series.terms);
-    for (int n = 0; n < needed; ++n) sums[n] = book.window_sum(n, s, e);
-  } else {
-    block = 2;  // no element with a large v: the spans hold only m = 0 elements (sums unused)
-  }
-  const T sc = T(series.scale);
-  auto series_span = [&](std::int64_t a, std::int64_t b) {
-    // Sums past `needed` are zero: padding at the top of Horner's scheme is harmless, so a
-    // few loop lengths serve every term count.
-    auto run = [&](auto terms) {
-      constexpr int n = decltype(terms)::value;
-      if (o.amsgrad)
-        adam_catch_up_series<n, true>(p + a, m + a, v + a, v_hat + a, b - a, sums, sc, d, mf, vf, v_lo);
-      else
-        adam_catch_up_series<n, false>(p + a, m + a, v + a, v_hat + a, b - a, sums, sc, d, mf, vf, v_lo);
+#endif
+    for (; j0 < w; ++j0) {
+      const bool moving = m[j0] != T(0);
+      const T vm = moving ? v_hat[j0] : none;
+      v_lo = vm < v_lo ? vm : v_lo;
+      drifts |= moving;
+    }
+    const T d = T(decay), mf = T(m_fade), vf = T(v_fade);
+    if (!drifts) {  // m = 0 everywhere (a row never touched, or faded out): nothing moves it
+      for (std::int64_t j = 0; j < w; ++j) {
+        p[j] *= d;
+        v[j] *= vf;
+      }
+      return;
+    }
+    const double v_floor = series.terms > 0 ? v_min : std::numeric_limits<double>::infinity();
+    auto in_series = [&](std::int64_t j) { return double(v_hat[j]) >= v_floor || m[j] == T(0); };
+    const bool all_series = double(v_lo) >= v_floor;
+    if (!all_series) {  // the smallest v among the moving elements the series takes
+      v_lo = none;
+      for (std::int64_t j = 0; j < w; ++j)
+        if (m[j] != T(0) && double(v_hat[j]) >= v_floor && v_hat[j] < v_lo) v_lo = v_hat[j];
+    }
+    // The series over elements [a, b), each with v >= v_lo >= v_min or m = 0. Terms are taken
+    // in blocks of 2, 4, 8, 16, 24: x^terms <= tolerance, x = eps_max / sqrt(v_lo).
+    double sums[adam_max_terms];
+    int block = 2, needed = 0;  // no element with a large v: the spans hold only m = 0 elements
+    if (v_lo != none) {
+      const double x2 = tables.eps_max(k) * tables.eps_max(k) / double(v_lo);  // x^2, no sqrt
+      const double tol = series.tolerance;
+      const double x4 = x2 * x2, x8 = x4 * x4, x16 = x8 * x8;  // no pow() per row
+      block = x2 <= tol ? 2 : x4 <= tol ? 4 : x8 <= tol ? 8 : x16 <= tol ? 16 : adam_max_terms;
+      needed = std::min(block, series.terms);
+      for (int n = 0; n < needed; ++n) sums[n] = book.window_sum(n, s, e);
+    }
+    for (int n = needed; n < block; ++n) sums[n] = 0.0;
+    const T sc = T(series.scale);
+    auto series_span = [&](std::int64_t a, std::int64_t b) SPARSEOPT_INLINE_BODY {
+      // Sums past `needed` are zero: padding at the top of Horner's scheme is harmless, so a
+      // few loop lengths serve every term count.
+      auto run = [&](auto terms) SPARSEOPT_INLINE_BODY {
+        constexpr int n = decltype(terms)::value;
+        if (o.amsgrad)
+          adam_catch_up_series<n, true>(p + a, m + a, v + a, v_hat + a, b - a, sums, sc, d, mf, vf, v_lo);
+        else
+          adam_catch_up_series<n, false>(p + a, m + a, v + a, v_hat + a, b - a, sums, sc, d, mf, vf, v_lo);
+      };
+      if (block == 2) return run(std::integral_constant<int, 2>{});
+      if (block == 4) return run(std::integral_constant<int, 4>{});
+      if (block == 8) return run(std::integral_constant<int, 8>{});
+      if (block == 16) return run(std::integral_constant<int, 16>{});
+      return run(std::integral_constant<int, adam_max_terms>{});
     };
-    if (block == 2) return run(std::integral_constant<int, 2>{});
-    if (block == 4) return run(std::integral_constant<int, 4>{});
-    if (block == 8) return run(std::integral_constant<int, 8>{});
-    if (block == 16) return run(std::integral_constant<int, 16>{});
-    return run(std::integral_constant<int, adam_max_terms>{});
-  };
-  if (all_series) return series_span(0, w);
-  // Per element (m != 0 here), in double, the per-step sum (its terms fade as beta1^i, H
-  // bounds them).
-  const double root_beta2 = std::pow(o.beta2, series.v_power);
-  for (std::int64_t j = 0; j < w;) {
-    if (in_series(j)) {  // a run of series elements
-      std::int64_t b = j + 1;
-      while (b < w && in_series(b)) ++b;
-      series_span(j, b);
-      j = b;
-      continue;
+    if (all_series) return series_span(0, w);
+    // Per element (m != 0 here), in double, the per-step sum (its terms fade as beta1^i, H
+    // bounds them).
+    const double root_beta2 = std::pow(o.beta2, series.v_power);
+    for (std::int64_t j = 0; j < w;) {
+      if (in_series(j)) {  // a run of series elements
+        std::int64_t b = j + 1;
+        while (b < w && in_series(b)) ++b;
+        series_span(j, b);
+        j = b;
+        continue;
+      }
+      const double m_s = m[j];
+      double drift = 0.0, m_i = m_s, u_i = std::sqrt(double(v_hat[j]));
+      for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
+        m_i *= o.beta1;
+        u_i *= root_beta2;
+        const std::int64_t t = s + i;
+        double dt = book.aux(t, 0) * m_i / (u_i + book.aux(t, 1));
+        if (decays) dt *= book.decay(t, e);
+        drift += dt;
+      }
+      p[j] = T(double(p[j]) * decay - drift);
+      m[j] = T(m_s * m_fade);
+      v[j] = T(double(v[j]) * v_fade);
+      ++j;
     }
-    const double m_s = m[j];
-    double drift = 0.0, m_i = m_s, u_i = std::sqrt(double(v_hat[j]));
-    for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
-      m_i *= o.beta1;
-      u_i *= root_beta2;
-      const std::int64_t t = s + i;
-      double dt = book.aux(t, 0) * m_i / (u_i + book.aux(t, 1));
-      if (decays) dt *= book.decay(t, e);
-      drift += dt;
-    }
-    p[j] = T(double(p[j]) * decay - drift);
-    m[j] = T(m_s * m_fade);
-    v[j] = T(double(v[j]) * v_fade);
-    ++j;
-  }
+  });
 }
 
 template <class T>
@@ -441,7 +480,7 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
   const ExactLayout layout = adam_exact_layout(o);
   const ExactBook book(layout, state.exact);
   book.require_step(step, param.num_rows);
-  const AdamSeries series = adam_series(o);
+  const AdamSeries series = adam_series<T>(o);
   const AdamCatchUpTables tables(o, series, layout.window);
   const AdamStepScalars now = adam_step_scalars<T>(o, step);
   const double aux[2] = {now.c, now.q};
@@ -507,7 +546,7 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
   if (options.mode != Mode::exact) return;
   detail::require(step >= 0, "step must be >= 0, got ", step);
   const ExactLayout layout = adam_exact_layout(options);
-  const detail::AdamSeries series = detail::adam_series(options);
+  const detail::AdamSeries series = detail::adam_series<T>(options);
   const detail::AdamCatchUpTables tables(options, series, layout.window);
   detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
