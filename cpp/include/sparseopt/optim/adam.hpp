@@ -70,6 +70,8 @@ struct AdamState {
 namespace detail {
 
 inline constexpr int adam_max_terms = 24;
+// Rows caught up over at most this many steps may take the per-step sum whole.
+inline constexpr std::int64_t adam_steps_max = 8;
 // The series is cut where its next term is below this fraction of the drift: far below the
 // rounding of the table's precision (float: 2^-24 = 6e-8; double: 1.1e-16, where the
 // per-step sum it replaces carries errors of ~1e-13 anyway). A looser float bound means fewer
@@ -82,6 +84,7 @@ struct AdamSeries {
   int terms = 0;
   double ratio[adam_max_terms] = {};
   double v_power = 0.5;  // a: sqrt(v) decays as beta2^(a j); 0 with amsgrad
+  double root_beta2 = 1.0;  // beta2^a: sqrt(v)'s factor per skipped step
   double theta = 0.0;    // series when q_j beta2^(-a j) <= theta u over the window
   double scale = 1.0;    // the sums of term n are kept divided by scale^n (eps^n): well scaled
   double tolerance = 0.0;  // x^terms below this: the series' relative truncation error
@@ -91,6 +94,7 @@ template <class T>
 AdamSeries adam_series(const AdamOptions& o) {
   AdamSeries s;
   s.v_power = o.amsgrad ? 0.0 : 0.5;
+  s.root_beta2 = std::pow(o.beta2, s.v_power);
   s.scale = o.eps > 0.0 ? o.eps : 1.0;
   // Term n decays with ratio beta1 / beta2^(a (n+1)), slower for higher n; terms are added
   // while their window stays within a few times the first one's.
@@ -229,6 +233,44 @@ SPARSEOPT_ALWAYS_INLINE void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SP
   }
 }
 
+// The per-step sum over k skipped steps, in double, for elements [0, w): the dense
+// optimizer's recurrence with a zero gradient, the same arithmetic as adam_catch_up's
+// one-element loop (so the same bits), with the steps outside and the elements inside, in
+// chunks that stay in L1, so that it vectorises. c, q, dec: each step's c_t, q_t and decay to
+// the end. Exact for every element (v = 0 included); its cost grows with k.
+template <class T>
+SPARSEOPT_ALWAYS_INLINE void adam_catch_up_steps(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m,
+                                                 T* SPARSEOPT_RESTRICT v, const T* v_hat, std::int64_t w,
+                                                 const double* c, const double* q, const double* dec,
+                                                 std::int64_t k, double beta1, double root_beta2, double decay,
+                                                 double m_fade, double v_fade) noexcept {
+  constexpr std::int64_t chunk = 64;
+  double mi[chunk], ui[chunk], drift[chunk];
+  for (std::int64_t a = 0; a < w; a += chunk) {
+    const std::int64_t n = std::min(chunk, w - a);
+    for (std::int64_t j = 0; j < n; ++j) {
+      mi[j] = double(m[a + j]);
+      ui[j] = std::sqrt(double(v_hat[a + j]));
+      drift[j] = 0.0;
+    }
+    for (std::int64_t i = 0; i < k; ++i) {
+      const double ci = c[i], qi = q[i], di = dec[i];
+      for (std::int64_t j = 0; j < n; ++j) {
+        mi[j] *= beta1;
+        ui[j] *= root_beta2;
+        double dt = ci * mi[j] / (ui[j] + qi);
+        dt *= di;
+        drift[j] += dt;
+      }
+    }
+    for (std::int64_t j = 0; j < n; ++j) {
+      p[a + j] = T(double(p[a + j]) * decay - drift[j]);
+      m[a + j] = T(double(m[a + j]) * m_fade);
+      v[a + j] = T(double(v[a + j]) * v_fade);
+    }
+  }
+}
+
 // What a catch-up over k skipped steps needs that depends on k alone: the fades beta1^k and
 // beta2^k, and the smallest v for which the series holds. Tabulated for k <= H once per step
 // (or flush), so that a row costs no pow().
@@ -333,6 +375,21 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
     const double v_floor = series.terms > 0 ? v_min : std::numeric_limits<double>::infinity();
     auto in_series = [&](std::int64_t j) { return double(v_hat[j]) >= v_floor || m[j] == T(0); };
     const bool all_series = double(v_lo) >= v_floor;
+    const std::int64_t steps = std::min(k, h);  // the per-step sum's terms fade as beta1^i
+    const double root_beta2 = series.root_beta2;
+    // Few skipped steps (a flush after every step, as a layer's forward pass does): the whole
+    // row by the per-step sum, vectorised, rather than the series with elements near eps set
+    // aside one by one, or a long series for one step.
+    auto by_steps = [&]() SPARSEOPT_INLINE_BODY {
+      double c[adam_steps_max], q[adam_steps_max], dec[adam_steps_max];
+      for (std::int64_t i = 0; i < steps; ++i) {
+        c[i] = book.aux(s + 1 + i, 0);
+        q[i] = book.aux(s + 1 + i, 1);
+        dec[i] = decays ? book.decay(s + 1 + i, e) : 1.0;
+      }
+      adam_catch_up_steps(p, m, v, v_hat, w, c, q, dec, steps, o.beta1, root_beta2, decay, m_fade, v_fade);
+    };
+    if (!all_series && steps <= adam_steps_max) return by_steps();
     if (!all_series) {  // the smallest v among the moving elements the series takes
       v_lo = none;
       for (std::int64_t j = 0; j < w; ++j)
@@ -350,6 +407,7 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
       needed = std::min(block, series.terms);
       for (int n = 0; n < needed; ++n) sums[n] = book.window_sum(n, s, e);
     }
+    if (steps * 12 <= block) return by_steps();  // a long series for one or two steps
     for (int n = needed; n < block; ++n) sums[n] = 0.0;
     const T sc = T(series.scale);
     auto series_span = [&](std::int64_t a, std::int64_t b) SPARSEOPT_INLINE_BODY {
@@ -369,9 +427,7 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
       return run(std::integral_constant<int, adam_max_terms>{});
     };
     if (all_series) return series_span(0, w);
-    // Per element (m != 0 here), in double, the per-step sum (its terms fade as beta1^i, H
-    // bounds them).
-    const double root_beta2 = std::pow(o.beta2, series.v_power);
+    // Per element (m != 0 here), in double, the per-step sum.
     for (std::int64_t j = 0; j < w;) {
       if (in_series(j)) {  // a run of series elements
         std::int64_t b = j + 1;
@@ -382,7 +438,7 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
       }
       const double m_s = m[j];
       double drift = 0.0, m_i = m_s, u_i = std::sqrt(double(v_hat[j]));
-      for (std::int64_t i = 1; i <= std::min(k, h); ++i) {
+      for (std::int64_t i = 1; i <= steps; ++i) {
         m_i *= o.beta1;
         u_i *= root_beta2;
         const std::int64_t t = s + i;
