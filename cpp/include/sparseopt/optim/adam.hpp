@@ -23,8 +23,9 @@
 // are window sums (exact.hpp) of ratio beta1 beta2^(-a (n+1)) and factor c_j q_j^n: the drift
 // of every element is m_s * sum_n (-1)^n S_n / u^(n+1), O(terms) per element. Elements with u
 // near eps (tiny gradients, or v = 0 where an input feature is always zero) take the per-step
-// sum instead, bounded by the window length H, one by one; the rest of their row keeps the
-// vectorised series.
+// sum instead, bounded by the window length H, in groups that share each step's scalars; the
+// rest of their row keeps the vectorised series. A row caught up over a few steps (a flush after every step) takes the
+// per-step sum whole, vectorised over its elements: cheaper there than a long series.
 // AdamW's decay multiplies the parameter by prod (1 - lr_j wd), folded into the sums.
 // Coupled L2 decay (Adam's weight_decay) has no such closed form: exact mode refuses it.
 #pragma once
@@ -165,7 +166,7 @@ inline double adam_step_size(const AdamOptions& o, std::int64_t t) {
 // One touched row in lazy mode, written as SparseAdam writes it (old + (1 - beta) (new - old))
 // so that the rounding matches. Coupled decay adds wd * p to the gradient first.
 template <bool Amsgrad, bool Coupled, class T>
-void adam_lazy_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
+SPARSEOPT_ALWAYS_INLINE void adam_lazy_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
                    T* SPARSEOPT_RESTRICT vmax, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
                    T keep1, T keep2, T eps, T step_size, T wd) noexcept {
   for (std::int64_t j = 0; j < w; ++j) {
@@ -182,7 +183,7 @@ void adam_lazy_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOP
 
 // One touched row in exact mode: torch.optim.Adam's dense formula for this step.
 template <bool Amsgrad, class T>
-void adam_dense_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
+SPARSEOPT_ALWAYS_INLINE void adam_dense_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
                     T* SPARSEOPT_RESTRICT vmax, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
                     T beta2, T keep1, T keep2, T eps, T bias_sqrt2, T step_size) noexcept {
   for (std::int64_t j = 0; j < w; ++j) {
@@ -197,7 +198,7 @@ void adam_dense_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEO
 }
 
 template <class T>
-void scale_row(T* SPARSEOPT_RESTRICT p, std::int64_t w, T factor) noexcept {
+SPARSEOPT_ALWAYS_INLINE void scale_row(T* SPARSEOPT_RESTRICT p, std::int64_t w, T factor) noexcept {
   for (std::int64_t j = 0; j < w; ++j) p[j] *= factor;
 }
 
@@ -233,40 +234,47 @@ SPARSEOPT_ALWAYS_INLINE void adam_catch_up_series(T* SPARSEOPT_RESTRICT p, T* SP
   }
 }
 
-// The per-step sum over k skipped steps, in double, for elements [0, w): the dense
-// optimizer's recurrence with a zero gradient, the same arithmetic as adam_catch_up's
-// one-element loop (so the same bits), with the steps outside and the elements inside, in
-// chunks that stay in L1, so that it vectorises. c, q, dec: each step's c_t, q_t and decay to
-// the end. Exact for every element (v = 0 included); its cost grows with k.
-template <class T>
+// One skipped step's scalars for the per-step sum: c_t, q_t and the decay from t to the end.
+struct AdamStepTerms {
+  double c, q, decay;
+};
+
+// The per-step sum over `steps` skipped steps, in double, for n elements of a row, the g-th at
+// position at(g); terms(i) gives step i's scalars (i = 1 .. steps). The dense optimizer's
+// recurrence with a zero gradient, exact for every element (v = 0 included), with the same
+// arithmetic for each element whatever the others (so the same bits), but the steps outside
+// and up to 64 elements inside, so that the inner loop vectorises. Its cost grows with steps.
+template <class T, class At, class Terms>
 SPARSEOPT_ALWAYS_INLINE void adam_catch_up_steps(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m,
-                                                 T* SPARSEOPT_RESTRICT v, const T* v_hat, std::int64_t w,
-                                                 const double* c, const double* q, const double* dec,
-                                                 std::int64_t k, double beta1, double root_beta2, double decay,
-                                                 double m_fade, double v_fade) noexcept {
+                                                 T* SPARSEOPT_RESTRICT v, const T* v_hat, std::int64_t n,
+                                                 At&& at, std::int64_t steps, Terms&& terms, double beta1,
+                                                 double root_beta2, double decay, double m_fade,
+                                                 double v_fade) noexcept {
   constexpr std::int64_t chunk = 64;
   double mi[chunk], ui[chunk], drift[chunk];
-  for (std::int64_t a = 0; a < w; a += chunk) {
-    const std::int64_t n = std::min(chunk, w - a);
-    for (std::int64_t j = 0; j < n; ++j) {
-      mi[j] = double(m[a + j]);
-      ui[j] = std::sqrt(double(v_hat[a + j]));
-      drift[j] = 0.0;
+  for (std::int64_t a = 0; a < n; a += chunk) {
+    const std::int64_t len = std::min(chunk, n - a);
+    for (std::int64_t g = 0; g < len; ++g) {
+      const std::int64_t j = at(a + g);
+      mi[g] = double(m[j]);
+      ui[g] = std::sqrt(double(v_hat[j]));
+      drift[g] = 0.0;
     }
-    for (std::int64_t i = 0; i < k; ++i) {
-      const double ci = c[i], qi = q[i], di = dec[i];
-      for (std::int64_t j = 0; j < n; ++j) {
-        mi[j] *= beta1;
-        ui[j] *= root_beta2;
-        double dt = ci * mi[j] / (ui[j] + qi);
-        dt *= di;
-        drift[j] += dt;
+    for (std::int64_t i = 1; i <= steps; ++i) {
+      const AdamStepTerms st = terms(i);
+      for (std::int64_t g = 0; g < len; ++g) {
+        mi[g] *= beta1;
+        ui[g] *= root_beta2;
+        double dt = st.c * mi[g] / (ui[g] + st.q);
+        dt *= st.decay;
+        drift[g] += dt;
       }
     }
-    for (std::int64_t j = 0; j < n; ++j) {
-      p[a + j] = T(double(p[a + j]) * decay - drift[j]);
-      m[a + j] = T(double(m[a + j]) * m_fade);
-      v[a + j] = T(double(v[a + j]) * v_fade);
+    for (std::int64_t g = 0; g < len; ++g) {
+      const std::int64_t j = at(a + g);
+      p[j] = T(double(p[j]) * decay - drift[g]);
+      m[j] = T(double(m[j]) * m_fade);
+      v[j] = T(double(v[j]) * v_fade);
     }
   }
 }
@@ -324,7 +332,7 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   // Elements whose sqrt(v) is well above eps take the series, vectorised; the smallest such v
   // among the moving (m != 0) elements decides how many terms it needs. Elements with m = 0,
   // which do not move, take it too. The others (tiny gradients: sqrt(v) near eps) take the
-  // per-step sum, one by one. The first pass vectorises; only a row with such elements looks
+  // per-step sum. The first pass vectorises; only a row with such elements looks
   // at its elements one by one. The body is compiled twice (simd.hpp): for the baseline and
   // for AVX2, with the same bits.
   simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
@@ -380,14 +388,17 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
     // Few skipped steps (a flush after every step, as a layer's forward pass does): the whole
     // row by the per-step sum, vectorised, rather than the series with elements near eps set
     // aside one by one, or a long series for one step.
+    auto step_terms = [&](std::int64_t i) SPARSEOPT_INLINE_BODY {
+      const std::int64_t t = s + i;
+      return AdamStepTerms{book.aux(t, 0), book.aux(t, 1), decays ? book.decay(t, e) : 1.0};
+    };
     auto by_steps = [&]() SPARSEOPT_INLINE_BODY {
-      double c[adam_steps_max], q[adam_steps_max], dec[adam_steps_max];
-      for (std::int64_t i = 0; i < steps; ++i) {
-        c[i] = book.aux(s + 1 + i, 0);
-        q[i] = book.aux(s + 1 + i, 1);
-        dec[i] = decays ? book.decay(s + 1 + i, e) : 1.0;
-      }
-      adam_catch_up_steps(p, m, v, v_hat, w, c, q, dec, steps, o.beta1, root_beta2, decay, m_fade, v_fade);
+      AdamStepTerms few[adam_steps_max];
+      for (std::int64_t i = 1; i <= steps; ++i) few[i - 1] = step_terms(i);
+      adam_catch_up_steps(
+          p, m, v, v_hat, w, [](std::int64_t g) SPARSEOPT_INLINE_BODY { return g; }, steps,
+          [&](std::int64_t i) SPARSEOPT_INLINE_BODY { return few[i - 1]; }, o.beta1, root_beta2, decay, m_fade,
+          v_fade);
     };
     if (!all_series && steps <= adam_steps_max) return by_steps();
     if (!all_series) {  // the smallest v among the moving elements the series takes
@@ -427,7 +438,16 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
       return run(std::integral_constant<int, adam_max_terms>{});
     };
     if (all_series) return series_span(0, w);
-    // Per element (m != 0 here), in double, the per-step sum.
+    // The elements near eps (m != 0 here): the per-step sum, in groups of up to 64 that share
+    // each step's scalars; the runs between them: the series.
+    std::int64_t group[64];
+    std::int64_t in_group = 0;
+    auto sum_group = [&]() SPARSEOPT_INLINE_BODY {
+      adam_catch_up_steps(
+          p, m, v, v_hat, in_group, [&](std::int64_t g) SPARSEOPT_INLINE_BODY { return group[g]; }, steps, step_terms, o.beta1,
+          root_beta2, decay, m_fade, v_fade);
+      in_group = 0;
+    };
     for (std::int64_t j = 0; j < w;) {
       if (in_series(j)) {  // a run of series elements
         std::int64_t b = j + 1;
@@ -436,21 +456,10 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
         j = b;
         continue;
       }
-      const double m_s = m[j];
-      double drift = 0.0, m_i = m_s, u_i = std::sqrt(double(v_hat[j]));
-      for (std::int64_t i = 1; i <= steps; ++i) {
-        m_i *= o.beta1;
-        u_i *= root_beta2;
-        const std::int64_t t = s + i;
-        double dt = book.aux(t, 0) * m_i / (u_i + book.aux(t, 1));
-        if (decays) dt *= book.decay(t, e);
-        drift += dt;
-      }
-      p[j] = T(double(p[j]) * decay - drift);
-      m[j] = T(m_s * m_fade);
-      v[j] = T(double(v[j]) * v_fade);
-      ++j;
+      group[in_group++] = j++;
+      if (in_group == 64) sum_group();
     }
+    if (in_group) sum_group();
   });
 }
 
@@ -489,19 +498,21 @@ void adam_lazy_step(const Table<T>& param, const RowSparse<T, I>& grad, const Ad
         const T step_size = per_row ? T(adam_step_size(o, ++state.row_steps[r])) : global_step_size;
         T* p = param.row(r);
         T* vmax = o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr;
-        if (decoupled) scale_row(p, w, shrink);
-        auto row = [&](auto amsgrad, auto l2) {
-          adam_lazy_row<decltype(amsgrad)::value, decltype(l2)::value>(
-              p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w, keep1, keep2, eps,
-              step_size, coupled);
-        };
-        using yes = std::true_type;
-        using no = std::false_type;
-        if (o.amsgrad) {
-          coupled != T(0) ? row(yes{}, yes{}) : row(yes{}, no{});
-        } else {
-          coupled != T(0) ? row(no{}, yes{}) : row(no{}, no{});
-        }
+        simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // AVX2 where the CPU has it, same bits
+          if (decoupled) scale_row(p, w, shrink);
+          auto row = [&](auto amsgrad, auto l2) SPARSEOPT_INLINE_BODY {
+            adam_lazy_row<decltype(amsgrad)::value, decltype(l2)::value>(
+                p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w, keep1, keep2, eps,
+                step_size, coupled);
+          };
+          using yes = std::true_type;
+          using no = std::false_type;
+          if (o.amsgrad) {
+            coupled != T(0) ? row(yes{}, yes{}) : row(yes{}, no{});
+          } else {
+            coupled != T(0) ? row(no{}, yes{}) : row(no{}, no{});
+          }
+        });
       },
       [&](std::int64_t r) {
         prefetch_row(param.row(r), w);
@@ -552,14 +563,16 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
         adam_catch_up(o, series, tables, book, param, state, r, last[r], step - 1);
         last[r] = step;
         T* p = param.row(r);
-        if (now.delta != 1.0) scale_row(p, w, shrink);
         T* vmax = o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr;
-        if (o.amsgrad)
-          adam_dense_row<true>(p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w, beta2,
-                               keep1, keep2, eps, bias_sqrt2, step_size);
-        else
-          adam_dense_row<false>(p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w,
-                                beta2, keep1, keep2, eps, bias_sqrt2, step_size);
+        simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // AVX2 where the CPU has it, same bits
+          if (now.delta != 1.0) scale_row(p, w, shrink);
+          if (o.amsgrad)
+            adam_dense_row<true>(p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w, beta2,
+                                 keep1, keep2, eps, bias_sqrt2, step_size);
+          else
+            adam_dense_row<false>(p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w,
+                                  beta2, keep1, keep2, eps, bias_sqrt2, step_size);
+        });
       },
       [&](std::int64_t r) {
         prefetch_row(last + r, 1);  // a scattered int64 per row: one more miss to overlap
