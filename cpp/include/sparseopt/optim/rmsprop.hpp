@@ -78,12 +78,12 @@ void rmsprop_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT sq, T* SPARSEOPT
 }
 
 template <class T>
-void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const Table<T>& param,
-                      const RmspropState<T>& state, std::int64_t r, std::int64_t s,
-                      std::int64_t e) {
+void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const PowerTable& alpha_pow,
+                      const PowerTable& momentum_pow, const Table<T>& param,
+                      const RmspropState<T>& state, std::int64_t r, std::int64_t s, std::int64_t e) {
   if (e <= s) return;
   const std::int64_t w = param.row_width, k = e - s;
-  const double fade = std::pow(o.alpha, double(k));
+  const double fade = alpha_pow(k);
   T* sq = state.square_avg.row(r);
   for (std::int64_t j = 0; j < w; ++j) sq[j] = T(double(sq[j]) * fade);
   if (o.centered) {
@@ -92,7 +92,7 @@ void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const Tabl
   }
   if (o.momentum != 0.0) {
     momentum_catch_up(param.row(r), state.momentum_buffer.row(r), w, book.window_sum(0, s, e),
-                      std::pow(o.momentum, double(k)));
+                      momentum_pow(k));
   }
 }
 
@@ -126,11 +126,14 @@ void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const Rmsp
   const T lr = T(options.lr), alpha = T(options.alpha), keep = T(1.0 - options.alpha);
   const T eps = T(options.eps), mu = T(options.momentum);
   const bool momentum = options.momentum != 0.0, centered = options.centered;
+  const std::int64_t table_size = exact ? detail::PowerTable::default_size : 0;
+  const detail::PowerTable alpha_pow(options.alpha, table_size), momentum_pow(options.momentum, table_size);
   detail::for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
         if (exact) {
-          detail::rmsprop_catch_up(options, book, param, state, r, state.exact.last_step[r], step - 1);
+          detail::rmsprop_catch_up(options, book, alpha_pow, momentum_pow, param, state, r,
+                                   state.exact.last_step[r], step - 1);
           state.exact.last_step[r] = step;
         }
         T* p = param.row(r);
@@ -161,9 +164,11 @@ void rmsprop_flush(const Table<T>& param, const RmspropState<T>& state,
   options.validate();
   detail::require_rmsprop_state(param, state, options);
   if (options.mode != Mode::exact) return;
+  const detail::PowerTable alpha_pow(options.alpha), momentum_pow(options.momentum);
   detail::flush_rows(rmsprop_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
-                       detail::rmsprop_catch_up(options, book, param, state, r, last, step);
+                       detail::rmsprop_catch_up(options, book, alpha_pow, momentum_pow, param, state, r, last,
+                                                step);
                      });
 }
 

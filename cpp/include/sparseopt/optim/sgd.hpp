@@ -130,8 +130,9 @@ struct SgdStepMatrices {
 
 // Exact mode: row r from step s to e, the latest recorded step, under zero gradients.
 template <class T>
-void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const Table<T>& param,
-                  const SgdState<T>& state, std::int64_t r, std::int64_t s, std::int64_t e) {
+void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const PowerTable& momentum_pow,
+                  const Table<T>& param, const SgdState<T>& state, std::int64_t r, std::int64_t s,
+                  std::int64_t e) {
   if (e <= s) return;
   const std::int64_t w = param.row_width;
   T* p = param.row(r);
@@ -152,8 +153,7 @@ void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const Table<T>& pa
       for (std::int64_t j = 0; j < w; ++j) p[j] = T(double(p[j]) * decay);
     return;
   }
-  momentum_catch_up(p, state.momentum_buffer.row(r), w, book.window_sum(0, s, e),
-                    std::pow(o.momentum, double(e - s)));
+  momentum_catch_up(p, state.momentum_buffer.row(r), w, book.window_sum(0, s, e), momentum_pow(e - s));
 }
 
 template <class T>
@@ -189,11 +189,12 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
   const T lr = T(options.lr), mu = T(options.momentum), keep = T(1.0 - options.dampening);
   const T wd = T(options.weight_decay);
   const bool nesterov = options.nesterov, coupled = options.weight_decay != 0.0;
+  const detail::PowerTable momentum_pow(options.momentum, exact ? detail::PowerTable::default_size : 0);
   detail::for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
         if (exact) {
-          detail::sgd_catch_up(options, book, param, state, r, state.exact.last_step[r], step - 1);
+          detail::sgd_catch_up(options, book, momentum_pow, param, state, r, state.exact.last_step[r], step - 1);
           state.exact.last_step[r] = step;
         }
         T* p = param.row(r);
@@ -228,9 +229,10 @@ void sgd_flush(const Table<T>& param, const SgdState<T>& state, const SgdOptions
   options.validate();
   detail::require_sgd_state(param, state, options);
   if (options.mode != Mode::exact) return;
+  const detail::PowerTable momentum_pow(options.momentum);
   detail::flush_rows(sgd_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
-                       detail::sgd_catch_up(options, book, param, state, r, last, step);
+                       detail::sgd_catch_up(options, book, momentum_pow, param, state, r, last, step);
                      });
 }
 
