@@ -285,17 +285,15 @@ SPARSEOPT_ALWAYS_INLINE void adam_catch_up_steps(T* SPARSEOPT_RESTRICT p, T* SPA
 class AdamCatchUpTables {
  public:
   AdamCatchUpTables(const AdamOptions& o, const AdamSeries& series, std::int64_t window)
-      : o_(o), series_(series), m_fade_(window + 1), v_fade_(window + 1), v_min_(window + 1),
+      : series_(series), m_fade_(o.beta1, window + 1), v_fade_(o.beta2, window + 1), v_min_(window + 1),
         eps_max_(window + 1) {
     for (std::int64_t k = 0; k <= window; ++k) {
-      m_fade_[k] = k ? m_fade_[k - 1] * o.beta1 : 1.0;
-      v_fade_[k] = k ? v_fade_[k - 1] * o.beta2 : 1.0;
       eps_max_[k] = o.eps * std::pow(o.beta2, -series.v_power * double(k));
       v_min_[k] = compute_v_min(k);
     }
   }
-  double m_fade(std::int64_t k) const { return k < std::int64_t(m_fade_.size()) ? m_fade_[k] : std::pow(o_.beta1, double(k)); }
-  double v_fade(std::int64_t k) const { return k < std::int64_t(v_fade_.size()) ? v_fade_[k] : std::pow(o_.beta2, double(k)); }
+  double m_fade(std::int64_t k) const { return m_fade_(k); }
+  double v_fade(std::int64_t k) const { return v_fade_(k); }
   // Past the window the eps term stops growing: the bounds of k = H apply.
   double v_min(std::int64_t k) const { return v_min_[std::min<std::int64_t>(k, v_min_.size() - 1)]; }
   double eps_max(std::int64_t k) const { return eps_max_[std::min<std::int64_t>(k, eps_max_.size() - 1)]; }
@@ -308,9 +306,9 @@ class AdamCatchUpTables {
     return std::max(root * root, double(std::numeric_limits<float>::min()));
   }
 
-  AdamOptions o_;
   AdamSeries series_;
-  std::vector<double> m_fade_, v_fade_, v_min_, eps_max_;
+  PowerTable m_fade_, v_fade_;  // beta1^k, beta2^k
+  std::vector<double> v_min_, eps_max_;
 };
 
 // Exact mode: brings row r from step s (its last) to step e, the latest recorded step, as if
