@@ -255,24 +255,20 @@ void sum_rows(std::int64_t first, std::int64_t last, std::int64_t terms, std::in
               Bounds&& bounds, Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
   // 8 accumulators of 32 bytes fill half the AVX registers; on the baseline path each is two
   // of the 16 SSE registers, so 4.
+  auto run = [&](auto rolling) {
+    simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+      for (std::int64_t u = first; u < last; ++u) {
+        const auto [begin, end] = bounds(u);
+        if (begin < end)
+          sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, decltype(rolling)::value>(
+              out_row(u), w, begin, end, row, scale, ahead_row, ahead_scale);
+      }
+    });
+  };
   if (terms > gather_ahead * (last - first))
-    simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
-      for (std::int64_t u = first; u < last; ++u) {
-        const auto [begin, end] = bounds(u);
-        if (begin < end)
-          sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, true>(out_row(u), w, begin, end, row, scale,
-                                                                      ahead_row, ahead_scale);
-      }
-    });
+    run(std::true_type{});
   else
-    simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
-      for (std::int64_t u = first; u < last; ++u) {
-        const auto [begin, end] = bounds(u);
-        if (begin < end)
-          sum_terms_body<Scaled, decltype(avx2)::value ? 8 : 4, false>(out_row(u), w, begin, end, row, scale,
-                                                                       ahead_row, ahead_scale);
-      }
-    });
+    run(std::false_type{});
 }
 
 // Calls tile(first, last) for consecutive ranges of items [0, n) of about tile_cost each
