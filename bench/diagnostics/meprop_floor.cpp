@@ -15,7 +15,7 @@
 //
 // Build and run from the repository root (no Python needed):
 //   g++ -O3 -std=c++17 -fopenmp -I cpp/include bench/diagnostics/meprop_floor.cpp -o /tmp/meprop_floor
-//   /tmp/meprop_floor [MB]      (MB: megabytes written between steps, default 16)
+//   /tmp/meprop_floor [MB [STEPS]]   (MB written between steps, default 16; STEPS default 2000)
 #include <sparseopt/meprop.hpp>
 
 #include <algorithm>
@@ -60,7 +60,8 @@ __attribute__((noinline)) void write_rows(const float* __restrict x, std::int64_
 }  // namespace
 
 int main(int argc, char** argv) {
-  constexpr std::int64_t batch = 50, out = 500, k = 20, reps = 2000, warmup = 100;
+  constexpr std::int64_t batch = 50, out = 500, k = 20;
+  const std::int64_t reps = argc > 2 ? std::max(1L, std::atol(argv[2])) : 2000, warmup = std::min<std::int64_t>(100, reps / 2);
   std::mt19937_64 rng(0);
   std::normal_distribution<float> normal;
   std::uniform_real_distribution<float> uniform;

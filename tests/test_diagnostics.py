@@ -1,0 +1,66 @@
+"""bench/diagnostics/ (the measurements the README's Limits cite) still build and run: tiny
+settings, checked for their tables, never for their timings."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sparseopt
+
+DIAGNOSTICS = Path(__file__).resolve().parent.parent / "bench" / "diagnostics"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip("bench/diagnostics is not next to the tests")
+    return path
+
+
+def test_meprop_floor_builds_and_reports_both_layers(tmp_path):
+    source = _need(DIAGNOSTICS / "meprop_floor.cpp")
+    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if cxx is None or sys.platform == "win32":
+        pytest.skip("needs a C++ compiler")
+    exe = tmp_path / "meprop_floor"
+    base = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", sparseopt.get_include(),
+            str(source), "-o", str(exe)]
+    flags = ["-fopenmp"] if sparseopt.info()["openmp"] else []
+    done = subprocess.run(base + flags, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and flags:
+        done = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = subprocess.run([str(exe), "1", "4"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = re.findall(r"^\s*(\d+) -> 500\s+(\d+)((?:\s+[\d.]+){5})\s+([\d.]+)$", run.stdout, re.M)
+    assert [int(r[0]) for r in rows] == [500, 784], run.stdout
+    for width, n, times, mb in rows:
+        # every example picks 20 of 500 units: at least 20 rows, at most 500
+        assert 20 <= int(n) <= 500
+        assert float(mb) == pytest.approx(int(n) * int(width) * 4 / 1e6, abs=0.006)
+        assert all(float(t) >= 0 for t in times.split())
+
+
+def test_hogwild_sharing_runs_all_three_variants(tmp_path):
+    script = _need(DIAGNOSTICS / "hogwild_sharing.py")
+    if not (DIAGNOSTICS.parent.parent / "examples" / "word2vec_hogwild.py").exists():
+        pytest.skip("the examples folder is not next to the tests")
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(30)]
+    text = "\n\n".join(" ".join(words[j] for j in np.minimum(rng.zipf(1.3, 40) - 1, 29))
+                       for _ in range(600))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(text + "\n")
+    run = subprocess.run([sys.executable, str(script), "--data", str(corpus), "--rounds", "2",
+                          "--batches", "2"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("2 batches")
+    for variant in ("1 thread", "2 threads, one table", "2 threads, two tables"):
+        assert re.search(rf"^{re.escape(variant)}\s+\d+\.\d{{3}}", run.stdout, re.M), run.stdout
+    assert len(re.findall(r"\d+\.\d\dx", run.stdout)) == 4
