@@ -8,6 +8,9 @@ conftest.py also hands the same helpers out as session-scoped fixtures.
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 
@@ -356,3 +359,21 @@ def assert_runs_close(actual, ref, dtype, names, what=""):
             assert_close_exact(
                 st_act[name], st_ref[name], dtype, err_msg=f"{what} {name} after {n} steps"
             )
+
+
+def build_cpp(source, exe, include: str, openmp: bool) -> None:
+    """Compiles the C++17 program `source` into `exe` against the headers in `include`
+    (-Wall -Wextra -Werror; with -fopenmp when the package was built with OpenMP and the
+    compiler takes it, else the serial build). Skips the test without a C++ compiler."""
+    import pytest
+
+    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if cxx is None or sys.platform == "win32":
+        pytest.skip("needs a C++ compiler")
+    base = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", include,
+            str(source), "-o", str(exe)]
+    flags = ["-fopenmp"] if openmp else []
+    done = subprocess.run(base + flags, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and flags:  # a compiler without OpenMP: the serial build
+        done = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr

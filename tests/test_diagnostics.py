@@ -4,7 +4,6 @@ settings, checked for their tables, never for their timings."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 import sparseopt
+from _helpers import build_cpp
 
 DIAGNOSTICS = Path(__file__).resolve().parent.parent / "bench" / "diagnostics"
 
@@ -25,17 +25,8 @@ def _need(path: Path) -> Path:
 
 def test_meprop_floor_builds_and_reports_both_layers(tmp_path):
     source = _need(DIAGNOSTICS / "meprop_floor.cpp")
-    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if cxx is None or sys.platform == "win32":
-        pytest.skip("needs a C++ compiler")
     exe = tmp_path / "meprop_floor"
-    base = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", sparseopt.get_include(),
-            str(source), "-o", str(exe)]
-    flags = ["-fopenmp"] if sparseopt.info()["openmp"] else []
-    done = subprocess.run(base + flags, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0 and flags:
-        done = subprocess.run(base, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+    build_cpp(source, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
     run = subprocess.run([str(exe), "1", "4"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     rows = re.findall(r"^\s*(\d+) -> 500\s+(\d+)((?:\s+[\d.]+){5})\s+([\d.]+)$", run.stdout, re.M)

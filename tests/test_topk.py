@@ -8,9 +8,7 @@ unordered). Values are compared bit for bit (the sign of zero and NaN payloads i
 from __future__ import annotations
 
 import itertools
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from hypothesis import strategies as st
 
 import sparseopt
 
-from _helpers import FLOAT_DTYPES
+from _helpers import FLOAT_DTYPES, build_cpp
 
 DT_IDS = lambda d: np.dtype(d).name  # noqa: E731
 OPTIONS = [dict(largest=l, magnitude=m, sorted=s)
@@ -497,17 +495,8 @@ CPP_TEST = Path(__file__).parent / "cpp" / "topk_api.cpp"
 
 def test_cpp_api(tmp_path):
     """topk_row / topk_rows from a C++ program built against the installed headers."""
-    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if cxx is None or sys.platform == "win32":
-        pytest.skip("needs a C++ compiler")
     exe = tmp_path / "topk_api"
-    base = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", sparseopt.get_include(),
-            str(CPP_TEST), "-o", str(exe)]
-    flags = ["-fopenmp"] if sparseopt.info()["openmp"] else []
-    done = subprocess.run(base + flags, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0 and flags:  # a compiler without OpenMP: the serial build
-        done = subprocess.run(base, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+    build_cpp(CPP_TEST, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "topk api ok" in run.stdout
