@@ -144,6 +144,9 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
 // Rows read ahead of their use: far enough to hide a DRAM round trip behind the sums of the
 // rows in between.
 inline constexpr std::int64_t gather_ahead = 16;
+// Arrays up to this size are read without hints: they stay in L2 between their uses (the
+// hints would only cost instructions and, measured on meProp's weight gradient, time).
+inline constexpr std::int64_t cache_resident_bytes = std::int64_t(256) << 10;
 
 #define SPARSEOPT_FETCH_TERM(k)                                   \
   do {                                                            \
@@ -244,15 +247,61 @@ SPARSEOPT_ALWAYS_INLINE void sum_terms_body(T* SPARSEOPT_RESTRICT out, std::int6
     }
   }
 }
+
+// The same sum a whole row at a time: out = term(begin), then out += term(k) for each next k,
+// each a loop over the row -- the same additions in the same order for every element, so the
+// same bits as sum_terms_body. For rows wider than the chunks with only a few terms each (the
+// weight gradient of a meProp layer: ~2 terms per row of 500-800 elements), where
+// sum_terms_body would look up every term's row and scale once per chunk and finish each row
+// with a short tail: faster there. The hints (when the caller gives any) go out for all the
+// terms first.
+template <bool Scaled, class T, class Row, class Scale, class AheadRow, class AheadScale>
+SPARSEOPT_ALWAYS_INLINE void sum_terms_by_term(T* SPARSEOPT_RESTRICT out, std::int64_t w, std::int64_t begin,
+                                               std::int64_t end, Row& row, Scale& scale, AheadRow& ahead_row,
+                                               AheadScale& ahead_scale) {
+  for (std::int64_t k = begin; k < end; ++k) SPARSEOPT_FETCH_TERM(k);
+  {
+    const T* SPARSEOPT_RESTRICT x = row(begin);
+    if constexpr (Scaled) {
+      const T s = scale(begin);
+      for (std::int64_t e = 0; e < w; ++e) out[e] = s * x[e];
+    } else {
+      for (std::int64_t e = 0; e < w; ++e) out[e] = x[e];
+    }
+  }
+  for (std::int64_t k = begin + 1; k < end; ++k) {
+    const T* SPARSEOPT_RESTRICT x = row(k);
+    if constexpr (Scaled) {
+      const T s = scale(k);
+      for (std::int64_t e = 0; e < w; ++e) out[e] += s * x[e];
+    } else {
+      for (std::int64_t e = 0; e < w; ++e) out[e] += x[e];
+    }
+  }
+}
 #undef SPARSEOPT_FETCH_TERM
+
+// Below this many terms per output row on average, rows wider than sum_terms_body's widest
+// chunk are summed a whole row at a time (sum_terms_by_term).
+inline constexpr std::int64_t by_term_max_terms = 4;
 
 // Output rows [first, last): out_row(u) is where row u goes, bounds(u) its terms {begin, end}
 // (rows without terms are skipped: the caller fills them), `terms` their total. One dispatch
 // for the whole range, not one per row (short rows, as an embedding's backward has, would pay
-// for it); the rolling hints when the rows average more than gather_ahead terms.
+// for it); the rolling hints when the rows average more than gather_ahead terms; whole rows a
+// term at a time when wide rows average fewer than by_term_max_terms.
 template <bool Scaled, class T, class OutRow, class Bounds, class Row, class Scale, class AheadRow, class AheadScale>
 void sum_rows(std::int64_t first, std::int64_t last, std::int64_t terms, std::int64_t w, OutRow&& out_row,
               Bounds&& bounds, Row&& row, Scale&& scale, AheadRow&& ahead_row, AheadScale&& ahead_scale) {
+  if (w * std::int64_t(sizeof(T)) > 8 * 32 && terms < by_term_max_terms * (last - first)) {
+    simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+      for (std::int64_t u = first; u < last; ++u) {
+        const auto [begin, end] = bounds(u);
+        if (begin < end) sum_terms_by_term<Scaled, T>(out_row(u), w, begin, end, row, scale, ahead_row, ahead_scale);
+      }
+    });
+    return;
+  }
   // 8 accumulators of 32 bytes fill half the AVX registers; on the baseline path each is two
   // of the 16 SSE registers, so 4.
   auto run = [&](auto rolling) {
@@ -653,8 +702,11 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
         auto out_row = [&](std::int64_t u) { return values_out.row(u); };
         auto bounds = [&](std::int64_t u) { return std::pair<std::int64_t, std::int64_t>(offsets[u], offsets[u + 1]); };
         auto row = [&](std::int64_t k) { return source + bag[k] * w; };
+        // grad_out (or the weights) small enough to stay in cache between uses: no hints.
+        const bool fetch_rows = nb * w * std::int64_t(sizeof(T)) > detail::cache_resident_bytes;
+        const bool fetch_weights = n * std::int64_t(sizeof(T)) > detail::cache_resident_bytes;
         auto ahead = [&](std::int64_t k) -> const T* {
-          return k + detail::gather_ahead < n ? row(k + detail::gather_ahead) : nullptr;
+          return fetch_rows && k + detail::gather_ahead < n ? row(k + detail::gather_ahead) : nullptr;
         };
         const std::int64_t terms = offsets[last] - offsets[first];
         if (weights) {
@@ -662,7 +714,9 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
           constexpr std::int64_t far = 4 * detail::gather_ahead;
           detail::sum_rows<true, T>(
               first, last, terms, w, out_row, bounds, row, [&](std::int64_t k) { return weights[order[k]]; }, ahead,
-              [&](std::int64_t k) -> const T* { return k + far < n ? weights + order[k + far] : nullptr; });
+              [&](std::int64_t k) -> const T* {
+                return fetch_weights && k + far < n ? weights + order[k + far] : nullptr;
+              });
         } else {
           detail::sum_rows<false, T>(
               first, last, terms, w, out_row, bounds, row, [](std::int64_t) { return T(1); }, ahead,
