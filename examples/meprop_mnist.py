@@ -36,12 +36,15 @@ DIR/meprop_mnist.png (learning curves), DIR = examples/output/ unless --out says
 (meprop_mnist_unified.* with --unified).
 Without MNIST (neither --data nor ../shared/data/mnist), it falls back to scikit-learn's bundled
 8x8 digits (``pip install scikit-learn``) and says so; the numbers are then not the paper's task.
-Needs numpy, sparseopt and, for the plot, matplotlib. Seeded; BLAS timings vary run to run.
+Needs numpy, sparseopt, threadpoolctl (to hold BLAS to 1 thread while sparseopt's kernels use
+the cores in the meProp runs) and, for the plot, matplotlib: ``pip install ".[examples]"``.
+Seeded; BLAS timings vary run to run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import sys
@@ -49,6 +52,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+try:  # holds BLAS to 1 thread during the meProp runs (see blas_threads)
+    import threadpoolctl
+except ImportError:
+    threadpoolctl = None
 
 import sparseopt
 from sparseopt._progress import Progress
@@ -147,6 +155,23 @@ class DenseLinear:
     def step(self):
         self.opt_weight.step(self.all_rows, self.grad_weight)
         self.opt_bias.step(self.all_rows, self.grad_bias)
+
+
+def blas_threads(limit: int | None):
+    """A context in which NumPy's BLAS uses at most `limit` threads (threadpoolctl); None: as
+    it is. Each run gives the cores to the library doing its heavy work: BLAS for dense, sparseopt
+    (OpenMP) for meProp. Two thread pools busy at once on a few cores spin against each other."""
+    if limit is None or threadpoolctl is None:
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(limit, user_api="blas")
+
+
+def thread_plan(meprop_threads: int) -> str:
+    """The threads of each run, as the table's caption says them."""
+    if meprop_threads == 1:
+        return "sparseopt threads 1, NumPy BLAS on its own threads"
+    return (f"dense runs: NumPy BLAS on its own threads and sparseopt on 1; meProp runs: "
+            f"sparseopt on {meprop_threads} threads and BLAS held to 1 (threadpoolctl)")
 
 
 def reference_init(rng, fan_out, fan_in, dtype):
@@ -282,7 +307,7 @@ def make_table(results, meta):
                  else "after the last epoch")
     lines = [f"meProp ({mode}) on {meta['data']}: MLP {meta['shape']}, dropout {meta['dropout']}, "
              f"minibatch {meta['batch']}, {meta['epochs']} epochs, {meta['dtype']}, "
-             f"{meta['threads']}, NumPy BLAS on its own threads. Backward time: the network's "
+             f"{meta['threads']}. Backward time: the network's "
              f"whole backward pass (softmax gradient to the first layer's weight gradient, "
              f"optimizer excluded), summed over training; total: forward + backward + optimizer "
              f"steps (evaluation excluded). Test accuracy: {selection}; in brackets, after the "
@@ -352,11 +377,12 @@ def main(argv=None):
                          "SparseAdam's update of the touched rows only")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="threads for sparseopt's kernels and optimizer steps (0 = all). Default 1: "
-                         "a minibatch of 50 is too little work to share, and on a 2-core machine "
-                         "an OpenMP team beside NumPy's BLAS threads makes both spin against each "
-                         "other (measured: ~10 ms lost per training step)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for sparseopt's kernels and optimizer steps in the meProp runs "
+                         "(0 = all, the default), with NumPy's BLAS held to 1 thread meanwhile "
+                         "(threadpoolctl). The dense runs give BLAS every thread and sparseopt 1. "
+                         "An OpenMP team beside BLAS's threads makes both spin against each other "
+                         "(measured on 2 cores: the forward pass 0.9 -> 4.5 ms per step)")
     ap.add_argument("--dev", type=int, default=5000,
                     help="training images held out as a dev set (the first N, as the reference "
                          "code's 5,000): each run reports the test accuracy of its best dev epoch. 0: none, "
@@ -386,25 +412,34 @@ def main(argv=None):
     sizes = [n_in, args.hidden, args.hidden, 10]
     ks = [k for k in args.ks if 1 <= k <= args.hidden]
     init = [reference_init(rng, o, i, dtype) for i, o in zip(sizes, sizes[1:])]
+    meprop_threads = args.threads if args.threads > 0 else sparseopt.info()["max_threads"]
+    if meprop_threads > 1 and threadpoolctl is None:
+        print("note: threadpoolctl is not installed (pip install threadpoolctl), so NumPy's BLAS "
+              "cannot be held to 1 thread during the meProp runs: sparseopt runs on 1 thread "
+              "there too", file=sys.stderr)
+        meprop_threads = 1
     meta = dict(data=data_name, shape="-".join(map(str, sizes)), batch=args.batch,
                 dropout=args.dropout, adam_mode=args.adam_mode,
                 epochs=args.epochs, dtype=args.dtype, unified=args.unified,
-                threads=f"sparseopt threads {args.threads or sparseopt.info()['max_threads']}",
+                threads=thread_plan(meprop_threads),
                 n_train=len(data["x_train"]), n_dev=n_dev, n_test=len(data["x_test"]),
                 sparseopt=sparseopt.__version__)
     print(f"{data_name}: {meta['n_train']} train / {meta['n_test']} test images, "
           f"MLP {meta['shape']}, minibatch {args.batch}, {args.epochs} epoch(s)")
     results: dict[str, dict] = {}
     for opt_name in args.optimizers:
-        make_opt = (lambda factory: lambda p, sparse: factory(
-            p, args.threads, args.adam_mode if sparse else "lazy"))(OPTIMIZERS[opt_name][0])
+        make_opt = (lambda factory: lambda p, sparse, threads: factory(
+            p, threads, args.adam_mode if sparse else "lazy"))(OPTIMIZERS[opt_name][0])
         results[opt_name] = {}
         for k in [None] + ks:
             key = "dense" if k is None else f"k={k}"
-            model = MLP(init, make_opt, k=k, unified=args.unified, num_threads=args.threads,
-                        dropout=args.dropout, seed=args.seed)
-            results[opt_name][key] = train(f"{PAPER_NAME[opt_name]} {key}", model, data,
-                                           args.epochs, args.batch, args.seed)
+            threads = 1 if k is None else meprop_threads
+            model = MLP(init, lambda p, sparse: make_opt(p, sparse, threads), k=k,
+                        unified=args.unified, num_threads=threads, dropout=args.dropout,
+                        seed=args.seed)
+            with blas_threads(1 if threads > 1 else None):
+                results[opt_name][key] = train(f"{PAPER_NAME[opt_name]} {key}", model, data,
+                                               args.epochs, args.batch, args.seed)
     table = make_table(results, meta)
     print()
     print(table)
