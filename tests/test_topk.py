@@ -294,8 +294,10 @@ def test_nan_and_inf_like_torch(torch, rng, dtype):
 @pytest.mark.parametrize("opts", OPTIONS, ids=OPT_IDS)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
 def test_thread_count_bit_identity(rng, opts, dtype):
+    # (50, 500) and (12, 1000): meProp's shape and one just over the bar where top-k starts
+    # a second thread (fewer elements than the other kernels' bar)
     for shape, k in [((300, 1000), 16), ((64, 4096), 32), ((3, 5000), 4999), ((1, 300_000), 100),
-                     ((150_000,), 7)]:
+                     ((150_000,), 7), ((50, 500), 20), ((12, 1000), 5)]:
         x = special(rng, shape, dtype) if shape[-1] < 10_000 else \
             rng.standard_normal(shape).astype(dtype)
         ref = sparseopt.topk(x, k, **opts, num_threads=1)
