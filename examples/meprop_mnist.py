@@ -428,15 +428,17 @@ def main(argv=None):
           f"MLP {meta['shape']}, minibatch {args.batch}, {args.epochs} epoch(s)")
     results: dict[str, dict] = {}
     for opt_name in args.optimizers:
-        make_opt = (lambda factory: lambda p, sparse, threads: factory(
-            p, threads, args.adam_mode if sparse else "lazy"))(OPTIMIZERS[opt_name][0])
+        factory = OPTIMIZERS[opt_name][0]
         results[opt_name] = {}
         for k in [None] + ks:
             key = "dense" if k is None else f"k={k}"
             threads = 1 if k is None else meprop_threads
-            model = MLP(init, lambda p, sparse: make_opt(p, sparse, threads), k=k,
-                        unified=args.unified, num_threads=threads, dropout=args.dropout,
-                        seed=args.seed)
+
+            def make_opt(p, sparse):  # called while MLP builds its layers, in this iteration
+                return factory(p, threads, args.adam_mode if sparse else "lazy")
+
+            model = MLP(init, make_opt, k=k, unified=args.unified, num_threads=threads,
+                        dropout=args.dropout, seed=args.seed)
             with blas_threads(1 if threads > 1 else None):
                 results[opt_name][key] = train(f"{PAPER_NAME[opt_name]} {key}", model, data,
                                                args.epochs, args.batch, args.seed)
