@@ -66,7 +66,7 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     """
     mode = _args.choice("mode", mode, _MODES)
     return _core.gather_sum(table, indptr, indices, weights, mode == "mean", out,
-                            _args.count("num_threads", num_threads))
+                            _args.threads("num_threads", num_threads))
 
 
 def gather_sum_backward(grad_out: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
@@ -97,8 +97,8 @@ def gather_sum_backward(grad_out: np.ndarray, indptr: np.ndarray, indices: np.nd
     """
     mode = _args.choice("mode", mode, _MODES)
     return _core.gather_sum_backward(grad_out, indptr, indices, weights, mode == "mean",
-                                     _args.count("num_rows", num_rows),
-                                     _args.count("num_threads", num_threads))
+                                     _args.count("num_rows", num_rows, maximum=_args.INT64_MAX),
+                                     _args.threads("num_threads", num_threads))
 
 
 def _csr_parts(x: Any) -> tuple[list[int], Any, Any, Any]:
@@ -127,7 +127,7 @@ def csr_matmul(x: Any, table: np.ndarray, *, num_threads: int = 0,
     """
     shape, indptr, indices, data = _csr_parts(x)
     return _core.csr_matmul(table, shape[0], shape[1], indptr, indices, data, out,
-                            _args.count("num_threads", num_threads))
+                            _args.threads("num_threads", num_threads))
 
 
 def csr_matmul_backward(x: Any, grad_out: np.ndarray, *,
@@ -141,4 +141,4 @@ def csr_matmul_backward(x: Any, grad_out: np.ndarray, *,
     """
     shape, indptr, indices, data = _csr_parts(x)
     return _core.csr_matmul_backward(grad_out, shape[0], shape[1], indptr, indices, data,
-                                     _args.count("num_threads", num_threads))
+                                     _args.threads("num_threads", num_threads))

@@ -461,22 +461,24 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   });
 }
 
+// Checks the state against the parameter; returns the arrays a step or flush writes (exact
+// mode's record is added by the step and by flush_rows).
 template <class T>
-void require_adam_state(const Table<T>& param, const AdamState<T>& state, const AdamOptions& o) {
+WrittenArrays require_adam_state(const Table<T>& param, const AdamState<T>& state,
+                                 const AdamOptions& o) {
+  WrittenArrays written(param);
   require_same_rows(param, state.exp_avg, "exp_avg");
   require_same_rows(param, state.exp_avg_sq, "exp_avg_sq");
-  require_disjoint(state.exp_avg.data, byte_size(state.exp_avg), "exp_avg", state.exp_avg_sq.data,
-                   byte_size(state.exp_avg_sq), "exp_avg_sq");
+  written.add(state.exp_avg, "exp_avg").add(state.exp_avg_sq, "exp_avg_sq");
   if (o.amsgrad) {
     require_same_rows(param, state.max_exp_avg_sq, "max_exp_avg_sq");
-    require_disjoint(state.max_exp_avg_sq.data, byte_size(state.max_exp_avg_sq), "max_exp_avg_sq",
-                     state.exp_avg_sq.data, byte_size(state.exp_avg_sq), "exp_avg_sq");
-    require_disjoint(state.max_exp_avg_sq.data, byte_size(state.max_exp_avg_sq), "max_exp_avg_sq",
-                     state.exp_avg.data, byte_size(state.exp_avg), "exp_avg");
+    written.add(state.max_exp_avg_sq, "max_exp_avg_sq");
   }
-  require(o.mode == Mode::exact || o.bias_correction != BiasCorrection::row ||
-              state.row_steps != nullptr || param.num_rows == 0,
+  const bool row_counts = o.mode == Mode::lazy && o.bias_correction == BiasCorrection::row;
+  require(!row_counts || state.row_steps != nullptr || param.num_rows == 0,
           "bias_correction='row' needs row_steps");
+  if (row_counts) written.add(state.row_steps, param.num_rows * 8, "row_steps");
+  return written;
 }
 
 template <class T, class I>
@@ -594,8 +596,10 @@ void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamSta
                const AdamOptions& options, std::int64_t step, int num_threads = 0) {
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
-  detail::require_adam_state(param, state, options);
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  detail::WrittenArrays written = detail::require_adam_state(param, state, options);
+  if (options.mode == Mode::exact)
+    detail::add_exact_arrays(written, state.exact, adam_exact_layout(options), param.num_rows);
+  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads, written);
   if (options.mode == Mode::exact)
     detail::adam_exact_step(param, grad, state, options, step, num_threads, plan);
   else
@@ -609,13 +613,13 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
                 std::int64_t step, int num_threads = 0,
                const I* indices = nullptr, std::int64_t n = 0) {
   options.validate();
-  detail::require_adam_state(param, state, options);
+  const detail::WrittenArrays written = detail::require_adam_state(param, state, options);
   if (options.mode != Mode::exact) return;
   detail::require(step >= 0, "step must be >= 0, got ", step);
   const ExactLayout layout = adam_exact_layout(options);
   const detail::AdamSeries series = detail::adam_series<T>(options);
   const detail::AdamCatchUpTables tables(options, series, layout.window);
-  detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n,
+  detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n, written,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
                        detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);
                      });

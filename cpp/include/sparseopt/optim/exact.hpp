@@ -211,6 +211,15 @@ class ExactBook {
   ExactState state_;
 };
 
+// Adds exact mode's arrays to the arrays a step or flush writes.
+inline void add_exact_arrays(WrittenArrays& written, const ExactState& s, const ExactLayout& layout,
+                             std::int64_t num_rows) {
+  constexpr std::int64_t word = 8;
+  written.add(s.last_step, num_rows * word, "last_step");
+  written.add(s.history, s.capacity * layout.columns() * word, "history");
+  written.add(s.ring, layout.window * layout.quantities * word, "window");
+}
+
 // base^k, tabulated for k < size by repeated multiplication (a relative error of at most k
 // roundings of a double, ~1e-13 at k = 1000) and pow() beyond: built once per step or flush,
 // so that catching a row up costs no pow() for the gaps most rows have.
@@ -282,14 +291,17 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
                [&](std::int64_t u, int) { bring(static_cast<std::int64_t>(plan.rows[u])); });
 }
 
-// The body of every optimizer's flush(): checks the record holds `step`, then brings the rows
-// (all, or those in indices[0, n)) up to it with catch_up(book, row, last).
+// The body of every optimizer's flush(): checks the record holds `step` and that `indices`
+// shares no memory with the arrays the flush writes (`written`, exact mode's included), then
+// brings the rows (all, or those in indices[0, n)) up to it with catch_up(book, row, last).
 template <class T, class I, class CatchUp>
 void flush_rows(const ExactLayout& layout, const ExactState& exact, const Table<T>& param,
                 std::int64_t step, int num_threads, const I* indices, std::int64_t n,
-                CatchUp&& catch_up) {
+                WrittenArrays written, CatchUp&& catch_up) {
   const ExactBook book(layout, exact);
   book.require_step(step, param.num_rows);
+  add_exact_arrays(written, exact, layout, param.num_rows);
+  if (indices) written.require_apart_from(indices, n * std::int64_t(sizeof(I)), "indices");
   catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
                 [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); });
 }
