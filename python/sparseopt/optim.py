@@ -37,6 +37,9 @@ from . import _args, _core
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL"]
 
 _MODES = ("lazy", "exact")
+# The most steps an optimizer counts: far beyond any training, and small enough that step + 1
+# and the history's sizes never overflow an int64.
+MAX_STEP = 2**62
 _BIAS_CORRECTIONS = ("global", "row", "none")
 _EXACT_STATE = ("last_step", "history", "window")
 
@@ -58,7 +61,7 @@ class Optimizer:
         _core.check_param(param)
         self._lock = threading.Lock()  # one step (or flush, snapshot) at a time per object
         self._param = param
-        self._num_threads = _args.count("num_threads", num_threads)
+        self._num_threads = _args.threads("num_threads", num_threads)
         self._options = self._options_from(hyperparams)
         self._hyperparams = dict(hyperparams)
         self._step = 0
@@ -96,7 +99,7 @@ class Optimizer:
 
     @num_threads.setter
     def num_threads(self, value: int) -> None:
-        self._num_threads = _args.count("num_threads", value)
+        self._num_threads = _args.threads("num_threads", value)
 
     @property
     def step_count(self) -> int:
@@ -128,9 +131,18 @@ class Optimizer:
         own :meth:`replica`.
         """
         with self._lock:
+            if self._step >= MAX_STEP:
+                raise ValueError(f"this optimizer has taken {self._step} steps, the most it "
+                                 f"counts ({MAX_STEP}); build a new one")
+            history = self._state.get("history")
             if self.exact:
                 self._reserve_history(self._step + 1)
-            self._apply(indices, values, self._step + 1)
+            try:
+                self._apply(indices, values, self._step + 1)
+            except BaseException:
+                if history is not None:  # a rejected step leaves every state array as it was
+                    self._state["history"] = history
+                raise
             self._step += 1
 
     def flush(self, indices: np.ndarray | None = None) -> None:
@@ -161,21 +173,27 @@ class Optimizer:
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` snapshot, copying into this optimizer's own arrays.
 
-        Everything is checked first (keys, hyper-parameters, state names, shapes, dtypes);
-        a rejected snapshot leaves the optimizer unchanged.
+        The snapshot is untrusted input: everything is checked first (keys, hyper-parameters,
+        state names, shapes, dtypes, and the values the kernels index with: step counts within
+        ``[0, step]``, exact mode's record finite), and a rejected snapshot raises ValueError or
+        TypeError and leaves the optimizer unchanged. To keep one on disk, use
+        :func:`sparseopt.save` / :func:`sparseopt.load` (or pickle the dict).
         """
         with self._lock:
             self._load_state_dict(state_dict)
 
     def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"step", "hyperparams", "state"}:
-            raise ValueError("state_dict must be a mapping with exactly the keys 'step', "
-                             "'hyperparams' and 'state', as returned by state_dict()")
-        step = _args.count("state_dict['step']", state_dict["step"])
+        keys = {"step", "hyperparams", "state"}
+        if not isinstance(state_dict, Mapping) or set(state_dict) != keys:
+            raise ValueError(f"state_dict must be a mapping with exactly the keys 'step', "
+                             f"'hyperparams' and 'state', as returned by state_dict(); got "
+                             f"{_describe(state_dict)}")
+        step = _args.count("state_dict['step']", state_dict["step"], maximum=MAX_STEP)
         hyperparams = state_dict["hyperparams"]
         if not isinstance(hyperparams, Mapping) or set(hyperparams) != set(self._hyperparams):
-            raise ValueError(f"state_dict['hyperparams'] must have the keys "
-                             f"{sorted(self._hyperparams)}, got {sorted(hyperparams)}")
+            raise ValueError(f"state_dict['hyperparams'] must be a mapping with the keys "
+                             f"{sorted(self._hyperparams)}, got {_describe(hyperparams)}"
+                             f"{_NPZ_HINT if isinstance(hyperparams, np.ndarray) else ''}")
         hyperparams = dict(hyperparams)
         options = self._options_from(hyperparams)
         spec = self._full_spec(options, hyperparams)
@@ -185,18 +203,10 @@ class Optimizer:
                              f"construct the optimizer with the same options")
         arrays = state_dict["state"]
         if not isinstance(arrays, Mapping) or set(arrays) != set(self._state):
-            raise ValueError(f"state_dict['state'] must have the arrays {sorted(self._state)}, "
-                             f"got {sorted(arrays) if isinstance(arrays, Mapping) else arrays!r}")
+            raise ValueError(f"state_dict['state'] must be a mapping with the arrays "
+                             f"{sorted(self._state)}, got {_describe(arrays)}")
         for name, own in self._state.items():
-            given = arrays[name]
-            if not isinstance(given, np.ndarray) or given.dtype != own.dtype:
-                got = given.dtype if isinstance(given, np.ndarray) else type(given).__name__
-                raise TypeError(f"state_dict['state'][{name!r}] must be a numpy array of dtype "
-                                f"{own.dtype}, got {got}")
-            expected = (step + 1, own.shape[1]) if name == "history" else own.shape
-            if given.shape != expected:
-                raise ValueError(f"state_dict['state'][{name!r}] must have shape {expected}, "
-                                 f"got {given.shape}")
+            _check_state_array(name, arrays[name], own, step)
         for name, own in self._state.items():
             if name == "history":
                 history = np.zeros((max(16, 2 * (step + 1)), own.shape[1]))
@@ -207,6 +217,28 @@ class Optimizer:
         self._options = options
         self._hyperparams = hyperparams
         self._step = step
+
+    # -- hyper-parameters --------------------------------------------------------------------
+    def _set_hyperparameter(self, name: str, value: Any) -> None:
+        if name in _FIXED_AT_CONSTRUCTION:
+            raise AttributeError(f"{name} is fixed when the optimizer is built "
+                                 f"({_FIXED_AT_CONSTRUCTION[name]}); build a new optimizer")
+        with self._lock:
+            hyperparams = dict(self._hyperparams)
+            hyperparams[name] = value
+            options = self._options_from(hyperparams)  # checks (and normalises) the value
+            if self.exact:
+                raise ValueError(f"{name} cannot change in mode='exact': rows are caught up in "
+                                 f"closed form over the steps they missed, which holds for one "
+                                 f"{name} (only lr may follow a schedule there); flush() and "
+                                 f"build a new optimizer, or use mode='lazy'")
+            spec = self._full_spec(options, hyperparams)
+            if set(spec) != set(self._state):
+                raise ValueError(f"setting {name} to {value!r} would change the state this "
+                                 f"optimizer keeps ({sorted(self._state)} -> {sorted(spec)}); "
+                                 f"build a new optimizer with it")
+            self._options = options
+            self._hyperparams = hyperparams
 
     # -- Hogwild! ----------------------------------------------------------------------------
     def replica(self) -> Optimizer:
@@ -316,6 +348,67 @@ class Optimizer:
         raise NotImplementedError
 
 
+# Hyper-parameters that only matter when the optimizer is built, and why.
+_FIXED_AT_CONSTRUCTION = {
+    "mode": "it decides which state arrays exist",
+    "initial_accumulator_value": "it is only the accumulator's starting value",
+}
+
+_NPZ_HINT = ("; np.savez stores dicts as pickled 0-d arrays: save an optimizer with "
+             "sparseopt.save(path, opt) and restore it with sparseopt.load(path, opt)")
+
+
+def _describe(obj: object) -> str:
+    """What `obj` is, for an error message (never fails, whatever `obj` is)."""
+    if isinstance(obj, np.ndarray):
+        return f"a numpy array of shape {obj.shape} and dtype {obj.dtype}"
+    if isinstance(obj, Mapping):
+        try:
+            return f"the keys {sorted(str(k) for k in obj)}"
+        except Exception:  # noqa: BLE001 - a mapping whose keys cannot even be listed
+            return f"a {type(obj).__name__}"
+    return f"a {type(obj).__name__}"
+
+
+def _check_state_array(name: str, given: Any, own: np.ndarray, step: int) -> None:
+    """Checks a snapshot's state array before anything is copied: type, dtype, shape, and the
+    values that the kernels use as positions (step counts) or that must be finite."""
+    where = f"state_dict['state'][{name!r}]"
+    if not isinstance(given, np.ndarray) or given.dtype != own.dtype:
+        got = f"dtype {given.dtype}" if isinstance(given, np.ndarray) else type(given).__name__
+        raise TypeError(f"{where} must be a numpy array of dtype {own.dtype}, got {got}")
+    expected = (step + 1, own.shape[1]) if name == "history" else own.shape
+    if given.shape != expected:
+        raise ValueError(f"{where} must have shape {expected}, got {given.shape}")
+    if given.size == 0:
+        return
+    if given.dtype == np.int64:  # last_step, row_steps: steps through which a row counts
+        low, high = int(given.min()), int(given.max())
+        if low < 0 or high > step:
+            raise ValueError(f"{where} must hold step counts in [0, step] = [0, {step}], got "
+                             f"values from {low} to {high}: the snapshot is corrupt")
+    elif name in ("history", "window"):
+        if not np.isfinite(given).all():
+            raise ValueError(f"{where} must be finite (exact mode's record of each step), "
+                             f"but holds NaN or infinity: the snapshot is corrupt")
+        if name == "history" and (given[:, 0] < 0).any():
+            raise ValueError(f"{where}[:, 0] holds each step's lr and must be >= 0: the "
+                             f"snapshot is corrupt")
+
+
+def _hyperparameter(name: str, doc: str) -> property:
+    """A hyper-parameter readable and settable between steps (checked like the constructor's
+    argument; see :meth:`Optimizer._set_hyperparameter` for when a change is refused)."""
+
+    def get(self: Optimizer) -> Any:
+        return self._hyperparams[name]
+
+    def set_(self: Optimizer, value: Any) -> None:
+        self._set_hyperparameter(name, value)
+
+    return property(get, set_, doc=doc)
+
+
 def _mode(value: object) -> Any:
     return getattr(_core.Mode, _args.choice("mode", value, _MODES))
 
@@ -353,6 +446,12 @@ class SGD(Optimizer):
         super().__init__(param, dict(lr=lr, momentum=momentum, dampening=dampening,
                                      nesterov=nesterov, weight_decay=weight_decay, mode=mode),
                          num_threads=num_threads)
+
+    momentum = _hyperparameter("momentum", "Momentum factor (settable between steps in lazy mode).")
+    dampening = _hyperparameter("dampening", "Dampening of the momentum (settable between steps in lazy mode).")
+    nesterov = _hyperparameter("nesterov", "Nesterov momentum (settable between steps in lazy mode).")
+    weight_decay = _hyperparameter("weight_decay", "L2 weight decay (settable between steps in lazy mode).")
+    mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.SgdOptions()
@@ -400,6 +499,10 @@ class Adagrad(Optimizer):
                                      initial_accumulator_value=initial_accumulator_value),
                          num_threads=num_threads)
 
+    lr_decay = _hyperparameter("lr_decay", "Learning-rate decay (settable between steps).")
+    eps = _hyperparameter("eps", "Term added to the denominator (settable between steps).")
+    initial_accumulator_value = _hyperparameter("initial_accumulator_value", "Starting value of ``sum`` (fixed at construction).")
+
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.AdagradOptions()
         o.lr = h["lr"] = _args.real("lr", h["lr"])
@@ -441,6 +544,12 @@ class RMSprop(Optimizer):
                  mode: str = "lazy", *, num_threads: int = 0):
         super().__init__(param, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
                                      centered=centered, mode=mode), num_threads=num_threads)
+
+    alpha = _hyperparameter("alpha", "Smoothing constant (settable between steps in lazy mode).")
+    eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
+    momentum = _hyperparameter("momentum", "Momentum factor (settable between steps in lazy mode, while it stays nonzero or zero).")
+    centered = _hyperparameter("centered", "Centered RMSprop (fixed by the state it needs).")
+    mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.RmspropOptions()
@@ -505,6 +614,13 @@ class Adam(Optimizer):
         super().__init__(param, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                      amsgrad=amsgrad, mode=mode, bias_correction=bias_correction),
                          num_threads=num_threads)
+
+    betas = _hyperparameter("betas", "(beta1, beta2) (settable between steps in lazy mode).")
+    eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
+    weight_decay = _hyperparameter("weight_decay", "Weight decay (settable between steps in lazy mode).")
+    amsgrad = _hyperparameter("amsgrad", "AMSGrad variant (fixed by the state it needs).")
+    mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
+    bias_correction = _hyperparameter("bias_correction", "'global', 'row' or 'none' (settable in lazy mode where the state stays the same).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.AdamOptions()
@@ -601,6 +717,8 @@ class RowWiseAdagrad(Optimizer):
                  num_threads: int = 0):
         super().__init__(param, dict(lr=lr, eps=eps), num_threads=num_threads)
 
+    eps = _hyperparameter("eps", "Term added to the denominator (settable between steps).")
+
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.RowWiseAdagradOptions()
         o.lr = h["lr"] = _args.real("lr", h["lr"])
@@ -668,6 +786,11 @@ class FTRL(Optimizer):
         super().__init__(param, dict(lr=lr, lr_power=lr_power, l1=l1, l2=l2,
                                      initial_accumulator_value=initial_accumulator_value),
                          num_threads=num_threads)
+
+    lr_power = _hyperparameter("lr_power", "Power of the learning-rate schedule (settable between steps).")
+    l1 = _hyperparameter("l1", "L1 regularisation strength (settable between steps).")
+    l2 = _hyperparameter("l2", "L2 regularisation strength (settable between steps).")
+    initial_accumulator_value = _hyperparameter("initial_accumulator_value", "Starting value of ``accumulator`` (fixed at construction).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.FtrlOptions()
