@@ -62,6 +62,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 import weakref
@@ -77,6 +78,9 @@ __all__ = ["empty", "zeros", "share", "is_shared", "release", "run", "Worker", "
            "Stopped", "RemoteTraceback", "BACKENDS"]
 
 BACKENDS = ("thread", "fork", "spawn")
+# Seconds run() waits, after a thread worker raised, for the other threads to stop at their
+# next progress() or barrier() before it raises anyway.
+THREAD_STOP_GRACE = 2.0
 _PREFIX = "sparseopt_"
 
 
@@ -537,7 +541,10 @@ def run(worker_fn: Callable[..., Any], num_workers: int, *, backend: str = "thre
     worker that died without one. The other workers are stopped first: processes are terminated;
     threads, which cannot be killed, stop at their next ``progress()`` or ``barrier()``.
     KeyboardInterrupt in the parent stops the workers the same way and is re-raised. Every
-    worker has ended when ``run`` returns or raises.
+    worker has ended when ``run`` returns or raises, with one exception: a thread worker that
+    reaches neither ``progress()`` nor ``barrier()`` within ``THREAD_STOP_GRACE`` seconds
+    (2 s) of another worker's error cannot be stopped; ``run`` then raises the error anyway
+    (its notes name the workers still running), and they finish in the background.
     """
     num_workers = _args.count("num_workers", num_workers, minimum=1)
     backend = _args.choice("backend", backend, BACKENDS)
@@ -562,7 +569,7 @@ def run(worker_fn: Callable[..., Any], num_workers: int, *, backend: str = "thre
                              f"{len(per_worker)}")
         per_worker = [tuple(a) for a in per_worker]
     if threads_per_worker is not None:
-        threads_per_worker = _args.count("threads_per_worker", threads_per_worker)
+        threads_per_worker = _args.threads("threads_per_worker", threads_per_worker)
     check = _check_optimizer(backend)
     _map_optimizers(args, check, "args")
     _map_optimizers(kwargs, check, "kwargs")
@@ -625,6 +632,7 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
 
     workers = [threading.Thread(target=target, args=(r,), name=f"hogwild-worker-{r}",
                                 daemon=True) for r in range(n)]
+    failed_at = None  # when the first error was seen
     try:
         for t in workers:
             t.start()
@@ -632,6 +640,10 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
             for t in workers:
                 t.join(timeout=0.05)
             _show(bar, counters, n)
+            if errors and failed_at is None:
+                failed_at = time.monotonic()
+            if failed_at is not None and time.monotonic() - failed_at > THREAD_STOP_GRACE:
+                break  # a worker that never reaches progress() or barrier() cannot be stopped
     except BaseException:  # KeyboardInterrupt: stop the workers, wait for them, re-raise
         stop()
         for t in workers:
@@ -642,6 +654,11 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
     if errors:
         rank, exc = errors[0]
         _exception_note(exc, rank, n, "thread")
+        running = [r for r, t in enumerate(workers) if t.is_alive()]
+        if running and hasattr(exc, "add_note"):
+            exc.add_note(f"(hogwild workers {running} were still running {THREAD_STOP_GRACE} s "
+                         f"later: threads stop only at progress() or barrier(), so they go on "
+                         f"in the background until their function returns)")
         raise _as_error(exc, rank, "thread")
     return results
 
