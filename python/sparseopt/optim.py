@@ -41,7 +41,7 @@ _MODES = ("lazy", "exact")
 # and the history's sizes never overflow an int64.
 MAX_STEP = 2**62
 _BIAS_CORRECTIONS = ("global", "row", "none")
-_EXACT_STATE = ("last_step", "history", "window")
+_EXACT_STATE = ("last_step", "history", "window", "history_start")
 
 
 class Optimizer:
@@ -53,8 +53,12 @@ class Optimizer:
     ``_apply(indices, values, step)`` and, for exact mode, ``_flush()``.
 
     In exact mode the state also holds ``last_step`` (int64 per row: the step through which
-    the row is up to date), ``history`` (float64, one row per step: the learning rate and the
-    per-step scalars the catch-up needs) and ``window`` (float64 sums over recent steps).
+    the row is up to date), ``history_start`` (int64, one value: the step ``history``'s first
+    row records), ``history`` (float64, one row per step since then: the learning rate and the
+    per-step scalars the catch-up needs) and ``window`` (float64 sums over recent steps). The
+    record stays bounded: every 4,096 steps (``exact_record_span``) a step catches every row
+    up and restarts ``history`` at itself, so exact mode's memory does not grow with the
+    number of steps (that step costs one :meth:`flush` more).
     """
 
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0):
@@ -110,7 +114,7 @@ class Optimizer:
     def state(self) -> dict[str, np.ndarray]:
         """The live state arrays (not copies); use :meth:`state_dict` for a snapshot.
 
-        In exact mode rows may be behind until :meth:`flush`, and ``history`` is replaced by a
+        In exact mode rows may be behind until :meth:`flush`, and ``history`` may be replaced by a
         larger array as steps accumulate.
         """
         return dict(self._state)
@@ -162,12 +166,14 @@ class Optimizer:
         """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``.
 
         Nothing is flushed: the snapshot holds rows as they are, with what is needed to
-        catch them up later (exact mode's ``history`` has one row per step taken, plus one).
+        catch them up later (exact mode's ``history`` has one row per step since
+        ``history_start``, plus one).
         """
         with self._lock:
             state = {name: array.copy() for name, array in self._state.items()}
             if "history" in state:
-                state["history"] = self._state["history"][: self._step + 1].copy()
+                kept = self._step - int(self._state["history_start"][0]) + 1
+                state["history"] = self._state["history"][:kept].copy()
             return {"step": self._step, "hyperparams": dict(self._hyperparams), "state": state}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -205,12 +211,18 @@ class Optimizer:
         if not isinstance(arrays, Mapping) or set(arrays) != set(self._state):
             raise ValueError(f"state_dict['state'] must be a mapping with the arrays "
                              f"{sorted(self._state)}, got {_describe(arrays)}")
-        for name, own in self._state.items():
-            _check_state_array(name, arrays[name], own, step)
+        # The record's first step comes first: it sets history's length and the rows' range.
+        names = sorted(self._state, key=lambda name: name != "history_start")
+        start = 0
+        for name in names:
+            _check_state_array(name, arrays[name], self._state[name], step, start)
+            if name == "history_start":
+                start = int(arrays[name][0])
         for name, own in self._state.items():
             if name == "history":
-                history = np.zeros((max(16, 2 * (step + 1)), own.shape[1]))
-                history[: step + 1] = arrays[name]
+                kept = step - start + 1
+                history = np.zeros((max(16, 2 * kept), own.shape[1]))
+                history[:kept] = arrays[name]
                 self._state[name] = history
             else:
                 np.copyto(own, arrays[name])
@@ -315,6 +327,7 @@ class Optimizer:
             window, quantities, columns = options.exact_layout()
             spec["last_step"] = (np.int64, 0)
             spec["history"] = ("history", (16, columns))
+            spec["history_start"] = ("start", 0)
             spec["window"] = ("window", (window, quantities))
         return spec
 
@@ -323,11 +336,13 @@ class Optimizer:
             return np.full_like(self._param, fill, order="C")
         if dtype in ("history", "window"):  # float64 arrays of their own shape
             return np.zeros(fill, dtype=np.float64)
+        if dtype == "start":  # one int64
+            return np.full(1, fill, dtype=np.int64)
         return np.full(self._param.shape[0], fill, dtype=dtype)
 
     def _reserve_history(self, step: int) -> None:
         history = self._state["history"]
-        if history.shape[0] <= step:
+        if history.shape[0] <= step - int(self._state["history_start"][0]):
             grown = np.zeros((2 * history.shape[0], history.shape[1]))
             grown[: history.shape[0]] = history
             self._state["history"] = grown
@@ -370,23 +385,27 @@ def _describe(obj: object) -> str:
     return f"a {type(obj).__name__}"
 
 
-def _check_state_array(name: str, given: Any, own: np.ndarray, step: int) -> None:
+def _check_state_array(name: str, given: Any, own: np.ndarray, step: int, start: int) -> None:
     """Checks a snapshot's state array before anything is copied: type, dtype, shape, and the
-    values that the kernels use as positions (step counts) or that must be finite."""
+    values that the kernels use as positions (step counts) or that must be finite. `start` is
+    the snapshot's history_start (checked before the other arrays; 0 without one)."""
     where = f"state_dict['state'][{name!r}]"
     if not isinstance(given, np.ndarray) or given.dtype != own.dtype:
         got = f"dtype {given.dtype}" if isinstance(given, np.ndarray) else type(given).__name__
         raise TypeError(f"{where} must be a numpy array of dtype {own.dtype}, got {got}")
-    expected = (step + 1, own.shape[1]) if name == "history" else own.shape
+    expected = (step - start + 1, own.shape[1]) if name == "history" else own.shape
     if given.shape != expected:
         raise ValueError(f"{where} must have shape {expected}, got {given.shape}")
     if given.size == 0:
         return
     if given.dtype == np.int64:  # last_step, row_steps: steps through which a row counts
+        # last_step: no row may be older than the record that catches it up.
+        first = start if name == "last_step" else 0
         low, high = int(given.min()), int(given.max())
-        if low < 0 or high > step:
-            raise ValueError(f"{where} must hold step counts in [0, step] = [0, {step}], got "
-                             f"values from {low} to {high}: the snapshot is corrupt")
+        if low < first or high > step:
+            bounds = "[history_start, step]" if first else "[0, step]"
+            raise ValueError(f"{where} must hold step counts in {bounds} = [{first}, {step}], "
+                             f"got values from {low} to {high}: the snapshot is corrupt")
     elif name in ("history", "window"):
         if not np.isfinite(given).all():
             raise ValueError(f"{where} must be finite (exact mode's record of each step), "

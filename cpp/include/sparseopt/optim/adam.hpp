@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -311,6 +312,39 @@ class AdamCatchUpTables {
   std::vector<double> v_min_, eps_max_;
 };
 
+// Exact mode's constants for one set of options: the record's layout, the series and the
+// catch-up tables. Building them takes hundreds of pow() calls, which was most of an exact
+// step's fixed cost; they depend on betas, eps and amsgrad only (and the table's type), so each
+// thread keeps the last set it built and rebuilds it when those change.
+template <class T>
+struct AdamExactConstants {
+  ExactLayout layout;
+  AdamSeries series;
+  AdamCatchUpTables tables;
+};
+
+template <class T>
+const AdamExactConstants<T>& adam_exact_constants(const AdamOptions& o) {
+  struct Cache {
+    double beta1 = -1.0, beta2 = -1.0, eps = -1.0;
+    bool amsgrad = false;
+    std::optional<AdamExactConstants<T>> value;
+  };
+  thread_local Cache cache;
+  if (!cache.value || cache.beta1 != o.beta1 || cache.beta2 != o.beta2 || cache.eps != o.eps ||
+      cache.amsgrad != o.amsgrad) {
+    const ExactLayout layout = adam_exact_layout(o);
+    const AdamSeries series = adam_series<T>(o);
+    cache.value.reset();  // a throwing rebuild leaves no stale constants behind
+    cache.value.emplace(AdamExactConstants<T>{layout, series, AdamCatchUpTables(o, series, layout.window)});
+    cache.beta1 = o.beta1;
+    cache.beta2 = o.beta2;
+    cache.eps = o.eps;
+    cache.amsgrad = o.amsgrad;
+  }
+  return *cache.value;
+}
+
 // Exact mode: brings row r from step s (its last) to step e, the latest recorded step, as if
 // it had seen zero gradients (see the top of this file).
 template <class T>
@@ -544,11 +578,12 @@ template <class T, class I>
 void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
                      const AdamOptions& o, std::int64_t step, int num_threads,
                      const CoalescePlan<I>& plan) {
-  const ExactLayout layout = adam_exact_layout(o);
+  const AdamExactConstants<T>& constants = adam_exact_constants<T>(o);
+  const ExactLayout& layout = constants.layout;
   const ExactBook book(layout, state.exact);
   book.require_step(step, param.num_rows);
-  const AdamSeries series = adam_series<T>(o);
-  const AdamCatchUpTables tables(o, series, layout.window);
+  const AdamSeries& series = constants.series;
+  const AdamCatchUpTables& tables = constants.tables;
   const AdamStepScalars now = adam_step_scalars<T>(o, step);
   const double aux[2] = {now.c, now.q};
   book.record(step, o.lr, now.delta, aux);
@@ -585,6 +620,10 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
   double f[adam_max_terms];
   for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q / series.scale, n);
   book.advance(step, now.delta, f, series.ratio);
+  restart_record(layout, state.exact, param, step, num_threads,
+                 [&](const ExactBook& b, std::int64_t r, std::int64_t from) {
+                   adam_catch_up(o, series, tables, b, param, state, r, from, step);
+                 });
 }
 
 }  // namespace detail
@@ -598,7 +637,7 @@ void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamSta
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::WrittenArrays written = detail::require_adam_state(param, state, options);
   if (options.mode == Mode::exact)
-    detail::add_exact_arrays(written, state.exact, adam_exact_layout(options), param.num_rows);
+    detail::add_exact_arrays(written, state.exact, detail::adam_exact_constants<T>(options).layout, param.num_rows);
   const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads, written);
   if (options.mode == Mode::exact)
     detail::adam_exact_step(param, grad, state, options, step, num_threads, plan);
@@ -616,9 +655,10 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
   const detail::WrittenArrays written = detail::require_adam_state(param, state, options);
   if (options.mode != Mode::exact) return;
   detail::require(step >= 0, "step must be >= 0, got ", step);
-  const ExactLayout layout = adam_exact_layout(options);
-  const detail::AdamSeries series = detail::adam_series<T>(options);
-  const detail::AdamCatchUpTables tables(options, series, layout.window);
+  const detail::AdamExactConstants<T>& constants = detail::adam_exact_constants<T>(options);
+  const ExactLayout& layout = constants.layout;
+  const detail::AdamSeries& series = constants.series;
+  const detail::AdamCatchUpTables& tables = constants.tables;
   detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n, written,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
                        detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);

@@ -166,7 +166,14 @@ void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const Rmsp
         detail::prefetch_row(state.square_avg.row(r), w);
         if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
       });
-  if (exact) book.advance(step, 1.0, &options.lr, &options.momentum);
+  if (exact) {
+    book.advance(step, 1.0, &options.lr, &options.momentum);
+    detail::restart_record(layout, state.exact, param, step, num_threads,
+                           [&](const detail::ExactBook& b, std::int64_t r, std::int64_t from) {
+                             detail::rmsprop_catch_up(options, b, alpha_pow, momentum_pow, param, state, r,
+                                                      from, step);
+                           });
+  }
 }
 
 // Exact mode: brings every row (or the rows in indices[0, n)) up to `step`, the last step taken. Lazy mode: nothing to do.

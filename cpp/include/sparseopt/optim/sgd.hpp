@@ -226,6 +226,10 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
     const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
     book.advance(step, delta, &f, &options.momentum);
     if (layout.pair_products) book.append_product(step, detail::SgdStepMatrices{options, book});
+    detail::restart_record(layout, state.exact, param, step, num_threads,
+                           [&](const detail::ExactBook& b, std::int64_t r, std::int64_t from) {
+                             detail::sgd_catch_up(options, b, momentum_pow, param, state, r, from, step);
+                           });
   }
 }
 
