@@ -11,7 +11,9 @@ import pytest
 import sparseopt
 from sparseopt.optim import FTRL, SGD, Adagrad, Adam, AdamW, RMSprop, RowWiseAdagrad
 
-from _helpers import assert_unchanged, make_steps, snapshot
+from _helpers import assert_unchanged, densify, make_steps, snapshot
+from test_exact_adam import NumpyDenseAdam
+from test_exact_sgd import NumpyDenseSGD
 
 NUM_ROWS = 10
 
@@ -75,12 +77,12 @@ def test_setting_a_hyperparameter_takes_effect(cls, kwargs, name, value):
 REFUSED = [
     (SGD(np.zeros((4, 2)), lr=0.1, momentum=0.9), "momentum", 0.0, ValueError),  # state changes
     (SGD(np.zeros((4, 2)), lr=0.1), "momentum", 0.9, ValueError),
-    (SGD(np.zeros((4, 2)), lr=0.1, momentum=0.9, mode="exact"), "momentum", 0.5, ValueError),
     (SGD(np.zeros((4, 2)), lr=0.1, momentum=0.9), "momentum", -1.0, ValueError),  # out of range
     (SGD(np.zeros((4, 2)), lr=0.1), "mode", "exact", AttributeError),
     (Adam(np.zeros((4, 2))), "amsgrad", True, ValueError),
     (Adam(np.zeros((4, 2))), "bias_correction", "row", ValueError),
-    (Adam(np.zeros((4, 2)), mode="exact"), "betas", (0.8, 0.9), ValueError),
+    (Adam(np.zeros((4, 2)), mode="exact"), "betas", (0.9, 1.0), ValueError),
+    (Adam(np.zeros((4, 2)), mode="exact"), "weight_decay", 0.1, ValueError),  # L2: no closed form
     (Adam(np.zeros((4, 2))), "betas", (0.9, 1.5), ValueError),
     (Adam(np.zeros((4, 2))), "betas", "0.9", ValueError),
     (RMSprop(np.zeros((4, 2))), "centered", True, ValueError),
@@ -99,6 +101,56 @@ def test_a_change_the_optimizer_cannot_make_is_refused(opt, name, value, error):
         setattr(opt, name, value)
     assert getattr(opt, name) == old
     assert_unchanged(opt, opt.param, before)
+
+
+EXACT_CHANGES = [
+    ("adam_betas", lambda p: Adam(p, lr=0.01, mode="exact"), "betas", (0.5, 0.9),
+     lambda p0: NumpyDenseAdam(p0, lr=0.01), lambda ref, v: setattr(ref, "b1", v[0]) or setattr(ref, "b2", v[1])),
+    ("adamw_eps", lambda p: AdamW(p, lr=0.01, mode="exact"), "eps", 1e-3,
+     lambda p0: NumpyDenseAdam(p0, lr=0.01, weight_decay=1e-2, decoupled=True),
+     lambda ref, v: setattr(ref, "eps", v)),
+    ("adamw_decay", lambda p: AdamW(p, lr=0.01, mode="exact"), "weight_decay", 0.3,
+     lambda p0: NumpyDenseAdam(p0, lr=0.01, weight_decay=1e-2, decoupled=True),
+     lambda ref, v: setattr(ref, "wd", v)),
+]
+
+
+@pytest.mark.parametrize("case", EXACT_CHANGES, ids=[c[0] for c in EXACT_CHANGES])
+def test_exact_mode_follows_a_change_as_the_dense_optimizer(case):
+    """In exact mode a change catches every row up under the old value and restarts the
+    record: the run equals the dense optimizer whose value changed at the same step."""
+    _, make, name, value, make_ref, set_ref = case
+    rng = np.random.default_rng(7)
+    p0 = rng.standard_normal((NUM_ROWS, 3))
+    param = p0.copy()
+    opt = make(param)
+    ref = make_ref(p0)
+    for t, (idx, vals) in enumerate(_batches(8, 30)):
+        if t == 12:
+            setattr(opt, name, value)
+            set_ref(ref, value)
+            assert int(opt.state["history_start"][0]) == 12
+            assert (opt.state["last_step"] == 12).all()
+        opt.step(idx, vals)
+        ref.step(densify(idx, vals, ref.p.shape))
+    opt.flush()
+    np.testing.assert_allclose(param, ref.p, rtol=1e-10, atol=1e-12)
+
+
+def test_exact_sgd_momentum_change_matches_dense():
+    rng = np.random.default_rng(9)
+    p0 = rng.standard_normal((NUM_ROWS, 3))
+    param = p0.copy()
+    opt = SGD(param, lr=0.05, momentum=0.9, weight_decay=0.01, mode="exact")
+    ref = NumpyDenseSGD(p0, momentum=0.9, weight_decay=0.01)
+    for t, (idx, vals) in enumerate(_batches(10, 30)):
+        if t == 15:
+            opt.momentum = 0.5
+            ref.mu = 0.5
+        opt.step(idx, vals)
+        ref.step(0.05, idx, vals)
+    opt.flush()
+    np.testing.assert_allclose(param, ref.p, rtol=1e-10, atol=1e-12)
 
 
 def test_exact_mode_still_follows_an_lr_schedule():

@@ -232,6 +232,10 @@ class Optimizer:
 
     # -- hyper-parameters --------------------------------------------------------------------
     def _set_hyperparameter(self, name: str, value: Any) -> None:
+        """Set a hyper-parameter between steps, checked like the constructor's argument.
+        Refused (nothing changes): ``mode`` and ``initial_accumulator_value``, and a value that
+        would change which state arrays exist (momentum to or from 0, amsgrad, centered, ...).
+        In exact mode a change (other than ``lr``) first brings every row up to date, O(table)."""
         if name in _FIXED_AT_CONSTRUCTION:
             raise AttributeError(f"{name} is fixed when the optimizer is built "
                                  f"({_FIXED_AT_CONSTRUCTION[name]}); build a new optimizer")
@@ -239,16 +243,19 @@ class Optimizer:
             hyperparams = dict(self._hyperparams)
             hyperparams[name] = value
             options = self._options_from(hyperparams)  # checks (and normalises) the value
-            if self.exact:
-                raise ValueError(f"{name} cannot change in mode='exact': rows are caught up in "
-                                 f"closed form over the steps they missed, which holds for one "
-                                 f"{name} (only lr may follow a schedule there); flush() and "
-                                 f"build a new optimizer, or use mode='lazy'")
             spec = self._full_spec(options, hyperparams)
             if set(spec) != set(self._state):
                 raise ValueError(f"setting {name} to {value!r} would change the state this "
                                  f"optimizer keeps ({sorted(self._state)} -> {sorted(spec)}); "
                                  f"build a new optimizer with it")
+            if self.exact:
+                # Rows are caught up in closed form over the steps they missed, for one set of
+                # hyper-parameters: catch every row up under the old ones (O(table)), then
+                # start a new record, shaped for the new ones, at this step.
+                self._flush(None)
+                for part in ("history", "window"):
+                    self._state[part] = self._new_state_array(*spec[part])
+                self._state["history_start"][0] = self._step
             self._options = options
             self._hyperparams = hyperparams
 
