@@ -33,6 +33,7 @@ BENCHMARKS = {
     "topk": "bench_topk",
     "gather": "bench_gather",
     "word2vec": "bench_word2vec",
+    "torch_step": "bench_torch_step",
 }
 
 

@@ -1,0 +1,36 @@
+"""examples/torch_text_classifier.py --quick runs (real corpus when ../shared/data has it, the
+synthetic fallback otherwise) and writes its table and results where --out says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "torch_text_classifier.py"
+
+pytestmark = pytest.mark.requires_torch
+
+
+@pytest.mark.parametrize("data", ["default", "missing"])
+def test_quick_run(tmp_path, data):
+    args = [sys.executable, str(EXAMPLE), "--quick", "--out", str(tmp_path)]
+    if data == "missing":
+        args += ["--data", str(tmp_path / "no_such_corpus.tar.gz")]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "torch_text_classifier.json").read_text())
+    assert set(result["results"]) == {"torch dense Adam", "SparseAdam + Adam", "sparseopt lazy",
+                                      "sparseopt exact"}
+    if data == "missing":
+        assert result["data"].startswith("SYNTHETIC")
+    accs = {name: curve[-1]["test_acc"] for name, curve in result["results"].items()}
+    # Lazy sparseopt is SparseAdam + Adam's algorithm, exact is dense Adam's: same predictions.
+    assert accs["sparseopt lazy"] == accs["SparseAdam + Adam"]
+    assert accs["sparseopt exact"] == accs["torch dense Adam"]
+    assert "| sparseopt exact |" in (tmp_path / "torch_text_classifier.md").read_text()
