@@ -30,7 +30,10 @@ def test_quick_run(tmp_path, data):
     if data == "missing":
         assert result["data"].startswith("SYNTHETIC")
     accs = {name: curve[-1]["test_acc"] for name, curve in result["results"].items()}
-    # Lazy sparseopt is SparseAdam + Adam's algorithm, exact is dense Adam's: same predictions.
-    assert accs["sparseopt lazy"] == accs["SparseAdam + Adam"]
-    assert accs["sparseopt exact"] == accs["torch dense Adam"]
+    # Lazy sparseopt is SparseAdam + Adam's algorithm, exact is dense Adam's: the same
+    # predictions but for float32 rounding (torch's backward sums in its own order), so at most
+    # a speech or two may differ.
+    slack = 2.5 / result["test"]
+    assert abs(accs["sparseopt lazy"] - accs["SparseAdam + Adam"]) <= slack
+    assert abs(accs["sparseopt exact"] - accs["torch dense Adam"]) <= slack
     assert "| sparseopt exact |" in (tmp_path / "torch_text_classifier.md").read_text()
