@@ -51,6 +51,7 @@ import math
 import re
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,6 +60,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "shakespeare" / "plays_modern.tar.gz"
 DEFAULT_OUT = Path(__file__).resolve().parent / "output"
+# Shipped with the repository: six plays, for a clone without the full corpus.
+SAMPLE_DATA = Path(__file__).resolve().parent / "data" / "shakespeare_sample.tar.gz"
 
 TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*")
 BETAS = (0.9, 0.999)
@@ -442,8 +445,9 @@ def main(argv=None):
                          f"default: {DEFAULT_DATA} when it exists")
     ap.add_argument("--quick", action="store_true", help="small run (4 learning rates, "
                     "8,000 training passages, 4 epochs): under a minute")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                    help="output folder (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"output folder (default: {DEFAULT_OUT}; a new temporary folder with "
+                         f"--quick)")
     ap.add_argument("--lrs", type=float, nargs="+", default=None, help="learning rates to try")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -458,13 +462,15 @@ def main(argv=None):
                          "little work to share; 0 = all cores)")
     args = ap.parse_args(argv)
 
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="lazy_vs_exact_")) if args.quick else DEFAULT_OUT
     data_path = args.data
     if data_path is None:
-        if not DEFAULT_DATA.exists():
-            sys.exit("error: no data. This example trains on a real text corpus; pass one with "
-                     "--data PATH (a .tar.gz of text files, a directory of .txt files, or one "
-                     f"text file). The default, {DEFAULT_DATA}, does not exist.")
         data_path = DEFAULT_DATA
+        if not DEFAULT_DATA.exists():
+            data_path = SAMPLE_DATA
+            print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
+                  f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", flush=True)
     if not data_path.exists():
         sys.exit(f"error: --data {data_path}: no such file or directory")
 

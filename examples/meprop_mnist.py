@@ -48,6 +48,7 @@ import contextlib
 import gzip
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -359,7 +360,9 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None,
                     help=f"folder with the MNIST IDX files (default: {DEFAULT_DATA})")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"output folder (default: {DEFAULT_OUT}; a new temporary folder with "
+                         f"--quick)")
     ap.add_argument("--epochs", type=int, default=20, help="the paper's 20 by default")
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--hidden", type=int, default=500)
@@ -397,6 +400,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.update_readme and (args.quick or args.max_train or args.data is not None):
         sys.exit("error: --update-readme needs a run on the full MNIST (no --quick/--max-train/--data)")
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="meprop_")) if args.quick else DEFAULT_OUT
     if args.quick:
         args.epochs, args.max_train = 1, args.max_train or 6000
     dtype = np.dtype(args.dtype)

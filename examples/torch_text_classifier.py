@@ -21,8 +21,8 @@ Data: the 37 plays of ``../shared/data/shakespeare/plays_modern.tar.gz`` (or ``-
 genres as the First Folio groups them (Pericles, absent from it, as a comedy; Cymbeline and
 Troilus and Cressida as tragedies); the poems are left out. A speech is the text after a
 speaker's name up to the next blank line; speeches of fewer than 8 words are dropped; 20 % of
-the speeches, drawn at random, are held out. Without the corpus the example trains on a
-synthetic corpus (three genres with their own word frequencies) and says so in its output.
+the speeches, drawn at random, are held out. Without the corpus the example trains on the
+six plays shipped in examples/data/ (two of each kind) and says so in its output.
 
     python examples/torch_text_classifier.py            # full run (a few minutes)
     python examples/torch_text_classifier.py --quick    # smoke run, seconds
@@ -53,6 +53,7 @@ import sparseopt.torch as st
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "shakespeare" / "plays_modern.tar.gz"
+SAMPLE_DATA = HERE / "data" / "shakespeare_sample.tar.gz"  # six plays, shipped
 GENRES = ("comedy", "tragedy", "history")
 HISTORY = {"john", "richard_ii", "henry_iv_part_1", "henry_iv_part_2", "henry_v",
            "henry_vi_part_1", "henry_vi_part_2", "henry_vi_part_3", "richard_iii", "henry_viii"}
@@ -103,20 +104,6 @@ def load_corpus(path: Path) -> list[tuple[list[str], int]]:
                 words = WORD.findall(speech.lower())
                 if len(words) >= 8:
                     docs.append((words, GENRES.index(genre)))
-    return docs
-
-
-def synthetic_corpus(rng: np.random.Generator, n: int = 3000) -> list[tuple[list[str], int]]:
-    """Three 'genres' whose speeches draw from a shared Zipf vocabulary plus words of their own."""
-    vocab = [f"w{i}" for i in range(5000)]
-    p = 1.0 / np.arange(1, len(vocab) + 1)
-    p /= p.sum()
-    docs = []
-    for i in range(n):
-        label = i % 3
-        words = list(rng.choice(vocab, int(rng.integers(8, 60)), p=p))
-        words += [f"g{label}_{int(j)}" for j in rng.integers(0, 300, 3)]
-        docs.append((words, label))
     return docs
 
 
@@ -191,14 +178,15 @@ def accuracy(model, opts, ids, labels, order, batch_size) -> float:
 def run(args) -> dict:
     rng = np.random.default_rng(args.seed)
     source = args.data if args.data is not None else DEFAULT_DATA
-    if source.exists():
-        docs = load_corpus(source)
-        data_note = f"Shakespeare's plays ({source.name})"
-    else:
-        docs = synthetic_corpus(rng)
-        data_note = ("SYNTHETIC corpus (the Shakespeare archive was not found: pass --data "
-                     "plays_modern.tar.gz for the real run)")
-        print(f"note: {data_note}", file=sys.stderr)
+    if args.data is None and not source.exists():
+        source = SAMPLE_DATA
+        print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
+              f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", file=sys.stderr)
+    if not source.exists():
+        sys.exit(f"error: --data {source}: no such file")
+    docs = load_corpus(source)
+    data_note = (f"SAMPLE of six plays ({source.name})" if source == SAMPLE_DATA
+                 else f"Shakespeare's plays ({source.name})")
     if args.quick:
         docs = [docs[i] for i in rng.permutation(len(docs))[: min(len(docs), 3000)]]
     ids, labels, num_rows = featurize(docs, args.buckets)

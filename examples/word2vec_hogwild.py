@@ -52,6 +52,7 @@ import re
 import statistics
 import sys
 import tarfile
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "shakespeare" / "plays_modern.tar.gz"
 DEFAULT_OUT = Path(__file__).resolve().parent / "output"
+# Shipped with the repository: six plays, for a clone without the full corpus.
+SAMPLE_DATA = Path(__file__).resolve().parent / "data" / "shakespeare_sample.tar.gz"
 README_MARKER = "word2vec"
 
 TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*")
@@ -604,7 +607,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          f"file (paragraphs = sentences); default: {DEFAULT_DATA}")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: the first 200,000 words, 2 epochs, one repeat")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"output folder (default: {DEFAULT_OUT}; a new temporary folder with "
+                         f"--quick)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="timed runs per (implementation, workers) (default 5; --quick 1)")
     ap.add_argument("--epochs", type=int, default=None, help="default 5 (--quick: 2)")
@@ -634,12 +639,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.repeats = args.repeats or 5
     if args.wait is None:
         args.wait = 0.0 if args.quick else 60.0
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="word2vec_")) if args.quick else DEFAULT_OUT
     if args.data is None:
-        if not DEFAULT_DATA.exists():
-            sys.exit("error: no data. This example trains on a real text corpus; pass one with "
-                     "--data PATH (a .tar.gz of text files, a directory of .txt files, or one "
-                     f"text file). The default, {DEFAULT_DATA}, does not exist.")
         args.data = DEFAULT_DATA
+        if not DEFAULT_DATA.exists():
+            args.data = SAMPLE_DATA
+            print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
+                  f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", flush=True)
     if not args.data.exists():
         sys.exit(f"error: --data {args.data}: no such file or directory")
     if args.update_readme and (args.quick or args.no_gensim):
