@@ -310,9 +310,17 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
     parallel_for(num_rows, threads, num_rows * row_width, [&](std::int64_t r, int) { bring(r); });
     return;
   }
-  const CoalescePlan<I> plan = plan_coalesce(indices, n, num_rows);
-  parallel_for(plan.size(), threads, plan.size() * row_width,
-               [&](std::int64_t u, int) { bring(static_cast<std::int64_t>(plan.rows[u])); });
+  // No coalescing plan (a sort): bringing a row up is idempotent, so the indices are visited as
+  // they come, repeats included. Thread `s` of T takes the rows r with r % T == s, so no row is
+  // touched by two threads, and each row is caught up once, from its last step, whatever T is.
+  check_indices(indices, n, num_rows);  // before anything is written
+  const std::int64_t parts = threads > 1 && n * row_width >= parallel_min_work ? threads : 1;
+  parallel_for(parts, int(parts), n * row_width, [&](std::int64_t part, int) {
+    for (std::int64_t k = 0; k < n; ++k) {
+      const std::int64_t r = static_cast<std::int64_t>(indices[k]);
+      if (r % parts == part) bring(r);
+    }
+  });
 }
 
 // The body of every optimizer's flush(): checks the record holds `step` and that `indices`
