@@ -11,16 +11,9 @@
 #include <cstdio>
 #include <vector>
 
+#include "expect.hpp"
+
 namespace {
-
-int failures = 0;
-
-void expect(bool ok, const char* what) {
-  if (!ok) {
-    std::printf("FAILED: %s\n", what);
-    ++failures;
-  }
-}
 
 // torch.optim.SGD on the whole table, with the gradient g (zeros but for the touched row).
 struct DenseSgd {
