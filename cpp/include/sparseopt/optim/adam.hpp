@@ -497,6 +497,17 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
 
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
 // mode's record is added by the step and by flush_rows).
+// Asks for row r of the parameter and of every moment array (a hint: no effect on results).
+template <class T>
+void prefetch_adam_rows(const Table<T>& param, const AdamState<T>& state, const AdamOptions& o,
+                        std::int64_t r) noexcept {
+  const std::int64_t w = param.row_width;
+  prefetch_row(param.row(r), w);
+  prefetch_row(state.exp_avg.row(r), w);
+  prefetch_row(state.exp_avg_sq.row(r), w);
+  if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
+}
+
 template <class T>
 WrittenArrays require_adam_state(const Table<T>& param, const AdamState<T>& state,
                                  const AdamOptions& o) {
@@ -548,12 +559,7 @@ void adam_lazy_step(const Table<T>& param, const RowSparse<T, I>& grad, const Ad
           }
         });
       },
-      [&](std::int64_t r) {
-        prefetch_row(param.row(r), w);
-        prefetch_row(state.exp_avg.row(r), w);
-        prefetch_row(state.exp_avg_sq.row(r), w);
-        if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
-      });
+      [&](std::int64_t r) { prefetch_adam_rows(param, state, o, r); });
 }
 
 // Exact mode's per-step scalars: c_t and q_t (see the top of the file) and the decay factor.
@@ -611,10 +617,7 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
       },
       [&](std::int64_t r) {
         prefetch_row(last + r, 1);  // a scattered int64 per row: one more miss to overlap
-        prefetch_row(param.row(r), w);
-        prefetch_row(state.exp_avg.row(r), w);
-        prefetch_row(state.exp_avg_sq.row(r), w);
-        if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
+        prefetch_adam_rows(param, state, o, r);
       });
 
   double f[adam_max_terms];
@@ -662,7 +665,8 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
   detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n, written,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
                        detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);
-                     });
+                     },
+                     [&](std::int64_t r) { detail::prefetch_adam_rows(param, state, options, r); });
 }
 
 }  // namespace sparseopt

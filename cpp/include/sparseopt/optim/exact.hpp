@@ -293,11 +293,12 @@ void momentum_catch_up(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b, std::in
 
 // Brings rows whose last step is before `step` up to `step` with catch_up(row, last), in
 // parallel over rows: every row when indices is null, else the rows in indices[0, n) (checked
-// against num_rows before anything is written; repeats are fine). Used by flush().
-template <class I, class CatchUp>
+// against num_rows before anything is written; repeats are fine). prefetch(row) asks for a
+// row's state a few indices ahead, so that the scattered rows' misses overlap. Used by flush().
+template <class I, class CatchUp, class Prefetch>
 void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t row_width,
                    std::int64_t step, int num_threads, const I* indices, std::int64_t n,
-                   CatchUp&& catch_up) {
+                   CatchUp&& catch_up, Prefetch&& prefetch) {
   const int threads = resolve_threads(num_threads);
   std::int64_t* last = book.last_step();
   auto bring = [&](std::int64_t r) {
@@ -315,8 +316,16 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
   // touched by two threads, and each row is caught up once, from its last step, whatever T is.
   check_indices(indices, n, num_rows);  // before anything is written
   const std::int64_t parts = threads > 1 && n * row_width >= parallel_min_work ? threads : 1;
+  constexpr std::int64_t ahead = 8;
   parallel_for(parts, int(parts), n * row_width, [&](std::int64_t part, int) {
     for (std::int64_t k = 0; k < n; ++k) {
+      if (k + ahead < n) {
+        const std::int64_t next = static_cast<std::int64_t>(indices[k + ahead]);
+        if (next % parts == part) {
+          prefetch_row(last + next, 1);
+          prefetch(next);
+        }
+      }
       const std::int64_t r = static_cast<std::int64_t>(indices[k]);
       if (r % parts == part) bring(r);
     }
@@ -326,16 +335,16 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
 // The body of every optimizer's flush(): checks the record holds `step` and that `indices`
 // shares no memory with the arrays the flush writes (`written`, exact mode's included), then
 // brings the rows (all, or those in indices[0, n)) up to it with catch_up(book, row, last).
-template <class T, class I, class CatchUp>
+template <class T, class I, class CatchUp, class Prefetch>
 void flush_rows(const ExactLayout& layout, const ExactState& exact, const Table<T>& param,
                 std::int64_t step, int num_threads, const I* indices, std::int64_t n,
-                WrittenArrays written, CatchUp&& catch_up) {
+                WrittenArrays written, CatchUp&& catch_up, Prefetch&& prefetch) {
   const ExactBook book(layout, exact);
   book.require_step(step, param.num_rows);
   add_exact_arrays(written, exact, layout, param.num_rows);
   if (indices) written.require_apart_from(indices, n * std::int64_t(sizeof(I)), "indices");
   catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
-                [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); });
+                [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); }, prefetch);
 }
 
 // The end of every exact step (bounded record only, ExactState::first_step set): when the record
@@ -352,7 +361,8 @@ void restart_record(const ExactLayout& layout, const ExactState& exact, const Ta
   const ExactBook book(layout, exact);
   catch_up_rows(book, param.num_rows, param.row_width, step, num_threads,
                 static_cast<const std::int64_t*>(nullptr), 0,
-                [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); });
+                [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); },
+                [](std::int64_t) {});
   const std::int64_t columns = layout.columns();
   double* latest = exact.history + (step - *exact.first_step) * columns;
   std::copy(latest, latest + columns, exact.history);

@@ -96,6 +96,17 @@ void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const Powe
   }
 }
 
+// Asks for row r of the parameter and of the averages and buffer (a hint: no effect on results).
+template <class T>
+void prefetch_rmsprop_rows(const Table<T>& param, const RmspropState<T>& state,
+                           std::int64_t r) noexcept {
+  const std::int64_t w = param.row_width;
+  prefetch_row(param.row(r), w);
+  prefetch_row(state.square_avg.row(r), w);
+  if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), w);
+  if (state.grad_avg.data) prefetch_row(state.grad_avg.row(r), w);
+}
+
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
 // mode's record is added by the step and by flush_rows).
 template <class T>
@@ -162,9 +173,7 @@ void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const Rmsp
       },
       [&](std::int64_t r) {
         if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
-        detail::prefetch_row(param.row(r), w);
-        detail::prefetch_row(state.square_avg.row(r), w);
-        if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
+        detail::prefetch_rmsprop_rows(param, state, r);
       });
   if (exact) {
     book.advance(step, 1.0, &options.lr, &options.momentum);
@@ -189,7 +198,8 @@ void rmsprop_flush(const Table<T>& param, const RmspropState<T>& state,
                      written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
                        detail::rmsprop_catch_up(options, book, alpha_pow, momentum_pow, param, state, r, last,
                                                 step);
-                     });
+                     },
+                     [&](std::int64_t r) { detail::prefetch_rmsprop_rows(param, state, r); });
 }
 
 }  // namespace sparseopt

@@ -156,6 +156,13 @@ void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const PowerTable& 
   momentum_catch_up(p, state.momentum_buffer.row(r), w, book.window_sum(0, s, e), momentum_pow(e - s));
 }
 
+// Asks for row r of the parameter and of the momentum buffer (a hint: no effect on results).
+template <class T>
+void prefetch_sgd_rows(const Table<T>& param, const SgdState<T>& state, std::int64_t r) noexcept {
+  prefetch_row(param.row(r), param.row_width);
+  if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), param.row_width);
+}
+
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
 // mode's record is added by the step and by flush_rows).
 template <class T>
@@ -219,8 +226,7 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
       },
       [&](std::int64_t r) {
         if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
-        detail::prefetch_row(param.row(r), w);
-        if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
+        detail::prefetch_sgd_rows(param, state, r);
       });
   if (exact) {
     const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
@@ -245,7 +251,8 @@ void sgd_flush(const Table<T>& param, const SgdState<T>& state, const SgdOptions
   detail::flush_rows(sgd_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
                        detail::sgd_catch_up(options, book, momentum_pow, param, state, r, last, step);
-                     });
+                     },
+                     [&](std::int64_t r) { detail::prefetch_sgd_rows(param, state, r); });
 }
 
 }  // namespace sparseopt
