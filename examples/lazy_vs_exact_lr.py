@@ -528,7 +528,11 @@ def main(argv=None):
     md = to_markdown(res, meta)
     args.out.mkdir(parents=True, exist_ok=True)
     png, mdp, jsp = (args.out / f"lazy_vs_exact_lr.{ext}" for ext in ("png", "md", "json"))
-    plot(res, meta, png)
+    try:
+        plot(res, meta, png)
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        png = None
     mdp.write_text(md)
     jsp.write_text(json.dumps(dict(
         meta=meta, dtype=args.dtype, seed=args.seed, quick=args.quick,
@@ -536,7 +540,8 @@ def main(argv=None):
         runs=[dict(r) for r in res.values()]), indent=2, default=float) + "\n")
     print()
     print(md)
-    print(f"wrote {png}\nwrote {mdp}\nwrote {jsp}\n(total {time.perf_counter() - t0:.0f} s)")
+    print("".join(f"wrote {p}\n" for p in (png, mdp, jsp) if p is not None)
+          + f"(total {time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":
