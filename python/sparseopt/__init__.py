@@ -18,7 +18,8 @@ from .gather import csr_matmul, csr_matmul_backward, gather_sum, gather_sum_back
 __version__: str = _core.__version__
 
 __all__ = ["__version__", "info", "coalesce", "topk", "gather_sum", "gather_sum_backward",
-           "csr_matmul", "csr_matmul_backward", "meprop", "nn", "optim", "hogwild", "sampled", "distributed",
+           "csr_matmul", "csr_matmul_backward", "meprop", "nn", "optim", "hogwild", "sampled",
+           "distributed",
            "get_include", "get_cmake_dir"]
 
 

@@ -144,7 +144,8 @@ def torch_comm(group: Any = None) -> Comm:
     try:
         import torch.distributed as dist
     except ImportError as e:
-        raise ImportError("sparseopt.distributed.torch_comm needs PyTorch: pip install torch") from e
+        raise ImportError("sparseopt.distributed.torch_comm needs PyTorch: "
+                          "pip install torch") from e
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("torch_comm: torch.distributed is not initialised; call "
                            "torch.distributed.init_process_group('gloo') first")
@@ -326,7 +327,8 @@ class ShardedOptimizer:
         from . import optim
 
         def build() -> Any:
-            if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, optim.Optimizer)):
+            if not (isinstance(optimizer_class, type)
+                    and issubclass(optimizer_class, optim.Optimizer)):
                 raise TypeError(f"optimizer_class must be a sparseopt.optim class such as "
                                 f"sparseopt.optim.Adam, got {optimizer_class!r}")
             return optimizer_class(table.shard, **hyperparams)
