@@ -278,14 +278,17 @@ class ShardedTable:
         rows up (``flush``), so the rows are the dense optimizer's values."""
         _, error = _attempt(lambda: _check_indices(indices, self._num_rows))
         _agree(self._comm, error)
-        order, local, counts = self._route(indices)
+        # Each distinct id travels once: a Zipf batch repeats its hot ids many times, and
+        # without this the owner of the hottest row would serve a multiple of the average.
+        distinct, inverse = np.unique(indices, return_inverse=True)
+        order, local, counts = self._route(distinct)
         wanted, wanted_counts = self._comm.alltoallv(local, counts)
         if self._optimizer is not None:
             self._optimizer._flush_local(wanted)
         replies, _ = self._comm.alltoallv(self._shard[wanted], wanted_counts)
-        out = np.empty_like(replies)
-        out[order] = replies
-        return out
+        rows = np.empty_like(replies)
+        rows[order] = replies
+        return rows[inverse.reshape(-1)]
 
     def gather_all(self) -> np.ndarray:
         """The whole table on every rank (for tests and export: O(table) memory and traffic;
