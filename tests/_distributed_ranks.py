@@ -36,6 +36,11 @@ CASES = [
                                                mode="exact"), np.float64, np.int64, (2,)),
     ("adagrad", optim.Adagrad, dict(lr=0.1), np.float32, np.int64, (3,)),
     ("adagrad-f64", optim.Adagrad, dict(lr=0.1, lr_decay=0.01), np.float64, np.int32, ()),
+    # Any optimizer: each owner runs the ordinary kernel.
+    ("rmsprop-exact", optim.RMSprop, dict(lr=0.01, momentum=0.5, mode="exact"), np.float64,
+     np.int64, (3,)),
+    ("rowwise-adagrad", optim.RowWiseAdagrad, dict(lr=0.1), np.float32, np.int32, (4,)),
+    ("ftrl", optim.FTRL, dict(lr=0.1, l1=0.01), np.float32, np.int64, (3,)),
 ]
 
 
@@ -53,11 +58,13 @@ def init_fn(dtype, row_shape, seed):
     return init
 
 
-def batches(rng, size, dtype, index_dtype, row_shape):
-    """Every rank's batch for one step: Zipf-ish ids with many repeats; some empty."""
+def batches(rng, t, size, dtype, index_dtype, row_shape):
+    """Every rank's batch for step t: Zipf-ish ids with many repeats; step 2 is empty on every
+    rank, step 4 on rank 0, others at random."""
     out = []
-    for _ in range(size):
+    for k in range(size):
         n = int(rng.integers(0, 25)) if rng.random() > 0.15 else 0
+        n = 0 if t == 2 or (t == 4 and k == 0) else n
         idx = np.minimum(rng.zipf(1.3, n) - 1, NUM_ROWS - 1).astype(index_dtype)
         vals = rng.standard_normal((n, *row_shape)).astype(dtype)
         out.append((idx, vals))
@@ -82,7 +89,7 @@ def contract(comm, name, cls, hyper, dtype, index_dtype, row_shape):
     for t in range(STEPS):
         lr = hyper["lr"] * (1.0 + 0.5 * np.sin(t))  # a schedule: exact mode must follow it
         opt.lr, ref.lr = lr, lr
-        step = batches(rng, comm.size, dtype, index_dtype, row_shape)
+        step = batches(rng, t, comm.size, dtype, index_dtype, row_shape)
         idx, vals = step[comm.rank]
         if t % 3 == 1:  # a forward pass reads the batch's rows: caught up in exact mode
             rows = table.lookup(idx)
@@ -147,6 +154,19 @@ def bad_input(comm):
         assert "same world size" in str(e), str(e)
     else:
         raise AssertionError("a checkpoint from another world size was accepted")
+    expect_everywhere(ValueError, lambda: opt.load_state_dict(dict(saved, rank=comm.rank + 1)),
+                      "another rank's checkpoint")
+
+    # Ranks that disagree on the table or the optimizer's options: refused on every rank.
+    rows = NUM_ROWS + (comm.rank == last)
+    expect_everywhere(ValueError, lambda: sd.ShardedTable(comm, rows, (3,)), "num_rows differs")
+    table2 = sd.ShardedTable(comm, NUM_ROWS, (3,))
+    betas = (0.9, 0.99) if comm.rank == last else (0.9, 0.999)
+    expect_everywhere(ValueError, lambda: sd.ShardedOptimizer(table2, optim.Adam, betas=betas),
+                      "hyper-parameters differ")
+    expect_everywhere(ValueError, lambda: sd.ShardedOptimizer(table2, optim.Adam, lr=-1.0),
+                      "invalid lr on every rank")
+    sd.ShardedOptimizer(table2, optim.Adam)  # the table is still free for a valid optimizer
 
 
 def main() -> None:

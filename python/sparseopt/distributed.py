@@ -337,7 +337,11 @@ class ShardedOptimizer:
             return optimizer_class(table.shard, **hyperparams)
 
         inner, error = _attempt(build)
-        _agree(table.comm, error)
+        described = None if error else f"{type(inner).__name__}({inner._hyperparams})"
+        options = _agree(table.comm, error, described)
+        if len(set(options)) != 1:
+            raise ValueError(f"every rank must build the optimizer with the same class and "
+                             f"hyper-parameters; got {options} in rank order")
         self._table, self._inner = table, inner
         table._optimizer = self
 
