@@ -136,27 +136,21 @@ def run(quick: bool = False, seed: int = 0, sizes=(1, 2, 4)) -> dict:
     return {"machine": machine, "steps": steps, "results": results, "markdown": markdown}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--steps", type=int, default=200, help=argparse.SUPPRESS)
-    ap.add_argument("--warmup", type=int, default=10, help=argparse.SUPPRESS)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="smoke run, few steps")
-    ap.add_argument("--no-write", action="store_true", help="print only")
-    ap.add_argument("--update-doc", action="store_true",
-                    help=f"splice the table into {DOC.relative_to(harness.REPO_ROOT)}")
-    args = ap.parse_args()
-    if args.worker:
-        worker(args.steps, args.warmup, args.seed)
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--update-doc", action="store_true")
+    args, rest = ap.parse_known_args(argv)
+    if args.worker:  # one rank, launched by run() under mpiexec
+        seed = argparse.ArgumentParser()
+        seed.add_argument("--seed", type=int, default=0)
+        worker(args.steps, args.warmup, seed.parse_args(rest).seed)
         return
-    data = run(quick=args.quick, seed=args.seed)
-    print(data["markdown"])
-    if not args.no_write:
-        out = harness.RESULTS_DIR / "quick" if args.quick else harness.RESULTS_DIR
-        for p in harness.write_results(NAME, data, data["markdown"], out):
-            harness.log(f"wrote {p}")
-    if args.update_doc:
+    # --quick, --seed, --no-write: the harness's command line, as every benchmark's
+    data = harness.cli(NAME, run, __doc__, rest)
+    if args.update_doc:  # splices the table into docs/README-section-distributed.md
         harness.splice_readme(NAME, data["markdown"], DOC)
         harness.log(f"updated {DOC}")
 
