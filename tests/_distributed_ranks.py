@@ -20,7 +20,7 @@ from sparseopt import distributed as sd
 from sparseopt import optim
 
 NUM_ROWS = 41  # divisible by neither 2 nor 3: shards of different lengths
-STEPS = 10
+STEPS = 20
 
 # (name, class, hyper-parameters, table dtype, index dtype, row_shape)
 CASES = [
