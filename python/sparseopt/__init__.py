@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args, _core, hogwild, meprop, nn, optim, sampled
+from . import _args, _core, distributed, hogwild, meprop, nn, optim, sampled
 from .checkpoint import load, save
 from ._topk import topk
 from .gather import csr_matmul, csr_matmul_backward, gather_sum, gather_sum_backward
@@ -20,7 +20,7 @@ __version__: str = _core.__version__
 
 __all__ = ["__version__", "info", "coalesce", "topk", "gather_sum", "gather_sum_backward",
            "csr_matmul", "csr_matmul_backward", "meprop", "nn", "optim", "hogwild", "sampled",
-           "save", "load", "get_include", "get_cmake_dir"]
+           "distributed", "save", "load", "get_include", "get_cmake_dir"]
 
 
 def info() -> dict:
