@@ -445,6 +445,26 @@ def _flag(name: str, value: object) -> bool:
     return bool(value)
 
 
+class _ModesCoincide(Optimizer):
+    """An optimizer whose sparse update already is the dense optimizer's (a zero gradient
+    changes nothing): ``mode="lazy"`` and ``mode="exact"`` are accepted and give the same
+    bits, so code can pass one ``mode`` to every optimizer. The mode is kept as an attribute,
+    not a hyper-parameter, so snapshots saved before ``mode=`` existed still load."""
+
+    def _set_mode(self, mode: object) -> None:
+        self._mode = _args.choice("mode", mode, _MODES)
+
+    @property
+    def mode(self) -> str:
+        """``"lazy"`` or ``"exact"``, as passed (fixed at construction); both run the same
+        update here."""
+        return getattr(self, "_mode", "lazy")  # objects pickled before mode= existed
+
+    @mode.setter
+    def mode(self, value: object) -> None:
+        self._set_hyperparameter("mode", value)  # refused, as for the other optimizers
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and L2 weight decay
     (``torch.optim.SGD``'s formula).
@@ -508,19 +528,22 @@ class SGD(Optimizer):
                         self._options, self._step, self._num_threads)
 
 
-class Adagrad(Optimizer):
+class Adagrad(_ModesCoincide):
     """Adagrad (``torch.optim.Adagrad``'s formula with a sparse gradient).
 
     ``sum += g**2``, ``p -= clr * g / (sqrt(sum) + eps)`` with
     ``clr = lr / (1 + (step - 1) * lr_decay)`` and ``step`` the global step count. A zero
     gradient changes nothing, so this lazy update already is the dense optimizer's result.
 
+    ``mode``: ``"lazy"`` or ``"exact"``; the two coincide (anything else: ValueError).
+
     State: ``sum`` (the parameter's shape, starting at ``initial_accumulator_value``).
     """
 
     def __init__(self, param: np.ndarray, lr: float = 1e-2, lr_decay: float = 0.0,
-                 eps: float = 1e-10, initial_accumulator_value: float = 0.0, *,
-                 num_threads: int = 0):
+                 eps: float = 1e-10, initial_accumulator_value: float = 0.0,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        self._set_mode(mode)
         super().__init__(param, dict(lr=lr, lr_decay=lr_decay, eps=eps,
                                      initial_accumulator_value=initial_accumulator_value),
                          num_threads=num_threads)
@@ -707,7 +730,7 @@ class AdamW(Adam):
                          num_threads=num_threads)
 
 
-class RowWiseAdagrad(Optimizer):
+class RowWiseAdagrad(_ModesCoincide):
     """Row-wise Adagrad: one accumulator per row (FBGEMM's and TorchRec's
     ``EXACT_ROWWISE_ADAGRAD`` without weight decay), for huge embedding tables whose state
     must stay small.
@@ -731,6 +754,8 @@ class RowWiseAdagrad(Optimizer):
     eps : float
         Added to ``sqrt(sum[r])``; finite and > 0 (with 0, a row whose gradient and
         accumulator are both 0 would divide 0 by 0), and ``lr / eps`` must be finite.
+    mode : str
+        ``"lazy"`` or ``"exact"``: the two coincide (anything else: ValueError).
     num_threads : int
         Threads per step (0 = all available); results do not depend on it.
 
@@ -739,8 +764,9 @@ class RowWiseAdagrad(Optimizer):
     State: ``sum``, shape ``(num_rows,)`` with the parameter's dtype, starting at 0.
     """
 
-    def __init__(self, param: np.ndarray, lr: float = 1e-2, eps: float = 1e-10, *,
-                 num_threads: int = 0):
+    def __init__(self, param: np.ndarray, lr: float = 1e-2, eps: float = 1e-10,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        self._set_mode(mode)
         super().__init__(param, dict(lr=lr, eps=eps), num_threads=num_threads)
 
     eps = _hyperparameter("eps", "Term added to the denominator (settable between steps).")
@@ -761,7 +787,7 @@ class RowWiseAdagrad(Optimizer):
                                    self._options, self._num_threads)
 
 
-class FTRL(Optimizer):
+class FTRL(_ModesCoincide):
     """FTRL-proximal, as TensorFlow's ``SparseApplyFtrl`` (``tf.compat.v1.train.FtrlOptimizer``
     without l2 shrinkage) computes it.
 
@@ -798,6 +824,10 @@ class FTRL(Optimizer):
         also be a positive finite number in the table's dtype (a float32 table can underflow
         it to 0 or overflow it); an ``lr`` set later that breaks this is refused by the next
         step (ValueError, nothing changed).
+    mode : str
+        ``"lazy"`` or ``"exact"``: both run the update above, whose state is the dense
+        optimizer's (the parameters too, but for the rows described above); anything else is
+        a ValueError.
     num_threads : int
         Threads per step (0 = all available); results do not depend on it.
 
@@ -808,7 +838,9 @@ class FTRL(Optimizer):
     """
 
     def __init__(self, param: np.ndarray, lr: float, lr_power: float = -0.5, l1: float = 0.0,
-                 l2: float = 0.0, initial_accumulator_value: float = 0.1, *, num_threads: int = 0):
+                 l2: float = 0.0, initial_accumulator_value: float = 0.1, mode: str = "lazy",
+                 *, num_threads: int = 0):
+        self._set_mode(mode)
         super().__init__(param, dict(lr=lr, lr_power=lr_power, l1=l1, l2=l2,
                                      initial_accumulator_value=initial_accumulator_value),
                          num_threads=num_threads)
