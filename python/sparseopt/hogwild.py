@@ -33,6 +33,12 @@ What is atomic and what is not:
 * Each worker steps its own optimizer object (:meth:`~sparseopt.optim.Optimizer.replica`), so step
   counts, learning-rate schedules and ``num_threads`` are per worker; ``run`` makes the replicas.
   Calls on one optimizer object from several threads take turns (they never race).
+* Step counts: after a ``backend="thread"`` run (returned or raised), each optimizer passed in
+  has its ``step_count`` advanced by the sum of the steps all its replicas took, so the parent
+  counts every step the shared table received (this is the count Adagrad's ``lr_decay`` and
+  Adam's ``bias_correction="global"`` use on the parent's next step); steps of a worker still
+  running after a failure's grace period are not counted. Process backends leave the parent's
+  ``step_count`` as it was: their replicas' counts stay in the worker processes.
 
 Threads (``backend="thread"``) share everything in the process; the kernels release the GIL, so
 they run in parallel while the Python between steps takes turns. Processes (``"fork"``,
@@ -441,8 +447,11 @@ def _map_optimizers(obj: Any, fn: Callable[[Optimizer, str], Any], where: str) -
     return obj
 
 
-def _worker_copy(num_threads: int | None) -> Callable[[Optimizer, str], Optimizer]:
-    """One worker's replicas: an optimizer found twice among its arguments is one replica."""
+def _worker_copy(num_threads: int | None,
+                 made: list[tuple[Optimizer, Optimizer]] | None = None
+                 ) -> Callable[[Optimizer, str], Optimizer]:
+    """One worker's replicas: an optimizer found twice among its arguments is one replica.
+    Each new (optimizer, replica) pair is appended to ``made`` when it is given."""
     replicas: dict[int, Optimizer] = {}
 
     def copy(opt: Optimizer, where: str) -> Optimizer:
@@ -451,8 +460,20 @@ def _worker_copy(num_threads: int | None) -> Callable[[Optimizer, str], Optimize
             if num_threads is not None:
                 twin.num_threads = num_threads
             replicas[id(opt)] = twin
+            if made is not None:
+                made.append((opt, twin))
         return replicas[id(opt)]
     return copy
+
+
+def _count_replica_steps(made: list[tuple[Optimizer, Optimizer]]) -> None:
+    """Advance each parent optimizer's step count by the steps its replicas took (the sum over
+    workers), so that a later step of the parent (Adagrad's lr_decay, Adam's global bias
+    correction) counts the steps the shared table received."""
+    start = {id(opt): opt.step_count for opt, _ in made}
+    for opt, twin in made:
+        with opt._lock:
+            opt._step += twin.step_count - start[id(opt)]
 
 
 def _check_optimizer(backend: str) -> Callable[[Optimizer, str], Optimizer]:
@@ -609,8 +630,9 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
     errors: list[tuple[int, BaseException]] = []
     errors_lock = threading.Lock()
     calls = []
+    made: list[tuple[Optimizer, Optimizer]] = []
     for r in range(n):
-        copy = _worker_copy(threads)
+        copy = _worker_copy(threads, made)
         calls.append((_map_optimizers(args + per_worker[r], copy, "args"),
                       _map_optimizers(kwargs, copy, "kwargs")))
     contexts = [Worker(r, n, "thread", threads, counters, barrier) for r in range(n)]
@@ -650,6 +672,8 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
             while t.is_alive():
                 t.join(timeout=0.05)
         raise
+    finally:  # the steps taken are the table's, also on error (see the module docstring)
+        _count_replica_steps(made)
     _show(bar, counters, n)
     if errors:
         rank, exc = errors[0]
