@@ -38,6 +38,10 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                out: np.ndarray | None = None) -> np.ndarray:
     """Sum (or average) the table rows of every bag: EmbeddingBag, or CSR @ dense.
 
+    Note for PyTorch users: the default here is ``mode="sum"``, while
+    ``torch.nn.functional.embedding_bag`` and ``torch.nn.EmbeddingBag`` default to
+    ``mode="mean"``. Pass ``mode="mean"`` for torch's default.
+
     Parameters
     ----------
     table : ndarray of float32 or float64, shape (num_rows, *row_shape)
@@ -49,7 +53,8 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
         Repeats, within a bag or across bags, are fine.
     weights : ndarray of table.dtype, shape (n,), optional
         One weight per index (torch's ``per_sample_weights``); only with ``mode="sum"``.
-    mode : "sum" or "mean"
+    mode : "sum" (default) or "mean"
+        ``"sum"`` is the default (torch's ``embedding_bag`` defaults to ``"mean"``).
         ``"mean"`` divides each bag's sum by its length (as torch does; empty bags give
         zeros). Weights with ``"mean"`` are refused (ValueError), as torch refuses them:
         pass ``weights / bag_length`` with ``mode="sum"`` for a weighted mean.
