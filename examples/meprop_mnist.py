@@ -27,7 +27,7 @@ gradient to the first layer's weight gradient, excluding the optimizer), the bac
 against the dense run, and the total training-time speedup (forward, backward and optimizer
 steps; evaluation excluded).
 
-    python examples/meprop_mnist.py                 # the full study (see README for the time)
+    python examples/meprop_mnist.py                 # the full study (~10 min on 2 cores)
     python examples/meprop_mnist.py --quick         # a smoke run: 1 epoch on 6,000 images
     python examples/meprop_mnist.py --data DIR      # MNIST IDX files (.gz or not) in DIR
 
@@ -394,7 +394,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 epoch on 6,000 training images")
     ap.add_argument("--update-readme", action="store_true",
-                    help="splice the table into README.md between <!-- bench:meprop_mnist --> "
+                    help="splice the table into examples/README.md between "
+                         "<!-- bench:meprop_mnist --> "
                          "markers (<!-- bench:meprop_mnist_unified --> with --unified; "
                          "a run on MNIST only)")
     args = ap.parse_args(argv)
@@ -463,8 +464,8 @@ def main(argv=None):
         sys.path.insert(0, str(REPO_ROOT / "bench"))
         import harness
         marker = "meprop_mnist_unified" if args.unified else "meprop_mnist"
-        changed = harness.splice_readme(marker, table, REPO_ROOT / "README.md")
-        print(f"{'updated' if changed else 'unchanged'}: README.md [{marker}]")
+        changed = harness.splice_readme(marker, table, REPO_ROOT / "examples" / "README.md")
+        print(f"{'updated' if changed else 'unchanged'}: examples/README.md [{marker}]")
     return results
 
 

@@ -33,7 +33,7 @@ on the same sentences with ``workers=1`` and ``workers=2``. The script reports, 
     python examples/word2vec_hogwild.py                 # full comparison (a few minutes)
     python examples/word2vec_hogwild.py --quick         # smoke run, under a minute
     python examples/word2vec_hogwild.py --data my.txt   # your own text (see --help)
-    python examples/word2vec_hogwild.py --update-readme # also splice the table into README.md
+    python examples/word2vec_hogwild.py --update-readme # also the table in bench/README.md
 
 Writes DIR/word2vec_hogwild.md (the table, also printed) and DIR/word2vec_hogwild.json (every
 number), DIR = examples/output/ unless --out says otherwise. Needs numpy, sparseopt and, for the
@@ -629,7 +629,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                     default=None, help="no progress display")
     ap.add_argument("--update-readme", action="store_true",
-                    help=f"splice the table into README.md between <!-- bench:{README_MARKER} --> "
+                    help=f"splice the table into bench/README.md between <!-- bench:{README_MARKER} --> "
                          "markers")
     args = ap.parse_args(argv)
     if args.quick:
@@ -676,8 +676,8 @@ def main(argv=None):
     print(f"wrote {mdp}\nwrote {jsp}")
     if args.update_readme:
         harness = bench_harness()
-        changed = harness.splice_readme(README_MARKER, md, REPO_ROOT / "README.md")
-        print(f"{'updated' if changed else 'unchanged'}: README.md [{README_MARKER}]")
+        changed = harness.splice_readme(README_MARKER, md, REPO_ROOT / "bench" / "README.md")
+        print(f"{'updated' if changed else 'unchanged'}: bench/README.md [{README_MARKER}]")
 
 
 if __name__ == "__main__":
