@@ -26,13 +26,20 @@ def _stub_tree() -> ast.Module:
     return ast.parse(STUB.read_text())
 
 
+def _stub_only(node: ast.stmt) -> bool:
+    """A class the stub declares for type checkers only (@type_check_only)."""
+    return isinstance(node, ast.ClassDef) and any(
+        isinstance(d, ast.Name) and d.id == "type_check_only" for d in node.decorator_list)
+
+
 def _runtime_names() -> set[str]:
     return {n for n in dir(_core) if not n.startswith("__") or n == "__version__"}
 
 
 def test_stub_lists_every_name_of_the_module():
     tree = _stub_tree()
-    names = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    names = {node.name for node in tree.body
+             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not _stub_only(node)}
     names |= {node.target.id for node in tree.body
               if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
     assert names == _runtime_names()
@@ -49,12 +56,16 @@ def test_stub_functions_take_the_modules_parameters():
 
 
 def test_stub_classes_have_the_modules_members():
-    for node in _stub_tree().body:
-        if not isinstance(node, ast.ClassDef):
+    tree = _stub_tree()
+    bases = {node.name: node for node in tree.body if _stub_only(node)}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or _stub_only(node):
             continue
         cls = getattr(_core, node.name)
-        stubbed = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
-        stubbed |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
+        body = [n for b in node.bases if isinstance(b, ast.Name) and b.id in bases
+                for n in bases[b.id].body] + node.body
+        stubbed = {n.name for n in body if isinstance(n, ast.FunctionDef)}
+        stubbed |= {n.target.id for n in body if isinstance(n, ast.AnnAssign)}
         public = {m for m in vars(cls) if not m.startswith("_")}
         assert public <= stubbed, (node.name, public - stubbed)
 
