@@ -125,3 +125,12 @@ def test_tables_live_where_their_scripts_write_them():
         for line in script.read_text().splitlines():
             if "splice_readme(" in line and "def splice_readme" not in line:
                 assert 'REPO_ROOT / "README.md"' not in line, f"{script.name}: {line.strip()}"
+
+
+def test_gather_sums_default_is_flagged_for_torch_users():
+    """gather_sum defaults to mode="sum", torch's embedding_bag to "mean": both the docstring
+    and the README's tour say so where a torch user looks."""
+    doc = sparseopt.gather_sum.__doc__
+    assert 'mode="sum"' in doc and "embedding_bag" in doc and 'mode="mean"' in doc
+    tour = next(b for b in PYTHON_BLOCKS if "gather_sum(" in b)
+    assert 'defaults to "mean"' in tour
