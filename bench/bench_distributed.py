@@ -4,7 +4,7 @@ fraction of each step spent in communication.
     python bench/bench_distributed.py                  # launches mpiexec -n 1, 2, 4
     python bench/bench_distributed.py --quick          # smoke run (-> bench/results/quick/)
     python bench/bench_distributed.py --update-doc     # also splice the table into
-                                                       # docs/README-section-distributed.md
+                                                       # docs/distributed.md
 
 Each rank owns a shard of a 400,000 x 64 float32 table (row r on rank r % size) with a lazy
 Adam optimizer, and runs the training loop's pair of collectives per step: ``lookup`` of its
@@ -36,7 +36,7 @@ import harness  # noqa: E402
 
 NAME = "distributed"
 NUM_ROWS, WIDTH, BATCH = 400_000, 64, 4096
-DOC = harness.REPO_ROOT / "docs" / "README-section-distributed.md"
+DOC = harness.REPO_ROOT / "docs" / "distributed.md"
 
 
 def _timed_comm(comm):
@@ -150,7 +150,7 @@ def main(argv=None) -> None:
         return
     # --quick, --seed, --no-write: the harness's command line, as every benchmark's
     data = harness.cli(NAME, run, __doc__, rest)
-    if args.update_doc:  # splices the table into docs/README-section-distributed.md
+    if args.update_doc:  # splices the table into docs/distributed.md
         harness.splice_readme(NAME, data["markdown"], DOC)
         harness.log(f"updated {DOC}")
 

@@ -38,8 +38,8 @@ def test_the_readme_is_short_and_has_its_parts():
     # the two set-up commands, exactly as CI (.ci/run) runs the second
     assert "```bash\npip install . && python -m sparseopt demo\n```" in TEXT
     assert "```bash\npip install \".[test]\" && python -m pytest\n```" in TEXT
-    assert "<!-- torch-quickstart -->" in TEXT  # where the lead folds in the PyTorch section
-    for heading in ("## API tour", "## C++", "## Benchmarks", "## Limits"):
+    for heading in ("## For PyTorch users", "## API tour", "## C++", "## Benchmarks",
+                    "## Limits"):
         assert heading in TEXT
     assert len(PYTHON_BLOCKS) >= 3
     assert "<!-- bench:" not in TEXT  # full tables live in bench/ and examples/
@@ -48,6 +48,8 @@ def test_the_readme_is_short_and_has_its_parts():
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_python_block_runs_as_pasted(index, tmp_path):
     code = PYTHON_BLOCKS[index]
+    if "import torch" in code and importlib.util.find_spec("torch") is None:
+        pytest.skip("the PyTorch quickstart needs torch (CI installs it)")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "SPARSEOPT_PROGRESS": "0"})
     assert done.returncode == 0, f"README python block {index}:\n{code}\n{done.stderr}"
