@@ -70,8 +70,6 @@ class _Optimizer(torch.optim.Optimizer):
     _inner: type = _optim.Optimizer
     # Hyper-parameters passed to the inner class (besides lr), in its argument order.
     _hyper: tuple[str, ...] = ()
-    # Whether the inner class takes mode= (Adagrad, RowWiseAdagrad, FTRL: the modes coincide).
-    _has_mode = True
 
     def __init__(self, params: Any, defaults: dict[str, Any]):
         _check_mode(defaults["mode"], "mode")
@@ -181,8 +179,7 @@ class _Optimizer(torch.optim.Optimizer):
         if layout == "dense" or table.ndim == 0:
             table = table.reshape(1, -1)  # one row, touched by every step
         kwargs = {name: group[name] for name in self._hyper}
-        if self._has_mode:
-            kwargs["mode"] = group["mode"] if layout == "sparse" else self._dense_mode(group)
+        kwargs["mode"] = group["mode"] if layout == "sparse" else self._dense_mode(group)
         return self._inner(table, group["lr"], **kwargs, num_threads=group["num_threads"])
 
     def _dense_mode(self, group: dict[str, Any]) -> str:
@@ -375,7 +372,6 @@ class Adagrad(_Optimizer):
 
     _inner = _optim.Adagrad
     _hyper = ("lr_decay", "eps", "initial_accumulator_value")
-    _has_mode = False
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0,
                  eps: float = 1e-10, initial_accumulator_value: float = 0.0,
@@ -445,7 +441,6 @@ class RowWiseAdagrad(_Optimizer):
 
     _inner = _optim.RowWiseAdagrad
     _hyper = ("eps",)
-    _has_mode = False
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, eps: float = 1e-10,
                  mode: str = "lazy", *, num_threads: int = 0):
@@ -457,7 +452,6 @@ class FTRL(_Optimizer):
 
     _inner = _optim.FTRL
     _hyper = ("lr_power", "l1", "l2", "initial_accumulator_value")
-    _has_mode = False
 
     def __init__(self, params: Iterable[Any], lr: float, lr_power: float = -0.5, l1: float = 0.0,
                  l2: float = 0.0, initial_accumulator_value: float = 0.1, mode: str = "lazy", *,
