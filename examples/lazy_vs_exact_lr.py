@@ -446,8 +446,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small run (4 learning rates, "
                     "8,000 training passages, 4 epochs): under a minute")
     ap.add_argument("--out", type=Path, default=None,
-                    help=f"output folder (default: {DEFAULT_OUT}; a new temporary folder with "
-                         f"--quick)")
+                    help=f"output folder (default: {DEFAULT_OUT} for the full run on the "
+                         f"default corpus, else a new temporary folder)")
     ap.add_argument("--lrs", type=float, nargs="+", default=None, help="learning rates to try")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -462,8 +462,6 @@ def main(argv=None):
                          "little work to share; 0 = all cores)")
     args = ap.parse_args(argv)
 
-    if args.out is None:
-        args.out = Path(tempfile.mkdtemp(prefix="lazy_vs_exact_")) if args.quick else DEFAULT_OUT
     data_path = args.data
     if data_path is None:
         data_path = DEFAULT_DATA
@@ -473,6 +471,9 @@ def main(argv=None):
                   f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", flush=True)
     if not data_path.exists():
         sys.exit(f"error: --data {data_path}: no such file or directory")
+    if args.out is None:  # examples/output/ holds the full run's results: only it goes there
+        full_run = not args.quick and data_path == DEFAULT_DATA
+        args.out = DEFAULT_OUT if full_run else Path(tempfile.mkdtemp(prefix="lazy_vs_exact_"))
 
     import sparseopt
     cfg = dict(QUICK if args.quick else FULL)

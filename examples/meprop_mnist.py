@@ -361,8 +361,8 @@ def main(argv=None):
     ap.add_argument("--data", type=Path, default=None,
                     help=f"folder with the MNIST IDX files (default: {DEFAULT_DATA})")
     ap.add_argument("--out", type=Path, default=None,
-                    help=f"output folder (default: {DEFAULT_OUT}; a new temporary folder with "
-                         f"--quick)")
+                    help=f"output folder (default: {DEFAULT_OUT} for the full run on MNIST, "
+                         f"else a new temporary folder)")
     ap.add_argument("--epochs", type=int, default=20, help="the paper's 20 by default")
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--hidden", type=int, default=500)
@@ -401,8 +401,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.update_readme and (args.quick or args.max_train or args.data is not None):
         sys.exit("error: --update-readme needs a run on the full MNIST (no --quick/--max-train/--data)")
-    if args.out is None:
-        args.out = Path(tempfile.mkdtemp(prefix="meprop_")) if args.quick else DEFAULT_OUT
+    if args.out is None:  # examples/output/ holds the full run's results: only it goes there
+        full_run = not (args.quick or args.max_train or args.data) and DEFAULT_DATA.exists()
+        args.out = DEFAULT_OUT if full_run else Path(tempfile.mkdtemp(prefix="meprop_"))
     if args.quick:
         args.epochs, args.max_train = 1, args.max_train or 6000
     dtype = np.dtype(args.dtype)

@@ -28,8 +28,8 @@ six plays shipped in examples/data/ (two of each kind) and says so in its output
     python examples/torch_text_classifier.py --quick    # smoke run, seconds
     python examples/torch_text_classifier.py --update-readme   # also the table in examples/README.md
 
-Writes DIR/torch_text_classifier.{json,md,png}; DIR is examples/output/ for a full run, a new
-temporary folder for --quick, or --out.
+Writes DIR/torch_text_classifier.{json,md,png}; DIR is --out, else examples/output/ for the
+full run on the default corpus, else a new temporary folder.
 """
 
 from __future__ import annotations
@@ -177,13 +177,7 @@ def accuracy(model, opts, ids, labels, order, batch_size) -> float:
 
 def run(args) -> dict:
     rng = np.random.default_rng(args.seed)
-    source = args.data if args.data is not None else DEFAULT_DATA
-    if args.data is None and not source.exists():
-        source = SAMPLE_DATA
-        print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
-              f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", file=sys.stderr)
-    if not source.exists():
-        sys.exit(f"error: --data {source}: no such file")
+    source = args.data
     docs = load_corpus(source)
     data_note = (f"SAMPLE of six plays ({source.name})" if source == SAMPLE_DATA
                  else f"Shakespeare's plays ({source.name})")
@@ -287,8 +281,20 @@ def main(argv=None) -> int:
         args.buckets = min(args.buckets, 1 << 14)
     if args.epochs is None:
         args.epochs = 1 if args.quick else 4
-    out = args.out or (Path(tempfile.mkdtemp(prefix="torch_text_")) if args.quick
-                       else HERE / "output")
+    if args.data is None:
+        args.data = DEFAULT_DATA
+        if not DEFAULT_DATA.exists():
+            args.data = SAMPLE_DATA
+            print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
+                  f"examples/data/ (pass --data plays_modern.tar.gz for the full run)",
+                  file=sys.stderr)
+    if not args.data.exists():
+        sys.exit(f"error: --data {args.data}: no such file")
+    full_run = not args.quick and args.data == DEFAULT_DATA  # only its results go in output/
+    if args.update_readme and not full_run:
+        ap.error("--update-readme needs the full run on the default corpus")
+    out = args.out or (HERE / "output" if full_run
+                       else Path(tempfile.mkdtemp(prefix="torch_text_")))
     out.mkdir(parents=True, exist_ok=True)
     data = run(args)
     md = table(data)

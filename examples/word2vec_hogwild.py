@@ -608,8 +608,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: the first 200,000 words, 2 epochs, one repeat")
     ap.add_argument("--out", type=Path, default=None,
-                    help=f"output folder (default: {DEFAULT_OUT}; a new temporary folder with "
-                         f"--quick)")
+                    help=f"output folder (default: {DEFAULT_OUT} for the full run on the "
+                         f"default corpus, else a new temporary folder)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="timed runs per (implementation, workers) (default 5; --quick 1)")
     ap.add_argument("--epochs", type=int, default=None, help="default 5 (--quick: 2)")
@@ -639,8 +639,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.repeats = args.repeats or 5
     if args.wait is None:
         args.wait = 0.0 if args.quick else 60.0
-    if args.out is None:
-        args.out = Path(tempfile.mkdtemp(prefix="word2vec_")) if args.quick else DEFAULT_OUT
     if args.data is None:
         args.data = DEFAULT_DATA
         if not DEFAULT_DATA.exists():
@@ -649,6 +647,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                   f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", flush=True)
     if not args.data.exists():
         sys.exit(f"error: --data {args.data}: no such file or directory")
+    if args.out is None:  # examples/output/ holds the full run's results: only it goes there
+        full_run = not args.quick and not args.max_words and args.data == DEFAULT_DATA
+        args.out = DEFAULT_OUT if full_run else Path(tempfile.mkdtemp(prefix="word2vec_"))
     if args.update_readme and (args.quick or args.no_gensim):
         sys.exit("error: --update-readme needs a full run with gensim (no --quick/--no-gensim)")
     return args
