@@ -2,8 +2,8 @@
 workers against gensim's Word2Vec, in the same process, on the Shakespeare corpus.
 
 The measurement is examples/word2vec_hogwild.py (see its docstring); this module runs it for
-bench/run.py, so that ``python bench/run.py --only word2vec --update-readme`` regenerates the
-README table like the other benchmarks (as does ``python examples/word2vec_hogwild.py
+bench/run.py, so that ``python bench/run.py --only word2vec --update-readme`` regenerates its
+table in bench/README.md like the other benchmarks (as does ``python examples/word2vec_hogwild.py
 --update-readme``).
 """
 

@@ -420,13 +420,13 @@ def _marker_span(name: str, path: Path) -> tuple[str, list[str], int, int]:
     return text, lines, b[0], e[0]
 
 
-def check_markers(name: str, readme: Path | str = REPO_ROOT / "README.md") -> None:
+def check_markers(name: str, readme: Path | str = REPO_ROOT / "bench" / "README.md") -> None:
     """Raise MarkerError unless ``readme`` has a valid marker pair for NAME."""
     _marker_span(name, Path(readme))
 
 
 def splice_readme(name: str, markdown: str,
-                  readme: Path | str = REPO_ROOT / "README.md") -> bool:
+                  readme: Path | str = REPO_ROOT / "bench" / "README.md") -> bool:
     """Replace the text between the lines ``<!-- bench:NAME -->`` and
     ``<!-- /bench:NAME -->`` in ``readme`` with ``markdown`` (surrounded by
     one blank line each side, so markdown renders it as a table).

@@ -4,14 +4,15 @@
     python bench/run.py [--quick] [--update-readme] [--only NAME ...]
 
 Writes bench/results/<name>.json and <name>.md for every benchmark below.
-With --update-readme, splices each benchmark's markdown table into the
-repository's README.md between the lines
+With --update-readme, splices each benchmark's markdown table into
+bench/README.md between the lines
 
     <!-- bench:NAME -->
     <!-- /bench:NAME -->
 
-(everything else in README.md is left untouched; it is an error if the
-markers are missing).
+(everything else in bench/README.md is left untouched; it is an error if
+the markers are missing). The top-level README.md quotes a few headline
+ratios from these tables by hand and links to them.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smoke run with few repetitions (numbers not representative)")
     ap.add_argument("--update-readme", action="store_true",
-                    help="splice each table into README.md between its markers")
-    ap.add_argument("--readme", default=str(harness.REPO_ROOT / "README.md"),
-                    help="README to update (default: repo root README.md)")
+                    help="splice each table into bench/README.md between its markers")
+    ap.add_argument("--readme", default=str(harness.REPO_ROOT / "bench" / "README.md"),
+                    help="README to update (default: bench/README.md)")
     ap.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
                     help=f"run only these benchmarks ({', '.join(BENCHMARKS)})")
     ap.add_argument("--results-dir", default=None,

@@ -51,6 +51,7 @@ import math
 import re
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,6 +60,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "shakespeare" / "plays_modern.tar.gz"
 DEFAULT_OUT = Path(__file__).resolve().parent / "output"
+# Shipped with the repository: six plays, for a clone without the full corpus.
+SAMPLE_DATA = Path(__file__).resolve().parent / "data" / "shakespeare_sample.tar.gz"
 
 TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*")
 BETAS = (0.9, 0.999)
@@ -442,8 +445,9 @@ def main(argv=None):
                          f"default: {DEFAULT_DATA} when it exists")
     ap.add_argument("--quick", action="store_true", help="small run (4 learning rates, "
                     "8,000 training passages, 4 epochs): under a minute")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                    help="output folder (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"output folder (default: {DEFAULT_OUT} for the full run on the "
+                         f"default corpus, else a new temporary folder)")
     ap.add_argument("--lrs", type=float, nargs="+", default=None, help="learning rates to try")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -460,13 +464,16 @@ def main(argv=None):
 
     data_path = args.data
     if data_path is None:
-        if not DEFAULT_DATA.exists():
-            sys.exit("error: no data. This example trains on a real text corpus; pass one with "
-                     "--data PATH (a .tar.gz of text files, a directory of .txt files, or one "
-                     f"text file). The default, {DEFAULT_DATA}, does not exist.")
         data_path = DEFAULT_DATA
+        if not DEFAULT_DATA.exists():
+            data_path = SAMPLE_DATA
+            print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
+                  f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", flush=True)
     if not data_path.exists():
         sys.exit(f"error: --data {data_path}: no such file or directory")
+    if args.out is None:  # examples/output/ holds the full run's results: only it goes there
+        full_run = not args.quick and data_path == DEFAULT_DATA
+        args.out = DEFAULT_OUT if full_run else Path(tempfile.mkdtemp(prefix="lazy_vs_exact_"))
 
     import sparseopt
     cfg = dict(QUICK if args.quick else FULL)
@@ -522,7 +529,11 @@ def main(argv=None):
     md = to_markdown(res, meta)
     args.out.mkdir(parents=True, exist_ok=True)
     png, mdp, jsp = (args.out / f"lazy_vs_exact_lr.{ext}" for ext in ("png", "md", "json"))
-    plot(res, meta, png)
+    try:
+        plot(res, meta, png)
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        png = None
     mdp.write_text(md)
     jsp.write_text(json.dumps(dict(
         meta=meta, dtype=args.dtype, seed=args.seed, quick=args.quick,
@@ -530,7 +541,8 @@ def main(argv=None):
         runs=[dict(r) for r in res.values()]), indent=2, default=float) + "\n")
     print()
     print(md)
-    print(f"wrote {png}\nwrote {mdp}\nwrote {jsp}\n(total {time.perf_counter() - t0:.0f} s)")
+    print("".join(f"wrote {p}\n" for p in (png, mdp, jsp) if p is not None)
+          + f"(total {time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ on the same sentences with ``workers=1`` and ``workers=2``. The script reports, 
     python examples/word2vec_hogwild.py                 # full comparison (a few minutes)
     python examples/word2vec_hogwild.py --quick         # smoke run, under a minute
     python examples/word2vec_hogwild.py --data my.txt   # your own text (see --help)
-    python examples/word2vec_hogwild.py --update-readme # also splice the table into README.md
+    python examples/word2vec_hogwild.py --update-readme # also the table in bench/README.md
 
 Writes DIR/word2vec_hogwild.md (the table, also printed) and DIR/word2vec_hogwild.json (every
 number), DIR = examples/output/ unless --out says otherwise. Needs numpy, sparseopt and, for the
@@ -52,6 +52,7 @@ import re
 import statistics
 import sys
 import tarfile
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "shakespeare" / "plays_modern.tar.gz"
 DEFAULT_OUT = Path(__file__).resolve().parent / "output"
+# Shipped with the repository: six plays, for a clone without the full corpus.
+SAMPLE_DATA = Path(__file__).resolve().parent / "data" / "shakespeare_sample.tar.gz"
 README_MARKER = "word2vec"
 
 TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*")
@@ -604,7 +607,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          f"file (paragraphs = sentences); default: {DEFAULT_DATA}")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: the first 200,000 words, 2 epochs, one repeat")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"output folder (default: {DEFAULT_OUT} for the full run on the "
+                         f"default corpus, else a new temporary folder)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="timed runs per (implementation, workers) (default 5; --quick 1)")
     ap.add_argument("--epochs", type=int, default=None, help="default 5 (--quick: 2)")
@@ -624,7 +629,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                     default=None, help="no progress display")
     ap.add_argument("--update-readme", action="store_true",
-                    help=f"splice the table into README.md between <!-- bench:{README_MARKER} --> "
+                    help=f"splice the table into bench/README.md between <!-- bench:{README_MARKER} --> "
                          "markers")
     args = ap.parse_args(argv)
     if args.quick:
@@ -635,13 +640,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.wait is None:
         args.wait = 0.0 if args.quick else 60.0
     if args.data is None:
-        if not DEFAULT_DATA.exists():
-            sys.exit("error: no data. This example trains on a real text corpus; pass one with "
-                     "--data PATH (a .tar.gz of text files, a directory of .txt files, or one "
-                     f"text file). The default, {DEFAULT_DATA}, does not exist.")
         args.data = DEFAULT_DATA
+        if not DEFAULT_DATA.exists():
+            args.data = SAMPLE_DATA
+            print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
+                  f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", flush=True)
     if not args.data.exists():
         sys.exit(f"error: --data {args.data}: no such file or directory")
+    if args.out is None:  # examples/output/ holds the full run's results: only it goes there
+        full_run = not args.quick and not args.max_words and args.data == DEFAULT_DATA
+        args.out = DEFAULT_OUT if full_run else Path(tempfile.mkdtemp(prefix="word2vec_"))
     if args.update_readme and (args.quick or args.no_gensim):
         sys.exit("error: --update-readme needs a full run with gensim (no --quick/--no-gensim)")
     return args
@@ -669,8 +677,8 @@ def main(argv=None):
     print(f"wrote {mdp}\nwrote {jsp}")
     if args.update_readme:
         harness = bench_harness()
-        changed = harness.splice_readme(README_MARKER, md, REPO_ROOT / "README.md")
-        print(f"{'updated' if changed else 'unchanged'}: README.md [{README_MARKER}]")
+        changed = harness.splice_readme(README_MARKER, md, REPO_ROOT / "bench" / "README.md")
+        print(f"{'updated' if changed else 'unchanged'}: bench/README.md [{README_MARKER}]")
 
 
 if __name__ == "__main__":

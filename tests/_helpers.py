@@ -8,6 +8,7 @@ conftest.py also hands the same helpers out as session-scoped fixtures.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,19 @@ RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 FLOAT_DTYPES = (np.float32, np.float64)
 INDEX_DTYPES = (np.int32, np.int64)
 ROW_SHAPES = ((), (4,), (3, 2))
+
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def seed_for_test(path: str, nodeid: str) -> int:
+    """The rng fixture's seed for the test ``nodeid`` defined in the file ``path``: a hash of
+    ``tests/<file relative to this folder>::<test name>``, which is the node id pytest gives
+    when it runs from the repository root, whatever folder it actually runs from."""
+    rel = os.path.relpath(os.path.abspath(path), TESTS_DIR).replace(os.sep, "/")
+    name = nodeid.split("::", 1)[1] if "::" in nodeid else ""
+    key = f"tests/{rel}::{name}"
+    return sum(ord(c) * (i + 1) for i, c in enumerate(key)) % (2**32)
 
 
 def rtol_for(dtype) -> float:
@@ -370,7 +384,9 @@ def build_cpp(source, exe, include: str, openmp: bool) -> None:
     cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if cxx is None or sys.platform == "win32":
         pytest.skip("needs a C++ compiler")
-    base = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", include,
+    # SPARSEOPT_TEST_CXXFLAGS: extra flags, e.g. the sanitizer job's -fsanitize=... (.ci/sanitize)
+    extra = os.environ.get("SPARSEOPT_TEST_CXXFLAGS", "").split()
+    base = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", *extra, "-I", include,
             str(source), "-o", str(exe)]
     flags = ["-fopenmp"] if openmp else []
     done = subprocess.run(base + flags, capture_output=True, text=True, timeout=300)

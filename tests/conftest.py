@@ -78,9 +78,9 @@ def torch():
 
 @pytest.fixture
 def rng(request):
-    """A fresh, reproducible Generator per test (seeded from the test id)."""
-    seed = sum(ord(c) * (i + 1) for i, c in enumerate(request.node.nodeid)) % (2**32)
-    return np.random.default_rng(seed)
+    """A fresh, reproducible Generator per test (seeded from the test's id as seen from the
+    repository root, so the data do not depend on the folder pytest runs from)."""
+    return np.random.default_rng(H.seed_for_test(str(request.node.path), request.node.nodeid))
 
 
 @pytest.fixture(scope="session")

@@ -29,3 +29,16 @@ def test_demo_trains_and_times():
 
 def test_info_command_prints_the_build_facts():
     assert json.loads(_run("info")) == sparseopt.info()
+
+
+def test_bare_command_prints_plain_help_and_succeeds():
+    out = _run()
+    assert out.startswith("usage: python -m sparseopt")
+    assert "demo" in out and "--cmake-dir" in out
+    assert "``" not in out and ":func:" not in out  # plain text, no reST markup
+
+
+def test_version_and_directories():
+    assert _run("--version").strip() == f"sparseopt {sparseopt.__version__}"
+    assert _run("--include-dir").strip() == sparseopt.get_include()
+    assert _run("--cmake-dir").strip() == sparseopt.get_cmake_dir()

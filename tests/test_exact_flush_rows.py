@@ -127,3 +127,35 @@ def test_flush_rows_is_a_no_op_in_lazy_mode(rng):
     before = table.copy()
     opt.flush(np.array([0, 1, 2]))
     np.testing.assert_array_equal(table, before)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop"])
+def test_flush_rows_same_bits_for_any_thread_count(name):
+    """Over the parallel threshold (ids x width >= 32k), rows split between threads by
+    row % threads: each row is caught up once, the same bits for 1, 2 or 3 threads, and the
+    same as when each row is flushed alone."""
+    make = {"adam": lambda p: Adam(p, lr=0.01, mode="exact"),
+            "sgd": lambda p: SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01, mode="exact"),
+            "rmsprop": lambda p: RMSprop(p, lr=0.01, momentum=0.5, mode="exact")}[name]
+    rng = np.random.default_rng(5)
+    p0 = rng.standard_normal((3000, 32)).astype(np.float32)
+    steps = [(rng.integers(0, 3000, 500), rng.standard_normal((500, 32)).astype(np.float32))
+             for _ in range(6)]
+    ids = rng.integers(0, 3000, 4000)  # repeats included
+    results = []
+    for threads in (1, 2, 3, None):
+        param = p0.copy()
+        opt = make(param)
+        for idx, vals in steps:
+            opt.step(idx, vals)
+        if threads is None:  # one row at a time
+            for r in np.unique(ids):
+                opt.flush(np.array([r]))
+        else:
+            opt.num_threads = threads
+            opt.flush(ids)
+        results.append((param.copy(), {k: v.copy() for k, v in opt.state.items()}))
+    for param, state in results[1:]:
+        assert np.array_equal(param, results[0][0])
+        for k, v in state.items():
+            assert np.array_equal(v, results[0][1][k]), k

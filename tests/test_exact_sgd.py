@@ -383,7 +383,7 @@ def test_exact_momentum_weight_decay_history_and_layout(rng):
     param = random_param(rng, 5, (2,), np.float64)
     opt = SGD(param, lr=0.1, momentum=0.9, weight_decay=0.1, mode="exact")
     st = opt.state
-    assert set(st) == {"momentum_buffer", "last_step", "history", "window"}
+    assert set(st) == {"momentum_buffer", "last_step", "history", "window", "history_start"}
     assert st["history"].shape[1] == 6
     assert st["window"].shape == (1, 0)
     for _ in range(37):

@@ -49,7 +49,8 @@ def test_disjoint_rows_equal_sequential(rng, name, dtype):
     out = hogwild.run(W.apply_steps, n, args=((opt,),), worker_args=[(
         [(s,) for s in mine],) for mine in steps], progress=False)
     assert out == [[(12, 1)]] * n  # each worker's replica: its own count, one thread
-    assert opt.step_count == 0 and opt.num_threads == 0  # the parent's optimizer is untouched
+    # the parent's optimizer keeps its settings and counts the steps of all its replicas
+    assert opt.step_count == n * 12 and opt.num_threads == 0
     assert np.array_equal(table, ref)
     assert_state_matches(opt.state, ref_states, R)
 
@@ -260,3 +261,39 @@ def test_thread_worker_system_exit_is_a_worker_error():
         hogwild.run(W.exit_in, 2, args=(0, "system_exit"), progress=False)
     assert info.value.rank == 0
     assert isinstance(info.value.__cause__, SystemExit)
+
+
+def test_parent_step_count_is_the_sum_of_the_workers_steps(rng):
+    """After a thread run the parent counts every step its replicas took, so its next step
+    uses the global count (here Adagrad's lr_decay) the shared table has been through."""
+    R, n, n_steps, lr, decay = 5, 3, 7, 0.1, 0.5
+    table = rng.standard_normal((R * n + 1, 2))
+    opt = Adagrad(table, lr=lr, lr_decay=decay)
+    opt.step(np.array([0]), np.ones((1, 2)))  # the replicas start from the parent's count
+    steps = disjoint_steps(rng, n, R, n_steps, (2,), np.float64, np.int64)
+    out = hogwild.run(W.apply_steps, n, args=((opt,),), worker_args=[(
+        [(s,) for s in mine],) for mine in steps], progress=False)
+    assert out == [[(1 + n_steps, 1)]] * n
+    assert opt.step_count == 1 + n * n_steps
+    # the last row was never touched: its next update shows which step the parent is at
+    before = table[-1].copy()
+    g = np.array([[0.5, -2.0]])
+    opt.step(np.array([R * n]), g)
+    t = 1 + n * n_steps + 1
+    expected = before - lr / (1 + (t - 1) * decay) * g[0] / (np.sqrt(g[0] ** 2) + 1e-10)
+    np.testing.assert_allclose(table[-1], expected, rtol=1e-14)
+
+
+def test_parent_counts_the_steps_taken_before_a_worker_failed():
+    table = np.zeros((4, 2))
+    opt = SGD(table, lr=0.1)
+
+    def train(worker, opt):
+        opt.step(np.array([worker.rank]), np.ones((1, 2)))
+        if worker.rank == 1:
+            raise RuntimeError("worker 1 gives up")
+        opt.step(np.array([worker.rank]), np.ones((1, 2)))
+
+    with pytest.raises(RuntimeError, match="worker 1 gives up"):
+        hogwild.run(train, 2, args=(opt,), progress=False)
+    assert opt.step_count == 3  # worker 0: two steps, worker 1: one

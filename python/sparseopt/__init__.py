@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args, _core, hogwild, meprop, nn, optim, sampled
+from . import _args, _core, distributed, hogwild, meprop, nn, optim, sampled
+from .checkpoint import load, save
 from ._topk import topk
 from .gather import csr_matmul, csr_matmul_backward, gather_sum, gather_sum_backward
 
@@ -19,7 +20,7 @@ __version__: str = _core.__version__
 
 __all__ = ["__version__", "info", "coalesce", "topk", "gather_sum", "gather_sum_backward",
            "csr_matmul", "csr_matmul_backward", "meprop", "nn", "optim", "hogwild", "sampled",
-           "get_include", "get_cmake_dir"]
+           "distributed", "save", "load", "get_include", "get_cmake_dir"]
 
 
 def info() -> dict:
@@ -50,8 +51,8 @@ def coalesce(indices: np.ndarray, values: np.ndarray, num_rows: int | None = Non
         ``counts`` (int64) how often each index appeared.
     """
     if num_rows is not None:
-        num_rows = _args.count("num_rows", num_rows)
-    return _core.coalesce(indices, values, num_rows, _args.count("num_threads", num_threads))
+        num_rows = _args.count("num_rows", num_rows, maximum=_args.INT64_MAX)
+    return _core.coalesce(indices, values, num_rows, _args.threads("num_threads", num_threads))
 
 
 def get_include() -> str:

@@ -24,8 +24,15 @@ def real(name: str, value: object) -> float:
     return float(arr.reshape(()))
 
 
-def count(name: str, value: object, minimum: int = 0) -> int:
-    """`value` as an int >= minimum (TypeError for non-integers, ValueError for the range)."""
+INT64_MAX = 2**63 - 1
+
+
+UINT64_MAX = 2**64 - 1
+
+
+def count(name: str, value: object, minimum: int = 0, maximum: int | None = None) -> int:
+    """`value` as an int in [minimum, maximum] (TypeError for non-integers, ValueError for the
+    range; pass INT64_MAX or UINT64_MAX where the core takes a 64-bit integer)."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
@@ -34,6 +41,22 @@ def count(name: str, value: object, minimum: int = 0) -> int:
         raise TypeError(f"{name} must be an integer, got {value!r}") from None
     if n < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {n}")
+    if maximum is not None and n > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {n}")
+    return n
+
+
+# The most threads one call may ask for (the core's sparseopt::max_num_threads): OpenMP cannot
+# report a team it fails to start, so larger counts are refused before they reach it.
+MAX_NUM_THREADS = 1024
+
+
+def threads(name: str, value: object) -> int:
+    """`value` as a thread count in [0, MAX_NUM_THREADS] (0 = all available)."""
+    n = count(name, value, maximum=INT64_MAX)
+    if n > MAX_NUM_THREADS:
+        raise ValueError(f"{name} must be in [0, {MAX_NUM_THREADS}] (0 means all available "
+                         f"threads), got {n}")
     return n
 
 

@@ -99,4 +99,4 @@ def topk(x: np.ndarray, k: int, *, largest: bool = True, magnitude: bool = False
     largest = _flag("largest", largest)
     magnitude = _flag("magnitude", magnitude)
     sorted = _flag("sorted", sorted)
-    return _core.topk(x, k, largest, magnitude, sorted, _args.count("num_threads", num_threads))
+    return _core.topk(x, k, largest, magnitude, sorted, _args.threads("num_threads", num_threads))

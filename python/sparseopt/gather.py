@@ -38,6 +38,10 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                out: np.ndarray | None = None) -> np.ndarray:
     """Sum (or average) the table rows of every bag: EmbeddingBag, or CSR @ dense.
 
+    Note for PyTorch users: the default here is ``mode="sum"``, while
+    ``torch.nn.functional.embedding_bag`` and ``torch.nn.EmbeddingBag`` default to
+    ``mode="mean"``. Pass ``mode="mean"`` for torch's default.
+
     Parameters
     ----------
     table : ndarray of float32 or float64, shape (num_rows, *row_shape)
@@ -49,7 +53,8 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
         Repeats, within a bag or across bags, are fine.
     weights : ndarray of table.dtype, shape (n,), optional
         One weight per index (torch's ``per_sample_weights``); only with ``mode="sum"``.
-    mode : "sum" or "mean"
+    mode : "sum" (default) or "mean"
+        ``"sum"`` is the default (torch's ``embedding_bag`` defaults to ``"mean"``).
         ``"mean"`` divides each bag's sum by its length (as torch does; empty bags give
         zeros). Weights with ``"mean"`` are refused (ValueError), as torch refuses them:
         pass ``weights / bag_length`` with ``mode="sum"`` for a weighted mean.
@@ -66,7 +71,7 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     """
     mode = _args.choice("mode", mode, _MODES)
     return _core.gather_sum(table, indptr, indices, weights, mode == "mean", out,
-                            _args.count("num_threads", num_threads))
+                            _args.threads("num_threads", num_threads))
 
 
 def gather_sum_backward(grad_out: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
@@ -97,8 +102,8 @@ def gather_sum_backward(grad_out: np.ndarray, indptr: np.ndarray, indices: np.nd
     """
     mode = _args.choice("mode", mode, _MODES)
     return _core.gather_sum_backward(grad_out, indptr, indices, weights, mode == "mean",
-                                     _args.count("num_rows", num_rows),
-                                     _args.count("num_threads", num_threads))
+                                     _args.count("num_rows", num_rows, maximum=_args.INT64_MAX),
+                                     _args.threads("num_threads", num_threads))
 
 
 def _csr_parts(x: Any) -> tuple[list[int], Any, Any, Any]:
@@ -127,7 +132,7 @@ def csr_matmul(x: Any, table: np.ndarray, *, num_threads: int = 0,
     """
     shape, indptr, indices, data = _csr_parts(x)
     return _core.csr_matmul(table, shape[0], shape[1], indptr, indices, data, out,
-                            _args.count("num_threads", num_threads))
+                            _args.threads("num_threads", num_threads))
 
 
 def csr_matmul_backward(x: Any, grad_out: np.ndarray, *,
@@ -141,4 +146,4 @@ def csr_matmul_backward(x: Any, grad_out: np.ndarray, *,
     """
     shape, indptr, indices, data = _csr_parts(x)
     return _core.csr_matmul_backward(grad_out, shape[0], shape[1], indptr, indices, data,
-                                     _args.count("num_threads", num_threads))
+                                     _args.threads("num_threads", num_threads))

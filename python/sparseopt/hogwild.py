@@ -33,6 +33,12 @@ What is atomic and what is not:
 * Each worker steps its own optimizer object (:meth:`~sparseopt.optim.Optimizer.replica`), so step
   counts, learning-rate schedules and ``num_threads`` are per worker; ``run`` makes the replicas.
   Calls on one optimizer object from several threads take turns (they never race).
+* Step counts: after a ``backend="thread"`` run (returned or raised), each optimizer passed in
+  has its ``step_count`` advanced by the sum of the steps all its replicas took, so the parent
+  counts every step the shared table received (this is the count Adagrad's ``lr_decay`` and
+  Adam's ``bias_correction="global"`` use on the parent's next step); steps of a worker still
+  running after a failure's grace period are not counted. Process backends leave the parent's
+  ``step_count`` as it was: their replicas' counts stay in the worker processes.
 
 Threads (``backend="thread"``) share everything in the process; the kernels release the GIL, so
 they run in parallel while the Python between steps takes turns. Processes (``"fork"``,
@@ -62,6 +68,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 import weakref
@@ -77,6 +84,9 @@ __all__ = ["empty", "zeros", "share", "is_shared", "release", "run", "Worker", "
            "Stopped", "RemoteTraceback", "BACKENDS"]
 
 BACKENDS = ("thread", "fork", "spawn")
+# Seconds run() waits, after a thread worker raised, for the other threads to stop at their
+# next progress() or barrier() before it raises anyway.
+THREAD_STOP_GRACE = 2.0
 _PREFIX = "sparseopt_"
 
 
@@ -437,8 +447,11 @@ def _map_optimizers(obj: Any, fn: Callable[[Optimizer, str], Any], where: str) -
     return obj
 
 
-def _worker_copy(num_threads: int | None) -> Callable[[Optimizer, str], Optimizer]:
-    """One worker's replicas: an optimizer found twice among its arguments is one replica."""
+def _worker_copy(num_threads: int | None,
+                 made: list[tuple[Optimizer, Optimizer]] | None = None
+                 ) -> Callable[[Optimizer, str], Optimizer]:
+    """One worker's replicas: an optimizer found twice among its arguments is one replica.
+    Each new (optimizer, replica) pair is appended to ``made`` when it is given."""
     replicas: dict[int, Optimizer] = {}
 
     def copy(opt: Optimizer, where: str) -> Optimizer:
@@ -447,8 +460,20 @@ def _worker_copy(num_threads: int | None) -> Callable[[Optimizer, str], Optimize
             if num_threads is not None:
                 twin.num_threads = num_threads
             replicas[id(opt)] = twin
+            if made is not None:
+                made.append((opt, twin))
         return replicas[id(opt)]
     return copy
+
+
+def _count_replica_steps(made: list[tuple[Optimizer, Optimizer]]) -> None:
+    """Advance each parent optimizer's step count by the steps its replicas took (the sum over
+    workers), so that a later step of the parent (Adagrad's lr_decay, Adam's global bias
+    correction) counts the steps the shared table received."""
+    start = {id(opt): opt.step_count for opt, _ in made}
+    for opt, twin in made:
+        with opt._lock:
+            opt._step += twin.step_count - start[id(opt)]
 
 
 def _check_optimizer(backend: str) -> Callable[[Optimizer, str], Optimizer]:
@@ -537,7 +562,10 @@ def run(worker_fn: Callable[..., Any], num_workers: int, *, backend: str = "thre
     worker that died without one. The other workers are stopped first: processes are terminated;
     threads, which cannot be killed, stop at their next ``progress()`` or ``barrier()``.
     KeyboardInterrupt in the parent stops the workers the same way and is re-raised. Every
-    worker has ended when ``run`` returns or raises.
+    worker has ended when ``run`` returns or raises, with one exception: a thread worker that
+    reaches neither ``progress()`` nor ``barrier()`` within ``THREAD_STOP_GRACE`` seconds
+    (2 s) of another worker's error cannot be stopped; ``run`` then raises the error anyway
+    (its notes name the workers still running), and they finish in the background.
     """
     num_workers = _args.count("num_workers", num_workers, minimum=1)
     backend = _args.choice("backend", backend, BACKENDS)
@@ -562,7 +590,7 @@ def run(worker_fn: Callable[..., Any], num_workers: int, *, backend: str = "thre
                              f"{len(per_worker)}")
         per_worker = [tuple(a) for a in per_worker]
     if threads_per_worker is not None:
-        threads_per_worker = _args.count("threads_per_worker", threads_per_worker)
+        threads_per_worker = _args.threads("threads_per_worker", threads_per_worker)
     check = _check_optimizer(backend)
     _map_optimizers(args, check, "args")
     _map_optimizers(kwargs, check, "kwargs")
@@ -602,8 +630,9 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
     errors: list[tuple[int, BaseException]] = []
     errors_lock = threading.Lock()
     calls = []
+    made: list[tuple[Optimizer, Optimizer]] = []
     for r in range(n):
-        copy = _worker_copy(threads)
+        copy = _worker_copy(threads, made)
         calls.append((_map_optimizers(args + per_worker[r], copy, "args"),
                       _map_optimizers(kwargs, copy, "kwargs")))
     contexts = [Worker(r, n, "thread", threads, counters, barrier) for r in range(n)]
@@ -625,6 +654,7 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
 
     workers = [threading.Thread(target=target, args=(r,), name=f"hogwild-worker-{r}",
                                 daemon=True) for r in range(n)]
+    failed_at = None  # when the first error was seen
     try:
         for t in workers:
             t.start()
@@ -632,16 +662,27 @@ def _run_threads(worker_fn: Callable[..., Any], n: int, args: tuple[Any, ...],
             for t in workers:
                 t.join(timeout=0.05)
             _show(bar, counters, n)
+            if errors and failed_at is None:
+                failed_at = time.monotonic()
+            if failed_at is not None and time.monotonic() - failed_at > THREAD_STOP_GRACE:
+                break  # a worker that never reaches progress() or barrier() cannot be stopped
     except BaseException:  # KeyboardInterrupt: stop the workers, wait for them, re-raise
         stop()
         for t in workers:
             while t.is_alive():
                 t.join(timeout=0.05)
         raise
+    finally:  # the steps taken are the table's, also on error (see the module docstring)
+        _count_replica_steps(made)
     _show(bar, counters, n)
     if errors:
         rank, exc = errors[0]
         _exception_note(exc, rank, n, "thread")
+        running = [r for r, t in enumerate(workers) if t.is_alive()]
+        if running and hasattr(exc, "add_note"):
+            exc.add_note(f"(hogwild workers {running} were still running {THREAD_STOP_GRACE} s "
+                         f"later: threads stop only at progress() or barrier(), so they go on "
+                         f"in the background until their function returns)")
         raise _as_error(exc, rank, "thread")
     return results
 

@@ -67,8 +67,8 @@ def linear_backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray, k: 
         reference implementation, where the bias sits outside the sparsified product.
         Sums run in a fixed order, so the bits do not depend on ``num_threads``.
     """
-    k = _args.count("k", k, minimum=1)
+    k = _args.count("k", k, minimum=1, maximum=_args.INT64_MAX)
     gx, rows, values, gb = _core.meprop_linear_backward(
         x, weight, grad_out, k, bool(unified), bool(need_grad_x),
-        _args.count("num_threads", num_threads))
+        _args.threads("num_threads", num_threads))
     return LinearGrads(gx, (rows, values), gb)

@@ -78,7 +78,7 @@ class MePropLinear:
             raise ValueError(f"k must be <= out_features = {weight.shape[0]}, got {self.k}")
         self.weight, self.bias = weight, bias
         self.unified = bool(unified)
-        self.num_threads = _args.count("num_threads", num_threads)
+        self.num_threads = _args.threads("num_threads", num_threads)
         self.opt_weight, self.opt_bias = optimizer(weight), optimizer(bias)
         self._all_units = np.arange(weight.shape[0], dtype=np.int64)
         self._x = self._grads = None

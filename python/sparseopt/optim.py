@@ -37,8 +37,11 @@ from . import _args, _core
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL"]
 
 _MODES = ("lazy", "exact")
+# The most steps an optimizer counts: far beyond any training, and small enough that step + 1
+# and the history's sizes never overflow an int64.
+MAX_STEP = 2**62
 _BIAS_CORRECTIONS = ("global", "row", "none")
-_EXACT_STATE = ("last_step", "history", "window")
+_EXACT_STATE = ("last_step", "history", "window", "history_start")
 
 
 class Optimizer:
@@ -50,15 +53,19 @@ class Optimizer:
     ``_apply(indices, values, step)`` and, for exact mode, ``_flush()``.
 
     In exact mode the state also holds ``last_step`` (int64 per row: the step through which
-    the row is up to date), ``history`` (float64, one row per step: the learning rate and the
-    per-step scalars the catch-up needs) and ``window`` (float64 sums over recent steps).
+    the row is up to date), ``history_start`` (int64, one value: the step ``history``'s first
+    row records), ``history`` (float64, one row per step since then: the learning rate and the
+    per-step scalars the catch-up needs) and ``window`` (float64 sums over recent steps). The
+    record stays bounded: every 4,096 steps (``exact_record_span``) a step catches every row
+    up and restarts ``history`` at itself, so exact mode's memory does not grow with the
+    number of steps (that step costs one :meth:`flush` more).
     """
 
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0):
         _core.check_param(param)
         self._lock = threading.Lock()  # one step (or flush, snapshot) at a time per object
         self._param = param
-        self._num_threads = _args.count("num_threads", num_threads)
+        self._num_threads = _args.threads("num_threads", num_threads)
         self._options = self._options_from(hyperparams)
         self._hyperparams = dict(hyperparams)
         self._step = 0
@@ -96,7 +103,7 @@ class Optimizer:
 
     @num_threads.setter
     def num_threads(self, value: int) -> None:
-        self._num_threads = _args.count("num_threads", value)
+        self._num_threads = _args.threads("num_threads", value)
 
     @property
     def step_count(self) -> int:
@@ -107,7 +114,7 @@ class Optimizer:
     def state(self) -> dict[str, np.ndarray]:
         """The live state arrays (not copies); use :meth:`state_dict` for a snapshot.
 
-        In exact mode rows may be behind until :meth:`flush`, and ``history`` is replaced by a
+        In exact mode rows may be behind until :meth:`flush`, and ``history`` may be replaced by a
         larger array as steps accumulate.
         """
         return dict(self._state)
@@ -128,9 +135,18 @@ class Optimizer:
         own :meth:`replica`.
         """
         with self._lock:
+            if self._step >= MAX_STEP:
+                raise ValueError(f"this optimizer has taken {self._step} steps, the most it "
+                                 f"counts ({MAX_STEP}); build a new one")
+            history = self._state.get("history")
             if self.exact:
                 self._reserve_history(self._step + 1)
-            self._apply(indices, values, self._step + 1)
+            try:
+                self._apply(indices, values, self._step + 1)
+            except BaseException:
+                if history is not None:  # a rejected step leaves every state array as it was
+                    self._state["history"] = history
+                raise
             self._step += 1
 
     def flush(self, indices: np.ndarray | None = None) -> None:
@@ -150,32 +166,40 @@ class Optimizer:
         """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``.
 
         Nothing is flushed: the snapshot holds rows as they are, with what is needed to
-        catch them up later (exact mode's ``history`` has one row per step taken, plus one).
+        catch them up later (exact mode's ``history`` has one row per step since
+        ``history_start``, plus one).
         """
         with self._lock:
             state = {name: array.copy() for name, array in self._state.items()}
             if "history" in state:
-                state["history"] = self._state["history"][: self._step + 1].copy()
+                kept = self._step - int(self._state["history_start"][0]) + 1
+                state["history"] = self._state["history"][:kept].copy()
             return {"step": self._step, "hyperparams": dict(self._hyperparams), "state": state}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` snapshot, copying into this optimizer's own arrays.
 
-        Everything is checked first (keys, hyper-parameters, state names, shapes, dtypes);
-        a rejected snapshot leaves the optimizer unchanged.
+        The snapshot is untrusted input: everything is checked first (keys, hyper-parameters,
+        state names, shapes, dtypes, and the values the kernels index with: step counts within
+        ``[0, step]``, exact mode's record finite), and a rejected snapshot raises ValueError or
+        TypeError and leaves the optimizer unchanged. To keep one on disk, use
+        :func:`sparseopt.save` / :func:`sparseopt.load` (or pickle the dict).
         """
         with self._lock:
             self._load_state_dict(state_dict)
 
     def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"step", "hyperparams", "state"}:
-            raise ValueError("state_dict must be a mapping with exactly the keys 'step', "
-                             "'hyperparams' and 'state', as returned by state_dict()")
-        step = _args.count("state_dict['step']", state_dict["step"])
+        keys = {"step", "hyperparams", "state"}
+        if not isinstance(state_dict, Mapping) or set(state_dict) != keys:
+            raise ValueError(f"state_dict must be a mapping with exactly the keys 'step', "
+                             f"'hyperparams' and 'state', as returned by state_dict(); got "
+                             f"{_describe(state_dict)}")
+        step = _args.count("state_dict['step']", state_dict["step"], maximum=MAX_STEP)
         hyperparams = state_dict["hyperparams"]
         if not isinstance(hyperparams, Mapping) or set(hyperparams) != set(self._hyperparams):
-            raise ValueError(f"state_dict['hyperparams'] must have the keys "
-                             f"{sorted(self._hyperparams)}, got {sorted(hyperparams)}")
+            raise ValueError(f"state_dict['hyperparams'] must be a mapping with the keys "
+                             f"{sorted(self._hyperparams)}, got {_describe(hyperparams)}"
+                             f"{_NPZ_HINT if isinstance(hyperparams, np.ndarray) else ''}")
         hyperparams = dict(hyperparams)
         options = self._options_from(hyperparams)
         spec = self._full_spec(options, hyperparams)
@@ -185,28 +209,55 @@ class Optimizer:
                              f"construct the optimizer with the same options")
         arrays = state_dict["state"]
         if not isinstance(arrays, Mapping) or set(arrays) != set(self._state):
-            raise ValueError(f"state_dict['state'] must have the arrays {sorted(self._state)}, "
-                             f"got {sorted(arrays) if isinstance(arrays, Mapping) else arrays!r}")
-        for name, own in self._state.items():
-            given = arrays[name]
-            if not isinstance(given, np.ndarray) or given.dtype != own.dtype:
-                got = given.dtype if isinstance(given, np.ndarray) else type(given).__name__
-                raise TypeError(f"state_dict['state'][{name!r}] must be a numpy array of dtype "
-                                f"{own.dtype}, got {got}")
-            expected = (step + 1, own.shape[1]) if name == "history" else own.shape
-            if given.shape != expected:
-                raise ValueError(f"state_dict['state'][{name!r}] must have shape {expected}, "
-                                 f"got {given.shape}")
+            raise ValueError(f"state_dict['state'] must be a mapping with the arrays "
+                             f"{sorted(self._state)}, got {_describe(arrays)}")
+        # The record's first step comes first: it sets history's length and the rows' range.
+        names = sorted(self._state, key=lambda name: name != "history_start")
+        start = 0
+        for name in names:
+            _check_state_array(name, arrays[name], self._state[name], step, start)
+            if name == "history_start":
+                start = int(arrays[name][0])
         for name, own in self._state.items():
             if name == "history":
-                history = np.zeros((max(16, 2 * (step + 1)), own.shape[1]))
-                history[: step + 1] = arrays[name]
+                kept = step - start + 1
+                history = np.zeros((max(16, 2 * kept), own.shape[1]))
+                history[:kept] = arrays[name]
                 self._state[name] = history
             else:
                 np.copyto(own, arrays[name])
         self._options = options
         self._hyperparams = hyperparams
         self._step = step
+
+    # -- hyper-parameters --------------------------------------------------------------------
+    def _set_hyperparameter(self, name: str, value: Any) -> None:
+        """Set a hyper-parameter between steps, checked like the constructor's argument.
+        Refused (nothing changes): ``mode`` and ``initial_accumulator_value``, and a value that
+        would change which state arrays exist (momentum to or from 0, amsgrad, centered, ...).
+        In exact mode a change (other than ``lr``) first brings every row up to date, O(table)."""
+        if name in _FIXED_AT_CONSTRUCTION:
+            raise AttributeError(f"{name} is fixed when the optimizer is built "
+                                 f"({_FIXED_AT_CONSTRUCTION[name]}); build a new optimizer")
+        with self._lock:
+            hyperparams = dict(self._hyperparams)
+            hyperparams[name] = value
+            options = self._options_from(hyperparams)  # checks (and normalises) the value
+            spec = self._full_spec(options, hyperparams)
+            if set(spec) != set(self._state):
+                raise ValueError(f"setting {name} to {value!r} would change the state this "
+                                 f"optimizer keeps ({sorted(self._state)} -> {sorted(spec)}); "
+                                 f"build a new optimizer with it")
+            if self.exact:
+                # Rows are caught up in closed form over the steps they missed, for one set of
+                # hyper-parameters: catch every row up under the old ones (O(table)), then
+                # start a new record, shaped for the new ones, at this step.
+                self._flush(None)
+                for part in ("history", "window"):
+                    self._state[part] = self._new_state_array(*spec[part])
+                self._state["history_start"][0] = self._step
+            self._options = options
+            self._hyperparams = hyperparams
 
     # -- Hogwild! ----------------------------------------------------------------------------
     def replica(self) -> Optimizer:
@@ -283,6 +334,7 @@ class Optimizer:
             window, quantities, columns = options.exact_layout()
             spec["last_step"] = (np.int64, 0)
             spec["history"] = ("history", (16, columns))
+            spec["history_start"] = ("start", 0)
             spec["window"] = ("window", (window, quantities))
         return spec
 
@@ -291,11 +343,13 @@ class Optimizer:
             return np.full_like(self._param, fill, order="C")
         if dtype in ("history", "window"):  # float64 arrays of their own shape
             return np.zeros(fill, dtype=np.float64)
+        if dtype == "start":  # one int64
+            return np.full(1, fill, dtype=np.int64)
         return np.full(self._param.shape[0], fill, dtype=dtype)
 
     def _reserve_history(self, step: int) -> None:
         history = self._state["history"]
-        if history.shape[0] <= step:
+        if history.shape[0] <= step - int(self._state["history_start"][0]):
             grown = np.zeros((2 * history.shape[0], history.shape[1]))
             grown[: history.shape[0]] = history
             self._state["history"] = grown
@@ -316,6 +370,71 @@ class Optimizer:
         raise NotImplementedError
 
 
+# Hyper-parameters that only matter when the optimizer is built, and why.
+_FIXED_AT_CONSTRUCTION = {
+    "mode": "it decides which state arrays exist",
+    "initial_accumulator_value": "it is only the accumulator's starting value",
+}
+
+_NPZ_HINT = ("; np.savez stores dicts as pickled 0-d arrays: save an optimizer with "
+             "sparseopt.save(path, opt) and restore it with sparseopt.load(path, opt)")
+
+
+def _describe(obj: object) -> str:
+    """What `obj` is, for an error message (never fails, whatever `obj` is)."""
+    if isinstance(obj, np.ndarray):
+        return f"a numpy array of shape {obj.shape} and dtype {obj.dtype}"
+    if isinstance(obj, Mapping):
+        try:
+            return f"the keys {sorted(str(k) for k in obj)}"
+        except Exception:  # noqa: BLE001 - a mapping whose keys cannot even be listed
+            return f"a {type(obj).__name__}"
+    return f"a {type(obj).__name__}"
+
+
+def _check_state_array(name: str, given: Any, own: np.ndarray, step: int, start: int) -> None:
+    """Checks a snapshot's state array before anything is copied: type, dtype, shape, and the
+    values that the kernels use as positions (step counts) or that must be finite. `start` is
+    the snapshot's history_start (checked before the other arrays; 0 without one)."""
+    where = f"state_dict['state'][{name!r}]"
+    if not isinstance(given, np.ndarray) or given.dtype != own.dtype:
+        got = f"dtype {given.dtype}" if isinstance(given, np.ndarray) else type(given).__name__
+        raise TypeError(f"{where} must be a numpy array of dtype {own.dtype}, got {got}")
+    expected = (step - start + 1, own.shape[1]) if name == "history" else own.shape
+    if given.shape != expected:
+        raise ValueError(f"{where} must have shape {expected}, got {given.shape}")
+    if given.size == 0:
+        return
+    if given.dtype == np.int64:  # last_step, row_steps: steps through which a row counts
+        # last_step: no row may be older than the record that catches it up.
+        first = start if name == "last_step" else 0
+        low, high = int(given.min()), int(given.max())
+        if low < first or high > step:
+            bounds = "[history_start, step]" if first else "[0, step]"
+            raise ValueError(f"{where} must hold step counts in {bounds} = [{first}, {step}], "
+                             f"got values from {low} to {high}: the snapshot is corrupt")
+    elif name in ("history", "window"):
+        if not np.isfinite(given).all():
+            raise ValueError(f"{where} must be finite (exact mode's record of each step), "
+                             f"but holds NaN or infinity: the snapshot is corrupt")
+        if name == "history" and (given[:, 0] < 0).any():
+            raise ValueError(f"{where}[:, 0] holds each step's lr and must be >= 0: the "
+                             f"snapshot is corrupt")
+
+
+def _hyperparameter(name: str, doc: str) -> property:
+    """A hyper-parameter readable and settable between steps (checked like the constructor's
+    argument; see :meth:`Optimizer._set_hyperparameter` for when a change is refused)."""
+
+    def get(self: Optimizer) -> Any:
+        return self._hyperparams[name]
+
+    def set_(self: Optimizer, value: Any) -> None:
+        self._set_hyperparameter(name, value)
+
+    return property(get, set_, doc=doc)
+
+
 def _mode(value: object) -> Any:
     return getattr(_core.Mode, _args.choice("mode", value, _MODES))
 
@@ -324,6 +443,26 @@ def _flag(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+class _ModesCoincide(Optimizer):
+    """An optimizer whose sparse update already is the dense optimizer's (a zero gradient
+    changes nothing): ``mode="lazy"`` and ``mode="exact"`` are accepted and give the same
+    bits, so code can pass one ``mode`` to every optimizer. The mode is kept as an attribute,
+    not a hyper-parameter, so snapshots saved before ``mode=`` existed still load."""
+
+    def _set_mode(self, mode: object) -> None:
+        self._mode = _args.choice("mode", mode, _MODES)
+
+    @property
+    def mode(self) -> str:
+        """``"lazy"`` or ``"exact"``, as passed (fixed at construction); both run the same
+        update here."""
+        return getattr(self, "_mode", "lazy")  # objects pickled before mode= existed
+
+    @mode.setter
+    def mode(self, value: object) -> None:
+        self._set_hyperparameter("mode", value)  # refused, as for the other optimizers
 
 
 class SGD(Optimizer):
@@ -354,6 +493,12 @@ class SGD(Optimizer):
                                      nesterov=nesterov, weight_decay=weight_decay, mode=mode),
                          num_threads=num_threads)
 
+    momentum = _hyperparameter("momentum", "Momentum factor (settable between steps in lazy mode).")
+    dampening = _hyperparameter("dampening", "Dampening of the momentum (settable between steps in lazy mode).")
+    nesterov = _hyperparameter("nesterov", "Nesterov momentum (settable between steps in lazy mode).")
+    weight_decay = _hyperparameter("weight_decay", "L2 weight decay (settable between steps in lazy mode).")
+    mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
+
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.SgdOptions()
         o.lr = h["lr"] = _args.real("lr", h["lr"])
@@ -383,22 +528,29 @@ class SGD(Optimizer):
                         self._options, self._step, self._num_threads)
 
 
-class Adagrad(Optimizer):
+class Adagrad(_ModesCoincide):
     """Adagrad (``torch.optim.Adagrad``'s formula with a sparse gradient).
 
     ``sum += g**2``, ``p -= clr * g / (sqrt(sum) + eps)`` with
     ``clr = lr / (1 + (step - 1) * lr_decay)`` and ``step`` the global step count. A zero
     gradient changes nothing, so this lazy update already is the dense optimizer's result.
 
+    ``mode``: ``"lazy"`` or ``"exact"``; the two coincide (anything else: ValueError).
+
     State: ``sum`` (the parameter's shape, starting at ``initial_accumulator_value``).
     """
 
     def __init__(self, param: np.ndarray, lr: float = 1e-2, lr_decay: float = 0.0,
-                 eps: float = 1e-10, initial_accumulator_value: float = 0.0, *,
-                 num_threads: int = 0):
+                 eps: float = 1e-10, initial_accumulator_value: float = 0.0,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        self._set_mode(mode)
         super().__init__(param, dict(lr=lr, lr_decay=lr_decay, eps=eps,
                                      initial_accumulator_value=initial_accumulator_value),
                          num_threads=num_threads)
+
+    lr_decay = _hyperparameter("lr_decay", "Learning-rate decay (settable between steps).")
+    eps = _hyperparameter("eps", "Term added to the denominator (settable between steps).")
+    initial_accumulator_value = _hyperparameter("initial_accumulator_value", "Starting value of ``sum`` (fixed at construction).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.AdagradOptions()
@@ -441,6 +593,12 @@ class RMSprop(Optimizer):
                  mode: str = "lazy", *, num_threads: int = 0):
         super().__init__(param, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
                                      centered=centered, mode=mode), num_threads=num_threads)
+
+    alpha = _hyperparameter("alpha", "Smoothing constant (settable between steps in lazy mode).")
+    eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
+    momentum = _hyperparameter("momentum", "Momentum factor (settable between steps in lazy mode, while it stays nonzero or zero).")
+    centered = _hyperparameter("centered", "Centered RMSprop (fixed by the state it needs).")
+    mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.RmspropOptions()
@@ -506,6 +664,13 @@ class Adam(Optimizer):
                                      amsgrad=amsgrad, mode=mode, bias_correction=bias_correction),
                          num_threads=num_threads)
 
+    betas = _hyperparameter("betas", "(beta1, beta2) (settable between steps in lazy mode).")
+    eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
+    weight_decay = _hyperparameter("weight_decay", "Weight decay (settable between steps in lazy mode).")
+    amsgrad = _hyperparameter("amsgrad", "AMSGrad variant (fixed by the state it needs).")
+    mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
+    bias_correction = _hyperparameter("bias_correction", "'global', 'row' or 'none' (settable in lazy mode where the state stays the same).")
+
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.AdamOptions()
         o.lr = h["lr"] = _args.real("lr", h["lr"])
@@ -565,7 +730,7 @@ class AdamW(Adam):
                          num_threads=num_threads)
 
 
-class RowWiseAdagrad(Optimizer):
+class RowWiseAdagrad(_ModesCoincide):
     """Row-wise Adagrad: one accumulator per row (FBGEMM's and TorchRec's
     ``EXACT_ROWWISE_ADAGRAD`` without weight decay), for huge embedding tables whose state
     must stay small.
@@ -589,6 +754,8 @@ class RowWiseAdagrad(Optimizer):
     eps : float
         Added to ``sqrt(sum[r])``; finite and > 0 (with 0, a row whose gradient and
         accumulator are both 0 would divide 0 by 0), and ``lr / eps`` must be finite.
+    mode : str
+        ``"lazy"`` or ``"exact"``: the two coincide (anything else: ValueError).
     num_threads : int
         Threads per step (0 = all available); results do not depend on it.
 
@@ -597,9 +764,12 @@ class RowWiseAdagrad(Optimizer):
     State: ``sum``, shape ``(num_rows,)`` with the parameter's dtype, starting at 0.
     """
 
-    def __init__(self, param: np.ndarray, lr: float = 1e-2, eps: float = 1e-10, *,
-                 num_threads: int = 0):
+    def __init__(self, param: np.ndarray, lr: float = 1e-2, eps: float = 1e-10,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        self._set_mode(mode)
         super().__init__(param, dict(lr=lr, eps=eps), num_threads=num_threads)
+
+    eps = _hyperparameter("eps", "Term added to the denominator (settable between steps).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.RowWiseAdagradOptions()
@@ -617,7 +787,7 @@ class RowWiseAdagrad(Optimizer):
                                    self._options, self._num_threads)
 
 
-class FTRL(Optimizer):
+class FTRL(_ModesCoincide):
     """FTRL-proximal, as TensorFlow's ``SparseApplyFtrl`` (``tf.compat.v1.train.FtrlOptimizer``
     without l2 shrinkage) computes it.
 
@@ -654,6 +824,10 @@ class FTRL(Optimizer):
         also be a positive finite number in the table's dtype (a float32 table can underflow
         it to 0 or overflow it); an ``lr`` set later that breaks this is refused by the next
         step (ValueError, nothing changed).
+    mode : str
+        ``"lazy"`` or ``"exact"``: both run the update above, whose state is the dense
+        optimizer's (the parameters too, but for the rows described above); anything else is
+        a ValueError.
     num_threads : int
         Threads per step (0 = all available); results do not depend on it.
 
@@ -664,10 +838,17 @@ class FTRL(Optimizer):
     """
 
     def __init__(self, param: np.ndarray, lr: float, lr_power: float = -0.5, l1: float = 0.0,
-                 l2: float = 0.0, initial_accumulator_value: float = 0.1, *, num_threads: int = 0):
+                 l2: float = 0.0, initial_accumulator_value: float = 0.1, mode: str = "lazy",
+                 *, num_threads: int = 0):
+        self._set_mode(mode)
         super().__init__(param, dict(lr=lr, lr_power=lr_power, l1=l1, l2=l2,
                                      initial_accumulator_value=initial_accumulator_value),
                          num_threads=num_threads)
+
+    lr_power = _hyperparameter("lr_power", "Power of the learning-rate schedule (settable between steps).")
+    l1 = _hyperparameter("l1", "L1 regularisation strength (settable between steps).")
+    l2 = _hyperparameter("l2", "L2 regularisation strength (settable between steps).")
+    initial_accumulator_value = _hyperparameter("initial_accumulator_value", "Starting value of ``accumulator`` (fixed at construction).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.FtrlOptions()

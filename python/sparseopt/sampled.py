@@ -76,7 +76,7 @@ def logistic_loss(anchor_table: np.ndarray, candidate_table: np.ndarray, anchors
         Threads (0 = all); the result does not depend on it.
     """
     return _core.sampled_logistic_loss(anchor_table, candidate_table, anchors, candidates, labels,
-                                       _args.count("num_threads", num_threads))
+                                       _args.threads("num_threads", num_threads))
 
 
 def logistic_grad(anchor_table: np.ndarray, candidate_table: np.ndarray, anchors: np.ndarray,
@@ -97,7 +97,7 @@ def logistic_grad(anchor_table: np.ndarray, candidate_table: np.ndarray, anchors
     """
     loss, a_rows, a_grad, c_rows, c_grad = _core.sampled_logistic_grad(
         anchor_table, candidate_table, anchors, candidates, labels,
-        _args.count("num_threads", num_threads))
+        _args.threads("num_threads", num_threads))
     return SampledGrad(loss, a_rows, a_grad, c_rows, c_grad)
 
 
@@ -172,9 +172,9 @@ class NegativeSampler:
         ``seed`` (0 <= seed < 2**64) and the item's position alone decide an item's draws: the
         same bits for any ``num_threads``. Use a different seed for every batch.
         """
-        return self._table.draw(positives, _args.count("num_negatives", num_negatives),
+        return self._table.draw(positives, _args.count("num_negatives", num_negatives, maximum=_args.INT64_MAX),
                                 _seed(seed), bool(exclude_positive),
-                                _args.count("num_threads", num_threads))
+                                _args.threads("num_threads", num_threads))
 
     def __reduce__(self):
         return (NegativeSampler, (self._table.weights,))
@@ -213,5 +213,6 @@ def context_pairs(tokens: np.ndarray, window: int, *, offsets: np.ndarray | None
     skip-gram, train with ``anchors=contexts`` (rows of the input vectors) and the centers as
     positives of the output table, as gensim does.
     """
-    return _core.context_pairs(tokens, offsets, _args.count("window", window), keep_probability,
-                               _seed(seed), bool(shrink_window))
+    window = _args.count("window", window, maximum=_args.INT64_MAX)
+    return _core.context_pairs(tokens, offsets, window, keep_probability, _seed(seed),
+                               bool(shrink_window))

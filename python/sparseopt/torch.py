@@ -1,286 +1,216 @@
-"""PyTorch front end: ``torch.optim.Optimizer`` subclasses over :mod:`sparseopt.optim`.
+"""sparseopt for PyTorch: drop-in ``torch.optim`` optimizers that run sparseopt's kernels on CPU
+tensors in place, and a meProp linear layer.
 
-Quickstart::
+Importing this module imports torch (``import sparseopt`` alone never does); install it with
+``pip install "sparseopt[torch]"``.
 
-    import sparseopt.torch as so
-    model = MyModel()                       # nn.Embedding(..., sparse=True) + nn.Linear ...
-    opt = so.Adam(model.parameters(), lr=1e-3, mode="exact")
-    opt.attach(model)                       # exact mode: forward passes read caught-up rows
-    for x, y in data: opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+Each optimizer is a :class:`torch.optim.Optimizer` built like torch's own (``params`` as tensors
+or param-group dicts with per-group hyper-parameters), with the hyper-parameters and defaults of
+the :mod:`sparseopt.optim` class of the same name, plus ``mode`` and ``num_threads``::
 
-Each parameter tensor gets one :mod:`sparseopt.optim` object, created at its first gradient,
-over the tensor's own memory (``p.detach().numpy()`` shares it; nothing is copied):
+    emb = torch.nn.Embedding(1_000_000, 64, sparse=True)
+    opt = sparseopt.torch.Adam(model.parameters(), lr=1e-3, mode="exact")
+    opt.attach(model)            # exact mode: rows a forward pass reads are caught up first
+    loss.backward(); opt.step(); opt.zero_grad()
 
-- a **sparse COO gradient** (``nn.Embedding(sparse=True)``, ``nn.EmbeddingBag(sparse=True)``;
-  uncoalesced is fine, repeats are summed by the core) steps the rows it names with the group's
-  ``mode``: ``"lazy"`` (untouched rows keep everything; ``Adam`` is ``torch.optim.SparseAdam``)
-  or ``"exact"`` (the dense ``torch.optim`` optimizer fed zeros for untouched rows, caught up
-  when read);
-- a **dense gradient** (``nn.Linear`` beside the embeddings) steps the tensor viewed as one row
-  that every step touches, which is the dense formula of the ``torch.optim`` class of the same
-  name, so one optimizer serves a whole model.
+- A **sparse gradient** (COO, as ``nn.Embedding(sparse=True)``, ``nn.EmbeddingBag(sparse=True)``
+  and ``F.embedding_bag(..., sparse=True)`` produce; uncoalesced is fine) is applied by the
+  sparseopt kernel to the parameter's own memory: no copy of the table, no dense gradient.
+  ``mode="lazy"`` is ``torch.optim.SparseAdam``'s update for Adam (untouched rows keep
+  everything); ``mode="exact"`` gives the dense optimizer's result (``torch.optim.Adam`` with
+  ``sparse=False`` embeddings) at the cost of the touched rows.
+- A **dense gradient** (an ``nn.Linear`` beside the embeddings) gets the dense formula of the
+  torch class of the same name, through the same kernels with the whole tensor as one touched
+  row, so one optimizer serves the whole model (for a dense parameter the two modes coincide).
+  One exception: ``Adam`` with L2 ``weight_decay`` (or ``bias_correction="row"``) steps dense
+  parameters with SparseAdam's update, which adds ``eps`` before the bias correction instead of
+  after it (a difference of the order of ``eps``); ``AdamW`` has none.
+- Hyper-parameters are read from ``param_groups`` at every step, so
+  ``torch.optim.lr_scheduler`` works unchanged; a value the kernel cannot follow (see
+  :mod:`sparseopt.optim`: in exact mode only ``lr`` may change) is a ValueError naming the
+  group and the hyper-parameter.
+- ``state_dict()`` / ``load_state_dict()`` use torch's format (``{"state": {index: {name:
+  tensor}}, "param_groups": [...]}``); save, load and continue gives the same bits as an
+  uninterrupted run, in both modes. A snapshot is checked whole before anything changes.
 
-Hyper-parameters are read from ``param_groups`` at every step, so ``torch.optim.lr_scheduler``
-works unchanged. A changed value other than ``lr`` is handed to the inner optimizer with
-``setattr``; when it cannot take it, the step raises an error naming the group and the name.
+Exact mode and the forward pass: a row untouched by recent steps is brought up to date when it
+is next stepped, or by :meth:`flush`. A forward pass that reads such a row before then sees it
+as it was at its last step. ``attach(model)`` registers forward pre-hooks on the
+``nn.Embedding`` / ``nn.EmbeddingBag`` / :class:`MePropLinear` modules whose weight the optimizer
+holds, so that the rows each forward reads are caught up first: with it, exact-mode training
+equals dense torch training. Without it (or with ``F.embedding`` on a raw tensor), call
+``opt.flush(weight, ids)`` before the forward, or ``opt.flush()`` before evaluation.
 
-Exact mode and the forward pass: rows a step does not touch fall behind until they are read.
-:meth:`attach` registers forward pre-hooks on the ``nn.Embedding``/``nn.EmbeddingBag`` modules
-whose weight this optimizer holds; each forward first catches up the rows it reads, so training
-equals dense torch training. Without ``attach``, the forward reads stale rows of untouched-then-
-touched ids (the step itself still catches a row up before updating it, but the gradient was
-computed from the stale value) and the result drifts from dense torch; call :meth:`flush` before
-reading the whole table (evaluation, export).
-
-Limits: CPU tensors only (CUDA waits for the CUDA build), C-contiguous float32/float64
-parameters, sparse gradients over the first dimension. ``Adam(weight_decay>0, mode="exact")`` is
-refused by the core (torch's L2 decay reaches untouched rows through the gradient, which has no
-closed form): use ``AdamW``. The parameters are written through NumPy, so autograd's version
-counter does not see the step (as with ``p.data``).
+Only CPU tensors, float32 or float64, contiguous, are supported (CUDA tensors: a clear error,
+until sparseopt's CUDA build exists).
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import _args, meprop as _meprop
 from . import optim as _optim
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL",
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL",
            "MePropLinear"]
 
-_DTYPES = (torch.float32, torch.float64)
-# Hyper-parameters the wrapper handles itself rather than through the inner object's setters.
-_OWN = ("mode", "num_threads")
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+_MODES = ("lazy", "exact")
 
 
-def _describe(p: torch.Tensor) -> str:
-    return f"tensor of shape {tuple(p.shape)}, dtype {p.dtype}, device {p.device}"
+class _Optimizer(torch.optim.Optimizer):
+    """The shared adapter: one :mod:`sparseopt.optim` optimizer per parameter tensor, over the
+    tensor's own memory, created at the parameter's first step."""
 
+    _inner: type = _optim.Optimizer
+    # Hyper-parameters passed to the inner class (besides lr), in its argument order.
+    _hyper: tuple[str, ...] = ()
 
-def _check_param(p: Any, where: str) -> None:
-    """Refuse what cannot be viewed as a NumPy array without a copy, naming the fix."""
-    if not isinstance(p, torch.Tensor):
-        raise TypeError(f"{where}: expected a torch.Tensor, got {type(p).__name__}")
-    if p.device.type != "cpu":
-        raise ValueError(f"{where}: sparseopt.torch steps CPU tensors only ({_describe(p)}); "
-                         f"keep this parameter on the CPU (a CUDA build is planned) or use "
-                         f"torch.optim for it")
-    if p.dtype not in _DTYPES:
-        raise TypeError(f"{where}: dtype {p.dtype} is not supported; build the module in "
-                        f"float32 or float64 (e.g. model.float() or model.double())")
-    if p.is_sparse or not p.is_contiguous():
-        raise ValueError(f"{where}: the parameter must be a dense C-contiguous tensor "
-                         f"({_describe(p)}, strides {p.stride() if not p.is_sparse else None}); "
-                         f"make the module's parameter contiguous when it is created "
-                         f"(nn.Parameter(t.contiguous())) so the optimizer updates it in place")
-
-
-class Optimizer(torch.optim.Optimizer):
-    """Shared machinery; subclasses name the :mod:`sparseopt.optim` class in ``_inner_cls``."""
-
-    _inner_cls: type = _optim.Optimizer
-    _hyper: tuple[str, ...] = ()  # inner hyper-parameter names, from its signature
-
-    def __init__(self, params: Any, **hyperparams: Any):
-        defaults = dict(self._defaults())
-        unknown = set(hyperparams) - set(defaults)
-        if unknown:
-            raise TypeError(f"{type(self).__name__}: unknown hyper-parameter(s) "
-                            f"{sorted(unknown)}; it takes {sorted(defaults)}")
-        defaults.update(hyperparams)
+    def __init__(self, params: Any, defaults: dict[str, Any]):
+        _check_mode(defaults["mode"], "mode")
+        defaults["num_threads"] = _args.threads("num_threads", defaults["num_threads"])
         super().__init__(params, defaults)
-        for gi, group in enumerate(self.param_groups):
-            for pi, p in enumerate(group["params"]):
-                _check_param(p, f"param_groups[{gi}]['params'][{pi}]")
-            if inspect.Parameter.empty in (group[k] for k in defaults):
-                missing = [k for k in defaults if group[k] is inspect.Parameter.empty]
-                raise TypeError(f"{type(self).__name__}: param_groups[{gi}] needs {missing} "
-                                f"(no default)")
-            # Check the group's hyper-parameters now, not at the first step.
-            self._inner_cls(np.zeros((1, 1)), **self._inner_kwargs(group, dense=False))
-        self._inner: dict[torch.Tensor, _optim.Optimizer] = {}
-        self._hooks: list[Any] = []
+        for group in self.param_groups:
+            _check_mode(group["mode"], "a param group's mode")
+            for p in group["params"]:
+                _check_param(p)
+        # param -> (inner optimizer, "sparse" or "dense"); the numpy view the inner updates
+        self._inners: dict[torch.Tensor, tuple[_optim.Optimizer, str]] = {}
 
-    @classmethod
-    def _defaults(cls) -> dict[str, Any]:
-        sig = inspect.signature(cls._inner_cls.__init__)
-        out = {name: p.default for name, p in sig.parameters.items()
-               if name not in ("self", "param")}
-        out.setdefault("mode", "lazy")
-        return out
-
-    # -- inner objects ----------------------------------------------------------------------
-    def _inner_kwargs(self, group: dict[str, Any], dense: bool) -> dict[str, Any]:
-        names = [k for k in self._defaults() if k != "mode"]
-        kwargs = {k: group[k] for k in names}
-        if "mode" in inspect.signature(self._inner_cls.__init__).parameters:
-            # A dense gradient touches its one row every step, where exact mode is the dense
-            # torch formula (lazy mode would be SparseAdam's, whose eps sits elsewhere).
-            kwargs["mode"] = "exact" if dense else group["mode"]
-        return kwargs
-
-    def _get_inner(self, p: torch.Tensor, group: dict[str, Any], dense: bool) -> _optim.Optimizer:
-        inner = self._inner.get(p)
-        if inner is None:
-            table = p.detach().numpy()
-            if dense:
-                table = table.reshape(1, -1)
-            try:
-                inner = self._inner_cls(table, **self._inner_kwargs(group, dense))
-            except ValueError as e:
-                if not dense:
-                    raise
-                raise ValueError(f"a parameter of shape {tuple(p.shape)} has a dense gradient, "
-                                 f"which takes the dense torch formula (exact mode): {e}") from e
-            inner._torch_dense = dense  # type: ignore[attr-defined]
-            self._inner[p] = inner
-        return inner
-
-    def _sync(self, inner: _optim.Optimizer, group: dict[str, Any], gi: int) -> None:
-        """Hand changed hyper-parameters of ``group`` to ``inner`` (schedulers change lr)."""
-        current = inner._hyperparams  # noqa: SLF001 -- the values the inner object runs with
-        for name, value in group.items():
-            if name == "params" or name not in current and name not in _OWN:
-                continue
-            if name == "num_threads":
-                inner.num_threads = value
-                continue
-            if name == "mode":
-                dense = getattr(inner, "_torch_dense", False)
-                if not dense and "mode" in current and value != current["mode"]:
-                    raise ValueError(f"param_groups[{gi}]['mode'] changed from "
-                                     f"{current['mode']!r} to {value!r}; the mode is fixed when "
-                                     f"a parameter takes its first step: build a new optimizer")
-                continue
-            if value == current[name]:
-                continue
-            try:
-                setattr(inner, name, value)
-            except (AttributeError, ValueError, TypeError) as e:
-                raise type(e)(f"param_groups[{gi}][{name!r}] = {value!r}: the sparseopt "
-                              f"optimizer cannot take this change ({e})") from e
-
-    # -- gradients --------------------------------------------------------------------------
-    @staticmethod
-    def _gradient(p: torch.Tensor, where: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(indices, values)`` as NumPy, checked, without densifying a sparse gradient."""
-        g = p.grad
-        if g.device.type != "cpu" or g.dtype != p.dtype:
-            raise TypeError(f"{where}: gradient ({_describe(g)}) must be a CPU tensor of the "
-                            f"parameter's dtype {p.dtype}")
-        if g.is_sparse:
-            if g.sparse_dim() != 1 or g.shape != p.shape:
-                raise ValueError(f"{where}: a sparse gradient must be over the first dimension "
-                                 f"of a parameter of shape {tuple(p.shape)} (sparse_dim 1), "
-                                 f"got shape {tuple(g.shape)}, sparse_dim {g.sparse_dim()}")
-            indices = g._indices()[0].numpy()
-            values = g._values()
-            if not values.is_contiguous():
-                values = values.contiguous()  # a copy of the gradient, never of the parameter
-            values = values.numpy()
-            if indices.size and (indices.min() < 0 or indices.max() >= p.shape[0]):
-                raise IndexError(f"{where}: sparse gradient index out of range "
-                                 f"[{indices.min()}, {indices.max()}] for {p.shape[0]} rows; "
-                                 f"the embedding's input ids must lie in [0, num_embeddings)")
-            return indices, values
-        if g.layout != torch.strided or g.shape != p.shape:
-            raise ValueError(f"{where}: gradient of shape {tuple(g.shape)} and layout "
-                             f"{g.layout} does not match the parameter {tuple(p.shape)}")
-        return np.zeros(1, np.int64), g.detach().contiguous().numpy().reshape(1, -1)
-
+    # -- stepping ----------------------------------------------------------------------------
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """One step for every parameter with a gradient; ``closure`` re-evaluates the loss.
+    def step(self, closure: Any = None) -> Any:
+        """One step for every parameter that has a gradient (as torch's optimizers).
 
-        Every parameter's gradient is checked before any parameter is written, so a rejected
-        step leaves parameters and state unchanged."""
+        Everything is checked first (devices, dtypes, layouts, sparse indices in range,
+        hyper-parameters); a rejected step raises and changes no parameter.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         work = []
-        for gi, group in enumerate(self.param_groups):
-            for pi, p in enumerate(group["params"]):
+        for group in self.param_groups:
+            for p in group["params"]:
                 if p.grad is None:
                     continue
-                where = f"param_groups[{gi}]['params'][{pi}]"
-                _check_param(p, where)
-                indices, values = self._gradient(p, where)
-                dense = not p.grad.is_sparse
-                inner = self._inner.get(p)
-                if inner is not None and inner._torch_dense != dense:  # type: ignore[attr-defined]
-                    raise ValueError(f"{where}: its gradient switched between sparse and dense; "
-                                     f"one optimizer state serves one kind (make the module's "
-                                     f"sparse= setting fixed)")
-                if inner is not None and inner.param.ctypes.data != p.data_ptr():
-                    raise ValueError(f"{where}: the tensor's storage was replaced since the "
-                                     f"first step; build a new optimizer over the new tensor")
-                work.append((gi, group, p, indices, values, dense))
-        inners = []
-        for gi, group, p, _, _, dense in work:  # new inner objects, changed hyper-parameters:
-            known = p in self._inner              # everything that can fail, before any write
-            inner = self._get_inner(p, group, dense)
-            if known:
-                self._sync(inner, group, gi)
-            inners.append(inner)
-        for inner, (_, _, _, indices, values, _) in zip(inners, work):
+                _check_param(p)
+                layout = "sparse" if p.grad.is_sparse else "dense"
+                indices, values = (_sparse_parts(p, p.grad) if layout == "sparse"
+                                   else _dense_parts(p, p.grad))
+                work.append((group, p, layout, indices, values))
+        inners = [self._inner_for(p, group, layout) for group, p, layout, _, _ in work]
+        for (group, *_), inner in zip(work, inners):
+            self._sync(inner, group)
+        for (_, _, _, indices, values), inner in zip(work, inners):
             inner.step(indices, values)
         return loss
 
-    # -- exact mode -------------------------------------------------------------------------
     def flush(self, param: torch.Tensor | None = None, indices: Any = None) -> None:
-        """Bring rows up to date (exact mode; a no-op otherwise): every row of every parameter
-        by default, or ``indices`` (ids tensor or array) of ``param``."""
-        targets = self._inner.items() if param is None else [(param, self._inner.get(param))]
-        for _, inner in targets:
-            if inner is None:
-                continue
-            if indices is None:
+        """Exact mode: bring rows up to date (nothing to do in lazy mode).
+
+        ``flush()`` brings every row of every parameter; ``flush(weight)`` every row of one;
+        ``flush(weight, ids)`` the rows ``ids`` (a tensor or array of int64/int32 ids, any
+        shape), what a forward pass reading those rows needs first (:meth:`attach` does it).
+        """
+        if param is None:
+            for inner, _ in self._inners.values():
                 inner.flush()
-            else:
-                ids = indices.detach().reshape(-1) if isinstance(indices, torch.Tensor) else indices
-                ids = np.ascontiguousarray(np.asarray(ids).reshape(-1))
-                if ids.dtype not in (np.int32, np.int64):
-                    ids = ids.astype(np.int64)
-                inner.flush(ids)
+            return
+        entry = self._inners.get(param)
+        if entry is None:
+            if not any(param is p for g in self.param_groups for p in g["params"]):
+                raise ValueError("flush(param): this optimizer does not hold that parameter")
+            return  # never stepped: nothing is behind
+        inner, _ = entry
+        if indices is None:
+            inner.flush()
+        else:
+            inner.flush(_ids(indices, "indices"))
 
-    def attach(self, model: nn.Module) -> "Optimizer":
-        """Register forward pre-hooks on the ``nn.Embedding``/``nn.EmbeddingBag`` modules of
-        ``model`` whose weight this optimizer holds: each forward first catches up the rows it
-        will read (all ids of its input). Returns self; :meth:`detach` removes the hooks."""
-        held = {p for group in self.param_groups for p in group["params"]}
+    def attach(self, model: nn.Module) -> list[Any]:
+        """Register forward pre-hooks on the ``nn.Embedding``, ``nn.EmbeddingBag`` and
+        :class:`MePropLinear` modules of ``model`` whose weight this optimizer holds: before
+        each forward, the rows it reads are brought up to date (exact mode; the hooks cost
+        nothing in lazy mode). Returns the hook handles (``handle.remove()`` detaches)."""
+        held = {p for g in self.param_groups for p in g["params"]}
+        handles = []
         for module in model.modules():
-            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.weight in held:
-                self._hooks.append(module.register_forward_pre_hook(self._pre_forward))
-        return self
+            weight = getattr(module, "weight", None)
+            if weight is None or weight not in held:
+                continue
+            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+                handles.append(module.register_forward_pre_hook(self._embedding_hook(weight)))
+            elif isinstance(module, MePropLinear):
+                handles.append(module.register_forward_pre_hook(
+                    lambda _module, _args, weight=weight: self.flush(weight)))
+        return handles
 
-    def detach(self) -> None:
-        """Remove the hooks :meth:`attach` registered."""
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks.clear()
+    def _embedding_hook(self, weight: torch.Tensor) -> Any:
+        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            entry = self._inners.get(weight)
+            if entry is not None and entry[0].exact and args:
+                entry[0].flush(_ids(args[0], "input"))
+        return hook
 
-    def _pre_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if module.weight in self._inner and args:
-            self.flush(module.weight, args[0])
+    # -- the inner optimizers ----------------------------------------------------------------
+    def _inner_for(self, p: torch.Tensor, group: dict[str, Any], layout: str) -> _optim.Optimizer:
+        entry = self._inners.get(p)
+        if entry is not None:
+            if entry[1] != layout:
+                raise ValueError(f"a parameter of shape {tuple(p.shape)} had a {entry[1]} "
+                                 f"gradient before and a {layout} one now; sparseopt keeps one "
+                                 f"kind of state per parameter")
+            if not np.shares_memory(entry[0].param, p.detach().numpy()):
+                raise ValueError("a parameter's storage changed (p.data was replaced) after "
+                                 "its first step; update it in place instead")
+            return entry[0]
+        inner = self._new_inner(p, group, layout)
+        self._inners[p] = (inner, layout)
+        return inner
 
-    # -- state dict -------------------------------------------------------------------------
+    def _new_inner(self, p: torch.Tensor, group: dict[str, Any], layout: str) -> _optim.Optimizer:
+        table = p.detach().numpy()  # the tensor's memory: updated in place
+        if layout == "dense" or table.ndim == 0:
+            table = table.reshape(1, -1)  # one row, touched by every step
+        kwargs = {name: group[name] for name in self._hyper}
+        kwargs["mode"] = group["mode"] if layout == "sparse" else self._dense_mode(group)
+        return self._inner(table, group["lr"], **kwargs, num_threads=group["num_threads"])
+
+    def _dense_mode(self, group: dict[str, Any]) -> str:
+        """The inner mode for a dense parameter, touched whole by every step: the lazy update
+        is then the dense formula of torch's class for SGD and RMSprop."""
+        return "lazy"
+
+    def _sync(self, inner: _optim.Optimizer, group: dict[str, Any]) -> None:
+        for name in ("lr", *self._hyper):
+            value = group[name]
+            if _differs(getattr(inner, name), value):
+                try:
+                    setattr(inner, name, value)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    number = next(i for i, g in enumerate(self.param_groups) if g is group)
+                    raise ValueError(f"param group {number}: cannot set {name} to {value!r}: "
+                                     f"{exc}") from exc
+        inner.num_threads = _args.threads("num_threads", group["num_threads"])
+
+    # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """torch's format; each parameter's state holds ``step`` and the inner optimizer's
-        arrays as tensors (copies), plus ``sparseopt_dense`` and ``sparseopt_hyperparams``.
-        Nothing is flushed: save, load and continue gives the bits of an uninterrupted run."""
+        """torch's format: ``{"state": {index: {...}}, "param_groups": [...]}``; each
+        parameter's entry holds ``step`` (an int64 tensor), ``layout`` (``"sparse"`` or
+        ``"dense"``) and its sparseopt state arrays as tensors (copies)."""
         self.state.clear()
-        for p, inner in self._inner.items():
-            snap = inner.state_dict()
-            entry: dict[str, Any] = {"step": torch.tensor(float(snap["step"]))}
-            entry.update({k: torch.from_numpy(v) for k, v in snap["state"].items()})
-            entry["sparseopt_dense"] = inner._torch_dense  # type: ignore[attr-defined]
-            entry["sparseopt_hyperparams"] = dict(snap["hyperparams"])
+        for p, (inner, layout) in self._inners.items():
+            snapshot = inner.state_dict()
+            entry: dict[str, Any] = {"step": torch.tensor(snapshot["step"], dtype=torch.int64),
+                                     "layout": layout}
+            for name, array in snapshot["state"].items():
+                entry[name] = torch.from_numpy(array)
             self.state[p] = entry
         try:
             return super().state_dict()
@@ -288,112 +218,318 @@ class Optimizer(torch.optim.Optimizer):
             self.state.clear()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; everything is checked before anything changes."""
+        """Restore a :meth:`state_dict`. Every parameter's state is checked (as
+        :meth:`sparseopt.optim.Optimizer.load_state_dict` checks an untrusted snapshot) before
+        any of it, or any param group, changes."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError("state_dict must be a dict with the keys 'state' and "
+                             "'param_groups', as returned by state_dict()")
         saved_groups = state_dict["param_groups"]
-        params = [p for g in self.param_groups for p in g["params"]]
-        ids = [i for g in saved_groups for i in g["params"]]
-        if len(saved_groups) != len(self.param_groups) or len(ids) != len(params):
-            raise ValueError("state_dict has a different number of parameter groups or "
-                             "parameters than this optimizer")
-        built: dict[torch.Tensor, _optim.Optimizer] = {}
-        group_of = {p: g for g in self.param_groups for p in g["params"]}
-        for pid, p in zip(ids, params):
-            entry = state_dict["state"].get(pid)
-            if entry is None:
-                continue
-            dense = bool(entry["sparseopt_dense"])
-            table = p.detach().numpy()
-            table = table.reshape(1, -1) if dense else table
-            inner = self._inner_cls(table, **self._inner_kwargs(group_of[p], dense))
-            inner._torch_dense = dense  # type: ignore[attr-defined]
-            arrays = {k: v.numpy() for k, v in entry.items()
-                      if isinstance(v, torch.Tensor) and k != "step"}
-            inner.load_state_dict({"step": int(entry["step"]), "state": arrays,
-                                   "hyperparams": dict(entry["sparseopt_hyperparams"])})
-            built[p] = inner
-        stripped = dict(state_dict, state={})
-        super().load_state_dict(stripped)
+        if (not isinstance(saved_groups, list) or len(saved_groups) != len(self.param_groups)
+                or any(not isinstance(s, dict) or len(s.get("params", ())) != len(g["params"])
+                       for s, g in zip(saved_groups, self.param_groups))):
+            raise ValueError("state_dict's param_groups do not match this optimizer's (number "
+                             "of groups and of parameters in each)")
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, dict):
+            raise ValueError("state_dict['state'] must be a dict")
+        index_to = {}
+        new_groups = []
+        for saved, group in zip(saved_groups, self.param_groups):
+            new_group = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            _check_mode(new_group.get("mode"), "a saved param group's mode")
+            new_groups.append(new_group)
+            for index, p in zip(saved["params"], group["params"]):
+                index_to[index] = (p, new_group)
+        unknown = set(saved_state) - set(index_to)
+        if unknown:
+            raise ValueError(f"state_dict['state'] holds parameters {sorted(unknown)} that no "
+                             f"param group lists")
+        inners = {}
+        for index, entry in saved_state.items():
+            p, group = index_to[index]
+            if not isinstance(entry, dict) or entry.get("layout") not in ("sparse", "dense"):
+                raise ValueError(f"state_dict['state'][{index}] must be a dict with 'step', "
+                                 f"'layout' ('sparse' or 'dense') and the state tensors")
+            layout = entry["layout"]
+            inner = self._new_inner(p, group, layout)
+            arrays = {}
+            for name, value in entry.items():
+                if name in ("step", "layout"):
+                    continue
+                if not isinstance(value, torch.Tensor) or value.device.type != "cpu":
+                    raise ValueError(f"state_dict['state'][{index}][{name!r}] must be a CPU "
+                                     f"tensor")
+                arrays[name] = value.detach().contiguous().numpy()
+            step = entry.get("step")
+            if isinstance(step, torch.Tensor):
+                if step.numel() != 1 or step.is_floating_point() and step.item() != int(step.item()):
+                    raise ValueError(f"state_dict['state'][{index}]['step'] must be one integer")
+                step = int(step.item())
+            hyperparams = dict(inner.state_dict()["hyperparams"])
+            inner.load_state_dict({"step": step, "hyperparams": hyperparams, "state": arrays})
+            inners[p] = (inner, layout)
+        # Everything checked: apply.
+        for group, new_group in zip(self.param_groups, new_groups):
+            group.update({k: v for k, v in new_group.items() if k != "params"})
+        self._inners = inners
         self.state.clear()
-        self._inner = built
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_inners", {})
 
 
-def _make(name: str, inner_cls: type, doc: str) -> type:
-    cls = type(name, (Optimizer,), {"_inner_cls": inner_cls, "__module__": __name__})
-    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-              inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
-               for k, v in cls._defaults().items()]
-    cls.__signature__ = inspect.Signature(params[1:])  # type: ignore[attr-defined]
-    cls.__doc__ = (f"``torch.optim.Optimizer`` over :class:`sparseopt.optim.{name}` "
-                   f"({doc}). Hyper-parameters and defaults are those of "
-                   f":class:`sparseopt.optim.{name}`, plus ``mode`` and ``num_threads``; see the "
-                   f"module docstring for sparse and dense gradients.")
-    return cls
+def _differs(current: Any, wanted: Any) -> bool:
+    if isinstance(current, tuple) or isinstance(wanted, (tuple, list)):
+        try:
+            return tuple(float(x) for x in current) != tuple(float(x) for x in wanted)
+        except (TypeError, ValueError):
+            return True
+    return current != wanted
 
 
-SGD = _make("SGD", _optim.SGD, "torch.optim.SGD: momentum, dampening, nesterov, weight decay")
-Adagrad = _make("Adagrad", _optim.Adagrad, "torch.optim.Adagrad; lazy and exact coincide")
-RMSprop = _make("RMSprop", _optim.RMSprop, "torch.optim.RMSprop: momentum, centered")
-Adam = _make("Adam", _optim.Adam, "lazy: torch.optim.SparseAdam; exact: torch.optim.Adam")
-AdamW = _make("AdamW", _optim.AdamW, "torch.optim.AdamW, decoupled weight decay")
-RowWiseAdagrad = _make("RowWiseAdagrad", _optim.RowWiseAdagrad, "one accumulator per row")
-FTRL = _make("FTRL", _optim.FTRL, "FTRL-Proximal; lazy and exact coincide")
+def _check_mode(mode: Any, what: str) -> None:
+    if mode not in _MODES:
+        raise ValueError(f"{what} must be 'lazy' or 'exact', got {mode!r}")
 
 
-class _MePropFunction(torch.autograd.Function):
-    """``F.linear`` forward; :func:`sparseopt.meprop.linear_backward` backward."""
+def _check_param(p: Any) -> None:
+    if not isinstance(p, torch.Tensor):
+        raise TypeError(f"parameters must be torch tensors, got {type(p).__name__}")
+    if p.device.type != "cpu":
+        raise ValueError(f"sparseopt.torch runs on CPU tensors; this parameter is on "
+                         f"{p.device} (CUDA support comes with sparseopt's CUDA build): use "
+                         f"torch.optim for it, or keep the table on the CPU")
+    if p.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"parameters must be float32 or float64, got {p.dtype}; create the "
+                         f"module with dtype=torch.float32 (a converted copy would be trained "
+                         f"instead)")
+    if p.is_sparse or not p.is_contiguous():
+        raise ValueError(f"parameters must be dense and contiguous (sparseopt updates their "
+                         f"memory in place), got one of shape {tuple(p.shape)} with strides "
+                         f"{p.stride() if not p.is_sparse else 'sparse'}; make the module's "
+                         f"weight contiguous once, before building the optimizer")
 
+
+def _sparse_parts(p: torch.Tensor, grad: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, values) of a row-sparse COO gradient, as NumPy arrays (no densifying)."""
+    if grad.layout != torch.sparse_coo:
+        raise ValueError(f"sparse gradients must be COO tensors, got {grad.layout}")
+    if grad.sparse_dim() != 1 or tuple(grad.shape) != tuple(p.shape) or p.dim() < 1:
+        raise ValueError(f"a sparse gradient must be row-sparse over the parameter's first "
+                         f"dimension (sparse_dim 1, shape {tuple(p.shape)}), got sparse_dim "
+                         f"{grad.sparse_dim()} and shape {tuple(grad.shape)}")
+    if grad.dtype != p.dtype:
+        raise ValueError(f"the gradient's dtype {grad.dtype} differs from the parameter's "
+                         f"{p.dtype}")
+    indices = grad._indices()[0].contiguous().numpy()
+    values = grad._values().contiguous().numpy()
+    if indices.size:
+        low, high = int(indices.min()), int(indices.max())
+        if low < 0 or high >= p.shape[0]:
+            raise IndexError(f"a sparse gradient's row index is out of range [0, {p.shape[0]}): "
+                             f"got indices from {low} to {high}")
+    return indices, values
+
+
+def _dense_parts(p: torch.Tensor, grad: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    if grad.layout != torch.strided or tuple(grad.shape) != tuple(p.shape):
+        raise ValueError(f"a dense gradient must have the parameter's shape {tuple(p.shape)}, "
+                         f"got {tuple(grad.shape)}")
+    if grad.dtype != p.dtype:
+        raise ValueError(f"the gradient's dtype {grad.dtype} differs from the parameter's "
+                         f"{p.dtype}")
+    return np.zeros(1, np.int64), grad.detach().contiguous().numpy().reshape(1, -1)
+
+
+def _ids(ids: Any, what: str) -> np.ndarray:
+    if isinstance(ids, torch.Tensor):
+        ids = ids.detach().cpu().numpy()
+    ids = np.asarray(ids)
+    if ids.dtype not in (np.int32, np.int64):
+        raise TypeError(f"{what} must hold int32 or int64 row ids, got {ids.dtype}")
+    return np.ascontiguousarray(ids.reshape(-1))
+
+
+class SGD(_Optimizer):
+    """``torch.optim.SGD``'s formula; sparse gradients through :class:`sparseopt.optim.SGD`."""
+
+    _inner = _optim.SGD
+    _hyper = ("momentum", "dampening", "nesterov", "weight_decay")
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
+                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      nesterov=nesterov, weight_decay=weight_decay, mode=mode,
+                                      num_threads=num_threads))
+
+
+class Adagrad(_Optimizer):
+    """``torch.optim.Adagrad``'s formula (without weight decay). Its lazy update already is
+    the dense result, so ``mode`` is accepted and changes nothing."""
+
+    _inner = _optim.Adagrad
+    _hyper = ("lr_decay", "eps", "initial_accumulator_value")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0,
+                 eps: float = 1e-10, initial_accumulator_value: float = 0.0,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      mode=mode, num_threads=num_threads))
+
+
+class RMSprop(_Optimizer):
+    """``torch.optim.RMSprop``'s formula; sparse gradients through
+    :class:`sparseopt.optim.RMSprop`."""
+
+    _inner = _optim.RMSprop
+    _hyper = ("alpha", "eps", "momentum", "centered")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, momentum: float = 0.0, centered: bool = False,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
+                                      centered=centered, mode=mode, num_threads=num_threads))
+
+
+class Adam(_Optimizer):
+    """``torch.optim.Adam``'s formula for dense gradients; sparse gradients through
+    :class:`sparseopt.optim.Adam` (lazy: ``torch.optim.SparseAdam``'s update; exact: dense
+    Adam's result). ``weight_decay`` (L2) is refused for sparse parameters in exact mode: use
+    :class:`AdamW`."""
+
+    _inner = _optim.Adam
+    _hyper = ("betas", "eps", "weight_decay", "amsgrad", "bias_correction")
+
+    def _dense_mode(self, group: dict[str, Any]) -> str:
+        # Lazy Adam is SparseAdam, whose eps is added before the bias correction; the exact
+        # kernel's row update is torch.optim.Adam's. Exact mode refuses L2 weight decay and
+        # per-row bias correction, where the lazy update (SparseAdam's eps) is used instead.
+        l2 = group["weight_decay"] != 0 and self._inner is _optim.Adam
+        return "lazy" if l2 or group["bias_correction"] == "row" else "exact"
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, mode: str = "lazy",
+                 bias_correction: str = "global", *, num_threads: int = 0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad, mode=mode,
+                                      bias_correction=bias_correction, num_threads=num_threads))
+
+
+class AdamW(Adam):
+    """``torch.optim.AdamW``'s formula (decoupled weight decay); exact mode decays every row,
+    as the dense optimizer does."""
+
+    _inner = _optim.AdamW
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, mode: str = "lazy",
+                 bias_correction: str = "global", *, num_threads: int = 0):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, mode=mode, bias_correction=bias_correction,
+                         num_threads=num_threads)
+
+
+class RowWiseAdagrad(_Optimizer):
+    """Row-wise Adagrad (FBGEMM's and TorchRec's ``EXACT_ROWWISE_ADAGRAD``): one accumulator
+    per row (a dense parameter counts as one row). See :class:`sparseopt.optim.RowWiseAdagrad`."""
+
+    _inner = _optim.RowWiseAdagrad
+    _hyper = ("eps",)
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, eps: float = 1e-10,
+                 mode: str = "lazy", *, num_threads: int = 0):
+        super().__init__(params, dict(lr=lr, eps=eps, mode=mode, num_threads=num_threads))
+
+
+class FTRL(_Optimizer):
+    """FTRL-proximal as TensorFlow computes it; see :class:`sparseopt.optim.FTRL`."""
+
+    _inner = _optim.FTRL
+    _hyper = ("lr_power", "l1", "l2", "initial_accumulator_value")
+
+    def __init__(self, params: Iterable[Any], lr: float, lr_power: float = -0.5, l1: float = 0.0,
+                 l2: float = 0.0, initial_accumulator_value: float = 0.1, mode: str = "lazy", *,
+                 num_threads: int = 0):
+        super().__init__(params, dict(lr=lr, lr_power=lr_power, l1=l1, l2=l2,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      mode=mode, num_threads=num_threads))
+
+
+# -- meProp --------------------------------------------------------------------------------------
+class _MePropLinearFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, k, unified, sparse_grad):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                k: int, unified: bool, sparse: bool, num_threads: int) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.options = (k, unified, sparse_grad, bias is not None)
-        return nn.functional.linear(x, weight, bias)
+        ctx.has_bias = bias is not None
+        ctx.settings = (k, unified, sparse, num_threads)
+        return torch.nn.functional.linear(x, weight, bias)
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
-        from . import meprop
-
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
-        k, unified, sparse_grad, has_bias = ctx.options
-        grads = meprop.linear_backward(
-            x.detach().contiguous().numpy(), weight.detach().numpy(),
-            grad_out.detach().contiguous().numpy(), k, unified=unified,
-            need_grad_x=ctx.needs_input_grad[0])
+        k, unified, sparse, num_threads = ctx.settings
+        out_features, in_features = weight.shape
+        x2 = x.detach().reshape(-1, in_features).contiguous()
+        g2 = grad_out.detach().reshape(-1, out_features).contiguous()
+        need_x = ctx.needs_input_grad[0]
+        grads = _meprop.linear_backward(x2.numpy(), weight.detach().numpy(), g2.numpy(), k,
+                                        unified=unified, need_grad_x=need_x,
+                                        num_threads=num_threads)
+        grad_x = torch.from_numpy(grads.grad_x).reshape(x.shape) if need_x else None
         rows, values = grads.weight
-        grad_w = torch.sparse_coo_tensor(torch.from_numpy(rows).reshape(1, -1),
-                                         torch.from_numpy(values), tuple(weight.shape),
-                                         is_coalesced=True)
-        if not sparse_grad:
-            grad_w = grad_w.to_dense()
-        grad_x = None if grads.grad_x is None else torch.from_numpy(grads.grad_x)
-        grad_b = torch.from_numpy(grads.bias) if has_bias else None
-        return grad_x, grad_w, grad_b, None, None, None
+        if sparse:
+            grad_w = torch.sparse_coo_tensor(torch.from_numpy(rows)[None],
+                                             torch.from_numpy(values), tuple(weight.shape),
+                                             is_coalesced=True, check_invariants=False)
+        else:
+            grad_w = torch.zeros_like(weight)
+            grad_w[torch.from_numpy(rows)] = torch.from_numpy(values)
+        grad_b = torch.from_numpy(grads.bias) if ctx.has_bias else None
+        return grad_x, grad_w, grad_b, None, None, None, None
 
 
-class MePropLinear(nn.Linear):
-    """``nn.Linear`` whose backward keeps the top-``k`` output-gradient entries per example
-    (meProp, :mod:`sparseopt.meprop`; ``unified=True``: one set of ``k`` units per batch).
+class MePropLinear(nn.Module):
+    """``nn.Linear`` whose backward is meProp's (Sun et al., 2017): only the ``k`` largest
+    output-gradient entries of each example (or, with ``unified``, ``k`` units shared by the
+    batch) are back-propagated, through sparseopt's kernels.
 
-    The weight gradient is a sparse COO tensor over the selected output rows (``sparse_grad=
-    False``: dense), ready for the optimizers of this module; the bias gradient is the unmasked
-    column sum of the output gradient, as in the reference code. Input: ``(batch, in)``, CPU,
-    float32/float64.
+    The forward is ``F.linear``. The weight gradient is a sparse COO tensor over the selected
+    output rows (``sparse_grad=True``, the default) so that the optimizers of this module touch
+    only those rows, or a dense tensor with the other rows zero (``sparse_grad=False``). The bias
+    gradient is the unmasked column sum, as in the reference code. Inputs may have any leading
+    dimensions; CPU, float32 or float64.
     """
 
     def __init__(self, in_features: int, out_features: int, k: int, bias: bool = True,
-                 unified: bool = False, dtype: torch.dtype | None = None,
-                 sparse_grad: bool = True):
-        super().__init__(in_features, out_features, bias=bias, dtype=dtype)
-        if not 1 <= int(k) <= out_features:
-            raise ValueError(f"k must be in [1, out_features={out_features}], got {k}")
-        self.k, self.unified, self.sparse_grad = int(k), bool(unified), bool(sparse_grad)
+                 unified: bool = False, dtype: torch.dtype | None = None, *,
+                 sparse_grad: bool = True, num_threads: int = 0):
+        super().__init__()
+        self.in_features = _args.count("in_features", in_features, minimum=1)
+        self.out_features = _args.count("out_features", out_features, minimum=1)
+        self.k = _args.count("k", k, minimum=1)
+        if self.k > self.out_features:
+            raise ValueError(f"k must be <= out_features = {self.out_features}, got {self.k}")
+        self.unified = bool(unified)
+        self.sparse_grad = bool(sparse_grad)
+        self.num_threads = _args.threads("num_threads", num_threads)
+        reference = nn.Linear(in_features, out_features, bias=bias, dtype=dtype)
+        self.weight = nn.Parameter(reference.weight.detach().clone())
+        self.bias = nn.Parameter(reference.bias.detach().clone()) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2:
-            raise ValueError(f"MePropLinear takes a (batch, in_features) input, got shape "
-                             f"{tuple(x.shape)}; reshape it to 2-D first")
-        return _MePropFunction.apply(x, self.weight, self.bias, self.k, self.unified,
-                                     self.sparse_grad)
+        if x.dtype != self.weight.dtype or x.device.type != "cpu":
+            raise ValueError(f"input must be a CPU tensor of dtype {self.weight.dtype}, got "
+                             f"{x.dtype} on {x.device}")
+        return _MePropLinearFunction.apply(x, self.weight, self.bias, self.k, self.unified,
+                                           self.sparse_grad, self.num_threads)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", k={self.k}, unified={self.unified}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"k={self.k}, bias={self.bias is not None}, unified={self.unified}")

@@ -33,45 +33,81 @@ bool has_dtype(const py::array& a) {
   return py::isinstance<py::array_t<T>>(a);  // dtype equivalence, byte order included
 }
 
-// `obj` as an ndarray that kernels may read in place: C-contiguous and aligned.
-inline py::array require_array(py::handle obj, const char* name) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " + type_name(obj) +
-                         "; pass np.ascontiguousarray(" + name + ", dtype=...)");
+inline bool is_torch_tensor(py::handle obj) {
+  const std::string module = py::str(py::type::handle_of(obj).attr("__module__"));
+  return module.rfind("torch", 0) == 0;
+}
+
+// `obj` as an ndarray that kernels may read in place: C-contiguous and aligned. For an array
+// the kernel only reads, the hint may suggest a conversion (the copy is only read); for one it
+// writes (`written`), never: the kernel would then update the copy, not the caller's array.
+inline py::array require_array(py::handle obj, const char* name, bool written = false) {
+  const std::string n = name;
+  if (!py::isinstance<py::array>(obj)) {
+    std::string hint;
+    if (written && is_torch_tensor(obj))
+      hint = "; for torch tensors use the optimizers of sparseopt.torch, which update the "
+             "tensor's own memory";
+    else if (written)
+      hint = "; sparseopt updates that very array in place, so it cannot take a " +
+             type_name(obj) + " (a converted copy would be updated instead of your data): "
+             "create the table as a numpy array and keep using it, one optimizer per table";
+    else if (is_torch_tensor(obj))
+      hint = "; pass " + n + ".numpy() (a CPU tensor's memory, no copy)";
+    else
+      hint = "; pass np.ascontiguousarray(" + n + ", dtype=...)";
+    throw py::type_error(n + " must be a numpy.ndarray, got " + type_name(obj) + hint);
+  }
   auto a = py::reinterpret_borrow<py::array>(obj);
   const int flags = a.flags();
-  if (!(flags & py::array::c_style))
-    throw py::type_error(std::string(name) +
-                         " must be C-contiguous (sparseopt never copies silently); pass "
-                         "np.ascontiguousarray(" + name + ")");
-  if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::type_error(std::string(name) + " must be aligned; pass np.ascontiguousarray(" +
-                         name + ")");
+  const bool contiguous = flags & py::array::c_style;
+  const bool aligned = flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  if (!contiguous || !aligned) {
+    const std::string what = contiguous ? " must be aligned" : " must be C-contiguous";
+    if (written)
+      throw py::type_error(n + what + ": sparseopt updates it in place and never copies "
+                           "silently (a copy would be updated instead of your array); allocate "
+                           "it so (np.ascontiguousarray once, then keep using the array it "
+                           "returns)");
+    throw py::type_error(n + what + " (sparseopt never copies silently); pass "
+                         "np.ascontiguousarray(" + n + ")");
+  }
   return a;
 }
 
 // An array the kernel writes in place.
 inline py::array require_writeable(py::handle obj, const char* name) {
-  py::array a = require_array(obj, name);
+  py::array a = require_array(obj, name, true);
   if (!a.writeable())
     throw py::type_error(std::string(name) +
                          " is read-only; the kernel updates it in place, pass a writeable array");
   return a;
 }
 
-inline void require_float_dtype(const py::array& a, const char* name) {
+// The end of a dtype error: how to get `want` for `name`. An array the kernel writes in place
+// cannot be converted (the copy would be updated), so it must be created with that dtype.
+inline std::string dtype_hint(const char* name, const std::string& want, bool written) {
+  if (written)
+    return std::string("; sparseopt updates ") + name + " in place, so create it with " + want +
+           " (a converted copy would be updated instead)";
+  return std::string("; pass ") + name + ".astype(" + want + ")";
+}
+
+inline void require_float_dtype(const py::array& a, const char* name, bool written = false) {
   if (!has_dtype<float>(a) && !has_dtype<double>(a))
     throw py::type_error(std::string(name) + " must have dtype float32 or float64, got " +
-                         dtype_name(a) + "; pass " + name + ".astype(np.float32)");
+                         dtype_name(a) + dtype_hint(name, written ? "dtype float32 or float64"
+                                                                  : "np.float32", written));
 }
 
 inline void require_same_dtype(const py::array& a, const py::array& like, const char* name,
-                               const char* like_name) {
+                               const char* like_name, bool written = false) {
   const bool same = has_dtype<float>(like) ? has_dtype<float>(a) : has_dtype<double>(a);
   if (!same)
     throw py::type_error(std::string(name) + " must have the dtype of " + like_name + " (" +
-                         dtype_name(like) + "), got " + dtype_name(a) + "; pass " + name +
-                         ".astype(" + like_name + ".dtype)");
+                         dtype_name(like) + "), got " + dtype_name(a) +
+                         dtype_hint(name, written ? "dtype " + dtype_name(like)
+                                                  : std::string(like_name) + ".dtype", written));
 }
 
 inline void require_index_dtype(const py::array& a, const char* name) {
@@ -91,7 +127,7 @@ Table<T> table_of(py::array& a) {
 // The parameter table: a writeable float32/float64 array with at least one dimension.
 inline py::array require_param(py::handle obj) {
   py::array param = require_writeable(obj, "param");
-  require_float_dtype(param, "param");
+  require_float_dtype(param, "param", true);
   if (param.ndim() < 1)
     throw py::value_error("param must have at least one dimension (num_rows, *row_shape), got a 0-d array");
   return param;
@@ -100,7 +136,7 @@ inline py::array require_param(py::handle obj) {
 // A state array: the parameter's (float32/float64) dtype and shape, writeable.
 inline py::array require_state_like(py::handle obj, const py::array& param, const char* name) {
   py::array a = require_writeable(obj, name);
-  require_same_dtype(a, param, name, "param");
+  require_same_dtype(a, param, name, "param", true);
   bool same = a.ndim() == param.ndim();
   for (py::ssize_t d = 0; same && d < a.ndim(); ++d) same = a.shape(d) == param.shape(d);
   if (!same)
@@ -124,7 +160,7 @@ inline std::int64_t* require_row_counts(py::handle obj, const py::array& param, 
 // writeable: state kept once per row instead of once per element.
 inline py::array require_row_state(py::handle obj, const py::array& param, const char* name) {
   py::array a = require_writeable(obj, name);
-  require_same_dtype(a, param, name, "param");
+  require_same_dtype(a, param, name, "param", true);
   if (a.ndim() != 1 || a.shape(0) != param.shape(0))
     throw py::value_error(std::string(name) + " must have shape (" + std::to_string(param.shape(0)) +
                           ",), one value per row of param, got " + shape_str(a));

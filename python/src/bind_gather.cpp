@@ -118,7 +118,7 @@ py::array forward(py::handle table_obj, py::handle indptr_obj, py::handle indice
     out = py::array(table.dtype(), shape);
   } else {
     out = require_writeable(out_obj, "out");
-    require_same_dtype(out, table, "out", "table");
+    require_same_dtype(out, table, "out", "table", true);
     bool ok = out.ndim() == table.ndim();
     for (py::ssize_t d = 0; ok && d < out.ndim(); ++d) ok = out.shape(d) == shape[d];
     if (!ok)

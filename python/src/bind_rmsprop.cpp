@@ -11,13 +11,14 @@ namespace {
 template <class T>
 RmspropState<T> rmsprop_state(const py::array& p, const RmspropOptions& o, py::handle square_avg,
                               py::handle momentum_buffer, py::handle grad_avg,
-                              py::handle last_step, py::handle history, py::handle window) {
+                              py::handle last_step, py::handle history, py::handle window,
+                              py::handle history_start) {
   RmspropState<T> state;
   state.square_avg = state_table<T>(square_avg, p, "square_avg");
   if (o.momentum != 0.0) state.momentum_buffer = state_table<T>(momentum_buffer, p, "momentum_buffer");
   if (o.centered) state.grad_avg = state_table<T>(grad_avg, p, "grad_avg");
   if (o.mode == Mode::exact)
-    state.exact = exact_state(last_step, history, window, p, rmsprop_exact_layout(o));
+    state.exact = exact_state(last_step, history, window, history_start, p, rmsprop_exact_layout(o));
   return state;
 }
 
@@ -40,35 +41,35 @@ void bind_rmsprop(py::module_& m) {
       "rmsprop_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle square_avg,
          py::handle momentum_buffer, py::handle grad_avg, py::handle last_step,
-         py::handle history, py::handle window, const RmspropOptions& options,
+         py::handle history, py::handle window, py::handle history_start, const RmspropOptions& options,
          std::int64_t step, int num_threads) {
         options.validate();
         run_step(param, indices, values, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
           using T = typename decltype(value_tag)::type;
           const RmspropState<T> state = rmsprop_state<T>(p, options, square_avg, momentum_buffer,
-                                                         grad_avg, last_step, history, window);
+                                                         grad_avg, last_step, history, window, history_start);
           return [=] { rmsprop_step(table, grad, state, options, step, num_threads); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("square_avg"),
       py::arg("momentum_buffer"), py::arg("grad_avg"), py::arg("last_step"), py::arg("history"),
-      py::arg("window"), py::arg("options"), py::arg("step"), py::arg("num_threads"));
+      py::arg("window"), py::arg("history_start"), py::arg("options"), py::arg("step"), py::arg("num_threads"));
 
   m.def(
       "rmsprop_flush",
       [](py::handle param, py::handle indices, py::handle square_avg, py::handle momentum_buffer, py::handle grad_avg,
-         py::handle last_step, py::handle history, py::handle window,
+         py::handle last_step, py::handle history, py::handle window, py::handle history_start,
          const RmspropOptions& options, std::int64_t step, int num_threads) {
         options.validate();
         run_flush(param, indices, [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n) {
           using T = typename decltype(value_tag)::type;
           const RmspropState<T> state = rmsprop_state<T>(p, options, square_avg, momentum_buffer,
-                                                         grad_avg, last_step, history, window);
+                                                         grad_avg, last_step, history, window, history_start);
           return [=] { rmsprop_flush(table, state, options, step, num_threads, ptr, n); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("square_avg"), py::arg("momentum_buffer"), py::arg("grad_avg"),
-      py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("options"),
+      py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("history_start"), py::arg("options"),
       py::arg("step"), py::arg("num_threads"));
 }
 

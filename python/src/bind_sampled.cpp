@@ -28,8 +28,8 @@ SampledTables require_tables(py::handle a_obj, py::handle b_obj, bool writes) {
   t.a = writes ? require_writeable(a_obj, "anchor_table") : require_array(a_obj, "anchor_table");
   t.b = writes ? require_writeable(b_obj, "candidate_table")
                : require_array(b_obj, "candidate_table");
-  require_float_dtype(t.a, "anchor_table");
-  require_same_dtype(t.b, t.a, "candidate_table", "anchor_table");
+  require_float_dtype(t.a, "anchor_table", writes);
+  require_same_dtype(t.b, t.a, "candidate_table", "anchor_table", writes);
   for (const auto& [arr, name] : {std::pair{&t.a, "anchor_table"}, std::pair{&t.b, "candidate_table"}})
     if (arr->ndim() < 1)
       throw py::value_error(std::string(name) +
@@ -194,10 +194,13 @@ py::array draw(const AliasTable& table, py::handle positives_obj, std::int64_t n
     const std::int64_t n = positives.shape(0);
     const I* p = static_cast<const I*>(positives.data());
     detail::check_rows(p, n, table.size(), "positives", "the sampler's table");  // before allocating
+    detail::require_draw_size(n, num_negatives, sizeof(I));  // before allocating
     py::array_t<I> out({py::ssize_t(n), py::ssize_t(1 + num_negatives)});
     I* o = out.mutable_data();
-    py::gil_scoped_release release;
-    draw_negatives(table, p, n, num_negatives, seed, exclude_positive, o, num_threads);
+    {
+      py::gil_scoped_release release;  // the result is returned below, with the GIL held
+      draw_negatives(table, p, n, num_negatives, seed, exclude_positive, o, num_threads);
+    }
     return out;
   });
 }

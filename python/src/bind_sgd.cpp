@@ -11,11 +11,11 @@ namespace {
 template <class T>
 SgdState<T> sgd_state(const py::array& p, const SgdOptions& o, py::handle momentum_buffer,
                       py::handle row_steps, py::handle last_step, py::handle history,
-                      py::handle window) {
+                      py::handle window, py::handle history_start) {
   SgdState<T> state;
   if (o.momentum != 0.0) state.momentum_buffer = state_table<T>(momentum_buffer, p, "momentum_buffer");
   if (o.mode == Mode::exact)
-    state.exact = exact_state(last_step, history, window, p, sgd_exact_layout(o));
+    state.exact = exact_state(last_step, history, window, history_start, p, sgd_exact_layout(o));
   else if (o.momentum != 0.0)
     state.row_steps = require_row_counts(row_steps, p, "row_steps");
   return state;
@@ -38,34 +38,34 @@ void bind_sgd(py::module_& m) {
   m.def(
       "sgd_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle momentum_buffer,
-         py::handle row_steps, py::handle last_step, py::handle history, py::handle window,
+         py::handle row_steps, py::handle last_step, py::handle history, py::handle window, py::handle history_start,
          const SgdOptions& options, std::int64_t step, int num_threads) {
         options.validate();
         run_step(param, indices, values, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
           using T = typename decltype(value_tag)::type;
           const SgdState<T> state = sgd_state<T>(p, options, momentum_buffer, row_steps,
-                                                 last_step, history, window);
+                                                 last_step, history, window, history_start);
           return [=] { sgd_step(table, grad, state, options, step, num_threads); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("momentum_buffer"),
-      py::arg("row_steps"), py::arg("last_step"), py::arg("history"), py::arg("window"),
+      py::arg("row_steps"), py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("history_start"),
       py::arg("options"), py::arg("step"), py::arg("num_threads"));
 
   m.def(
       "sgd_flush",
       [](py::handle param, py::handle indices, py::handle momentum_buffer, py::handle last_step, py::handle history,
-         py::handle window, const SgdOptions& options, std::int64_t step, int num_threads) {
+         py::handle window, py::handle history_start, const SgdOptions& options, std::int64_t step, int num_threads) {
         options.validate();
         run_flush(param, indices, [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n) {
           using T = typename decltype(value_tag)::type;
           const SgdState<T> state = sgd_state<T>(p, options, momentum_buffer, py::none(),
-                                                 last_step, history, window);
+                                                 last_step, history, window, history_start);
           return [=] { sgd_flush(table, state, options, step, num_threads, ptr, n); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("momentum_buffer"), py::arg("last_step"), py::arg("history"),
-      py::arg("window"), py::arg("options"), py::arg("step"), py::arg("num_threads"));
+      py::arg("window"), py::arg("history_start"), py::arg("options"), py::arg("step"), py::arg("num_threads"));
 }
 
 }  // namespace sparseopt::bind

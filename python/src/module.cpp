@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include <sparseopt/config.hpp>
+#include <sparseopt/parallel.hpp>
 #include <sparseopt/simd.hpp>
 
 #include <string>
@@ -14,6 +15,7 @@ namespace py = pybind11;
 PYBIND11_MODULE(_core, m) {
   m.doc() = "sparseopt's compiled core (private: use the sparseopt package)";
   m.attr("__version__") = SPARSEOPT_VERSION;
+  m.attr("max_num_threads") = sparseopt::max_num_threads;
   m.def("build_info", [] {
     py::dict info;
     info["version"] = SPARSEOPT_VERSION;

@@ -80,13 +80,22 @@ inline double* require_float64_matrix(py::handle obj, std::int64_t rows, std::in
 }
 
 // Exact mode's arrays: last_step (num_rows,) int64, history (capacity, columns) and window
-// (H, Q) float64, shaped by the optimizer's layout.
+// (H, Q) float64, shaped by the optimizer's layout, and history_start (1,) int64 (None: the
+// unbounded record that starts at step 0).
 inline ExactState exact_state(py::handle last_step, py::handle history, py::handle window,
-                              const py::array& param, const ExactLayout& layout) {
+                              py::handle history_start, const py::array& param,
+                              const ExactLayout& layout) {
   ExactState s;
   s.last_step = require_row_counts(last_step, param, "last_step");
   s.history = require_float64_matrix(history, -1, layout.columns(), "history", &s.capacity);
   s.ring = require_float64_matrix(window, layout.window, layout.quantities, "window");
+  if (!history_start.is_none()) {
+    py::array a = require_writeable(history_start, "history_start");
+    if (!has_dtype<std::int64_t>(a) || a.ndim() != 1 || a.shape(0) != 1)
+      throw py::value_error("history_start must be an int64 array of shape (1,), got " +
+                            dtype_name(a) + " " + shape_str(a));
+    s.first_step = static_cast<std::int64_t*>(a.mutable_data());
+  }
   return s;
 }
 

@@ -10,16 +10,9 @@
 #include <random>
 #include <vector>
 
+#include "expect.hpp"
+
 namespace {
-
-int failures = 0;
-
-void expect(bool ok, const char* what) {
-  if (!ok) {
-    std::printf("FAILED: %s\n", what);
-    ++failures;
-  }
-}
 
 template <class F>
 bool throws_invalid_argument(F&& f) {

@@ -208,6 +208,7 @@ const T* summed_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, st
   const T* first = grad.value_row(plan.order[begin]);
   if (end - begin == 1) return first;
   const std::int64_t w = grad.row_width;
+  if (w == 0) return first;  // nothing to sum (and memcpy must not see a null scratch)
   std::memcpy(scratch, first, sizeof(T) * static_cast<std::size_t>(w));
   constexpr std::int64_t ahead = 8;  // repeats of a row are scattered over the input
   for (std::int64_t k = begin + 1; k < end; ++k) {

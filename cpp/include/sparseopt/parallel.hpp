@@ -45,10 +45,20 @@ inline void note_team_started() noexcept {
 // threads costs more than the work.
 inline constexpr std::int64_t parallel_min_work = std::int64_t(1) << 15;
 
+}  // namespace detail
+
+// The most threads one call may ask for. OpenMP gives no error for a team it cannot start
+// (libgomp ends the process, or crashes, from some ten thousand threads up), so the count is
+// bounded here, far above any useful setting.
+inline constexpr int max_num_threads = 1024;
+
+namespace detail {
+
 // The number of threads a call with num_threads will use (0 = all available).
 inline int resolve_threads(int num_threads) {
-  require(num_threads >= 0, "num_threads must be >= 0 (0 means all available threads), got ",
-          num_threads);
+  require(num_threads >= 0 && num_threads <= max_num_threads,
+          "num_threads must be in [0, ", max_num_threads,
+          "] (0 means all available threads), got ", num_threads);
   if (forked_after_team().load(std::memory_order_relaxed)) return 1;
   const int available = max_threads();
   return num_threads == 0 ? available : num_threads;

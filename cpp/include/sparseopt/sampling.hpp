@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "errors.hpp"
@@ -167,6 +168,19 @@ inline RandomStream item_stream(std::uint64_t seed, std::int64_t item) noexcept 
   return RandomStream(mix64(seed) ^ mix64(std::uint64_t(item) + 0x632be59bd9b4e019ULL));
 }
 
+// The candidates of n items fill n x (1 + num_negatives) ids of `id_bytes` each: checks that
+// this count (and its byte size, which array strides need) fits in a signed 64-bit integer.
+inline void require_draw_size(std::int64_t n, std::int64_t num_negatives, std::size_t id_bytes) {
+  require(num_negatives >= 0, "num_negatives must be >= 0, got ", num_negatives);
+  constexpr std::int64_t most = std::numeric_limits<std::int64_t>::max();
+  // 8 bytes at least: the kernel's work estimate counts 8 units per id.
+  const std::int64_t unit = std::max<std::int64_t>(std::int64_t(id_bytes), 8);
+  const std::int64_t per_item_limit = most / unit / std::max<std::int64_t>(n, 1);
+  require(num_negatives < per_item_limit, "num_negatives = ", num_negatives,
+          " is too large: ", n, " items x (1 + num_negatives) candidates do not fit in "
+          "memory; pass a num_negatives below ", per_item_limit);
+}
+
 }  // namespace detail
 
 // Draws the sampled candidates of n items: out[b * (1 + num_negatives)] = positives[b], then
@@ -179,7 +193,7 @@ void draw_negatives(const AliasTable& table, const I* positives, std::int64_t n,
                     I* out, int num_threads = 0) {
   const int threads = detail::resolve_threads(num_threads);
   detail::require(n >= 0, "the number of positives must be >= 0, got ", n);
-  detail::require(num_negatives >= 0, "num_negatives must be >= 0, got ", num_negatives);
+  detail::require_draw_size(n, num_negatives, sizeof(I));
   detail::require(table.size() >= 1, "the sampler is empty");
   detail::check_rows(positives, n, table.size(), "positives", "the sampler's table");
   const std::int64_t k = 1 + num_negatives;
@@ -257,23 +271,34 @@ void context_pairs(const I* tokens, std::int64_t n, const std::int64_t* offsets,
   const std::int64_t window = options.window;
   centers.clear();
   contexts.clear();
-  const std::size_t most = kept.size() * static_cast<std::size_t>(2 * window);
-  centers.reserve(most);
-  contexts.reserve(most);
   if (window == 0) return;
-  for (std::int64_t s = 0; s < sentences; ++s) {
-    const std::int64_t begin = kept_offsets[s], end = kept_offsets[s + 1];
-    for (std::int64_t i = begin; i < end; ++i) {
-      const std::int64_t reach =
-          options.shrink_window ? window - std::int64_t(rng.below(std::uint64_t(window))) : window;
-      const std::int64_t lo = std::max(begin, i - reach), hi = std::min(end, i + reach + 1);
-      for (std::int64_t j = lo; j < hi; ++j) {
-        if (j == i) continue;
-        centers.push_back(kept[i]);
-        contexts.push_back(kept[j]);
+  // Two passes over the same random draws: the first counts the pairs, so the output is
+  // allocated once at its exact size (a bound such as len(kept) * 2 * window can be far larger
+  // than what exists, or overflow); the second writes them.
+  auto each_center = [&](RandomStream stream, auto&& visit) {
+    for (std::int64_t s = 0; s < sentences; ++s) {
+      const std::int64_t begin = kept_offsets[s], end = kept_offsets[s + 1];
+      for (std::int64_t i = begin; i < end; ++i) {
+        std::int64_t reach =
+            options.shrink_window ? window - std::int64_t(stream.below(std::uint64_t(window))) : window;
+        reach = std::min(reach, end - begin);  // no farther than the sentence: no overflow
+        visit(i, std::max(begin, i - reach), std::min(end, i + reach + 1));
       }
     }
-  }
+  };
+  std::size_t total = 0;
+  each_center(rng, [&](std::int64_t, std::int64_t lo, std::int64_t hi) {
+    total += static_cast<std::size_t>(hi - lo - 1);
+  });
+  centers.reserve(total);
+  contexts.reserve(total);
+  each_center(rng, [&](std::int64_t i, std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t j = lo; j < hi; ++j) {
+      if (j == i) continue;
+      centers.push_back(kept[i]);
+      contexts.push_back(kept[j]);
+    }
+  });
 }
 
 }  // namespace sparseopt

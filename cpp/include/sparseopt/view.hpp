@@ -71,6 +71,50 @@ std::int64_t byte_size(const Table<T>& t) noexcept {
   return t.num_rows * t.row_width * std::int64_t(sizeof(T));
 }
 
+// The arrays one call writes, param first: each array added must not share memory with one
+// added before, and require_apart_from() checks what the call reads against all of them.
+// Fixed capacity, so that a step allocates nothing for its checks.
+class WrittenArrays {
+ public:
+  static constexpr int capacity = 12;
+
+  template <class T>
+  explicit WrittenArrays(const Table<T>& param) {
+    add(param.data, byte_size(param), "param");
+  }
+
+  // An array of `bytes` bytes at `data` (null or empty arrays are skipped: they hold nothing).
+  WrittenArrays& add(const void* data, std::int64_t bytes, const char* name) {
+    if (data == nullptr || bytes <= 0) return *this;
+    require(count_ < capacity, "internal: more than ", capacity, " written arrays");
+    for (int i = 0; i < count_; ++i)
+      require_disjoint(items_[i].data, items_[i].bytes, items_[i].name, data, bytes, name);
+    items_[count_++] = Item{data, bytes, name};
+    return *this;
+  }
+
+  template <class T>
+  WrittenArrays& add(const Table<T>& t, const char* name) {
+    return add(t.data, byte_size(t), name);
+  }
+
+  // An array the call only reads (gradient values, indices) must not share memory with any
+  // array it writes: the kernel would read values it has already changed.
+  void require_apart_from(const void* data, std::int64_t bytes, const char* name) const {
+    for (int i = 0; i < count_; ++i)
+      require_disjoint(items_[i].data, items_[i].bytes, items_[i].name, data, bytes, name);
+  }
+
+ private:
+  struct Item {
+    const void* data;
+    std::int64_t bytes;
+    const char* name;
+  };
+  Item items_[capacity] = {};
+  int count_ = 0;
+};
+
 template <class T, class U>
 void require_same_rows(const Table<T>& table, const Table<U>& other, const char* name) {
   require(other.num_rows == table.num_rows && other.row_width == table.row_width, name,

@@ -48,7 +48,8 @@ void adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad, const Adag
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::require_same_rows(param, state.sum, "sum");
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  const CoalescePlan<I>& plan =
+      detail::plan_step(param, grad, num_threads, detail::WrittenArrays(param).add(state.sum, "sum"));
 
   const std::int64_t w = param.row_width;
   const T clr = T(options.lr / (1.0 + double(step - 1) * options.lr_decay));

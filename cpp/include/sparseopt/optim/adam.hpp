@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -311,6 +312,39 @@ class AdamCatchUpTables {
   std::vector<double> v_min_, eps_max_;
 };
 
+// Exact mode's constants for one set of options: the record's layout, the series and the
+// catch-up tables. Building them takes hundreds of pow() calls, which was most of an exact
+// step's fixed cost; they depend on betas, eps and amsgrad only (and the table's type), so each
+// thread keeps the last set it built and rebuilds it when those change.
+template <class T>
+struct AdamExactConstants {
+  ExactLayout layout;
+  AdamSeries series;
+  AdamCatchUpTables tables;
+};
+
+template <class T>
+const AdamExactConstants<T>& adam_exact_constants(const AdamOptions& o) {
+  struct Cache {
+    double beta1 = -1.0, beta2 = -1.0, eps = -1.0;
+    bool amsgrad = false;
+    std::optional<AdamExactConstants<T>> value;
+  };
+  thread_local Cache cache;
+  if (!cache.value || cache.beta1 != o.beta1 || cache.beta2 != o.beta2 || cache.eps != o.eps ||
+      cache.amsgrad != o.amsgrad) {
+    const ExactLayout layout = adam_exact_layout(o);
+    const AdamSeries series = adam_series<T>(o);
+    cache.value.reset();  // a throwing rebuild leaves no stale constants behind
+    cache.value.emplace(AdamExactConstants<T>{layout, series, AdamCatchUpTables(o, series, layout.window)});
+    cache.beta1 = o.beta1;
+    cache.beta2 = o.beta2;
+    cache.eps = o.eps;
+    cache.amsgrad = o.amsgrad;
+  }
+  return *cache.value;
+}
+
 // Exact mode: brings row r from step s (its last) to step e, the latest recorded step, as if
 // it had seen zero gradients (see the top of this file).
 template <class T>
@@ -461,22 +495,35 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   });
 }
 
+// Checks the state against the parameter; returns the arrays a step or flush writes (exact
+// mode's record is added by the step and by flush_rows).
+// Asks for row r of the parameter and of every moment array (a hint: no effect on results).
 template <class T>
-void require_adam_state(const Table<T>& param, const AdamState<T>& state, const AdamOptions& o) {
+void prefetch_adam_rows(const Table<T>& param, const AdamState<T>& state, const AdamOptions& o,
+                        std::int64_t r) noexcept {
+  const std::int64_t w = param.row_width;
+  prefetch_row(param.row(r), w);
+  prefetch_row(state.exp_avg.row(r), w);
+  prefetch_row(state.exp_avg_sq.row(r), w);
+  if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
+}
+
+template <class T>
+WrittenArrays require_adam_state(const Table<T>& param, const AdamState<T>& state,
+                                 const AdamOptions& o) {
+  WrittenArrays written(param);
   require_same_rows(param, state.exp_avg, "exp_avg");
   require_same_rows(param, state.exp_avg_sq, "exp_avg_sq");
-  require_disjoint(state.exp_avg.data, byte_size(state.exp_avg), "exp_avg", state.exp_avg_sq.data,
-                   byte_size(state.exp_avg_sq), "exp_avg_sq");
+  written.add(state.exp_avg, "exp_avg").add(state.exp_avg_sq, "exp_avg_sq");
   if (o.amsgrad) {
     require_same_rows(param, state.max_exp_avg_sq, "max_exp_avg_sq");
-    require_disjoint(state.max_exp_avg_sq.data, byte_size(state.max_exp_avg_sq), "max_exp_avg_sq",
-                     state.exp_avg_sq.data, byte_size(state.exp_avg_sq), "exp_avg_sq");
-    require_disjoint(state.max_exp_avg_sq.data, byte_size(state.max_exp_avg_sq), "max_exp_avg_sq",
-                     state.exp_avg.data, byte_size(state.exp_avg), "exp_avg");
+    written.add(state.max_exp_avg_sq, "max_exp_avg_sq");
   }
-  require(o.mode == Mode::exact || o.bias_correction != BiasCorrection::row ||
-              state.row_steps != nullptr || param.num_rows == 0,
+  const bool row_counts = o.mode == Mode::lazy && o.bias_correction == BiasCorrection::row;
+  require(!row_counts || state.row_steps != nullptr || param.num_rows == 0,
           "bias_correction='row' needs row_steps");
+  if (row_counts) written.add(state.row_steps, param.num_rows * 8, "row_steps");
+  return written;
 }
 
 template <class T, class I>
@@ -512,12 +559,7 @@ void adam_lazy_step(const Table<T>& param, const RowSparse<T, I>& grad, const Ad
           }
         });
       },
-      [&](std::int64_t r) {
-        prefetch_row(param.row(r), w);
-        prefetch_row(state.exp_avg.row(r), w);
-        prefetch_row(state.exp_avg_sq.row(r), w);
-        if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
-      });
+      [&](std::int64_t r) { prefetch_adam_rows(param, state, o, r); });
 }
 
 // Exact mode's per-step scalars: c_t and q_t (see the top of the file) and the decay factor.
@@ -542,11 +584,12 @@ template <class T, class I>
 void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
                      const AdamOptions& o, std::int64_t step, int num_threads,
                      const CoalescePlan<I>& plan) {
-  const ExactLayout layout = adam_exact_layout(o);
+  const AdamExactConstants<T>& constants = adam_exact_constants<T>(o);
+  const ExactLayout& layout = constants.layout;
   const ExactBook book(layout, state.exact);
   book.require_step(step, param.num_rows);
-  const AdamSeries series = adam_series<T>(o);
-  const AdamCatchUpTables tables(o, series, layout.window);
+  const AdamSeries& series = constants.series;
+  const AdamCatchUpTables& tables = constants.tables;
   const AdamStepScalars now = adam_step_scalars<T>(o, step);
   const double aux[2] = {now.c, now.q};
   book.record(step, o.lr, now.delta, aux);
@@ -574,15 +617,16 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
       },
       [&](std::int64_t r) {
         prefetch_row(last + r, 1);  // a scattered int64 per row: one more miss to overlap
-        prefetch_row(param.row(r), w);
-        prefetch_row(state.exp_avg.row(r), w);
-        prefetch_row(state.exp_avg_sq.row(r), w);
-        if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
+        prefetch_adam_rows(param, state, o, r);
       });
 
   double f[adam_max_terms];
   for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q / series.scale, n);
   book.advance(step, now.delta, f, series.ratio);
+  restart_record(layout, state.exact, param, step, num_threads,
+                 [&](const ExactBook& b, std::int64_t r, std::int64_t from) {
+                   adam_catch_up(o, series, tables, b, param, state, r, from, step);
+                 });
 }
 
 }  // namespace detail
@@ -594,8 +638,10 @@ void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamSta
                const AdamOptions& options, std::int64_t step, int num_threads = 0) {
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
-  detail::require_adam_state(param, state, options);
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  detail::WrittenArrays written = detail::require_adam_state(param, state, options);
+  if (options.mode == Mode::exact)
+    detail::add_exact_arrays(written, state.exact, detail::adam_exact_constants<T>(options).layout, param.num_rows);
+  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads, written);
   if (options.mode == Mode::exact)
     detail::adam_exact_step(param, grad, state, options, step, num_threads, plan);
   else
@@ -609,16 +655,18 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
                 std::int64_t step, int num_threads = 0,
                const I* indices = nullptr, std::int64_t n = 0) {
   options.validate();
-  detail::require_adam_state(param, state, options);
+  const detail::WrittenArrays written = detail::require_adam_state(param, state, options);
   if (options.mode != Mode::exact) return;
   detail::require(step >= 0, "step must be >= 0, got ", step);
-  const ExactLayout layout = adam_exact_layout(options);
-  const detail::AdamSeries series = detail::adam_series<T>(options);
-  const detail::AdamCatchUpTables tables(options, series, layout.window);
-  detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n,
+  const detail::AdamExactConstants<T>& constants = detail::adam_exact_constants<T>(options);
+  const ExactLayout& layout = constants.layout;
+  const detail::AdamSeries& series = constants.series;
+  const detail::AdamCatchUpTables& tables = constants.tables;
+  detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n, written,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
                        detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);
-                     });
+                     },
+                     [&](std::int64_t r) { detail::prefetch_adam_rows(param, state, options, r); });
 }
 
 }  // namespace sparseopt

@@ -70,12 +70,23 @@ inline Mat2 operator*(const Mat2& x, const Mat2& y) noexcept {
 }
 
 // Caller-owned exact-mode state (NumPy arrays in Python).
+//
+// Bounded memory: with `first_step` set, history's row i records step *first_step + i, and
+// once a step leaves more than exact_record_span steps on record, that step catches every row
+// up (last_step = the step for all) and restarts the record at it, so `capacity` never needs
+// more than exact_record_span + 1 rows, whatever the number of steps: memory is O(rows +
+// window), and the whole-table catch-up costs O(table) once per span steps. Without it
+// (null), row i records step i and the caller grows `history` with the steps.
 struct ExactState {
-  std::int64_t* last_step = nullptr;  // per row: the step through which the row is up to date
-  double* history = nullptr;          // capacity x layout.columns()
-  std::int64_t capacity = 0;          // rows of `history`: steps 0 .. capacity-1 can be recorded
-  double* ring = nullptr;             // layout.window x layout.quantities
+  std::int64_t* last_step = nullptr;   // per row: the step through which the row is up to date
+  double* history = nullptr;           // capacity x layout.columns()
+  std::int64_t capacity = 0;           // rows of `history`
+  double* ring = nullptr;              // layout.window x layout.quantities
+  std::int64_t* first_step = nullptr;  // one value: the step history's row 0 records (or null)
 };
+
+// The most steps a bounded record (ExactState::first_step) holds before it restarts.
+inline constexpr std::int64_t exact_record_span = 4096;
 
 namespace detail {
 
@@ -106,10 +117,16 @@ class ExactBook {
   // Checks that the record can take step t (1-based) and that the arrays exist.
   void require_step(std::int64_t t, std::int64_t num_rows) const {
     require(state_.last_step != nullptr || num_rows == 0, "exact mode needs last_step");
-    require(state_.history != nullptr && state_.capacity > t, "exact mode's history has room for ",
-            state_.capacity, " steps; step ", t, " needs ", t + 1);
+    const std::int64_t first = first_step();
+    require(first >= 0 && first <= t, "exact mode's history starts at step ", first,
+            ", after step ", t);
+    require(state_.history != nullptr && state_.capacity > t - first, "exact mode's history has room for ",
+            state_.capacity, " steps from step ", first, "; step ", t, " needs ", t - first + 1);
     require(state_.ring != nullptr || layout_.quantities == 0, "exact mode needs its window");
   }
+
+  // The step that history's row 0 records.
+  std::int64_t first_step() const noexcept { return state_.first_step ? *state_.first_step : 0; }
 
   double lr(std::int64_t t) const noexcept { return at(t, 0); }
   double log_decay(std::int64_t t) const noexcept { return at(t, 1); }
@@ -130,9 +147,9 @@ class ExactBook {
 
   // Writes step t's lr, decay factor and optimizer scalars (call before advance(t)).
   void record(std::int64_t t, double lr, double delta, const double* aux) const noexcept {
-    double* row = state_.history + t * layout_.columns();
+    double* row = state_.history + (t - first_step()) * layout_.columns();
     row[0] = lr;
-    row[1] = (t > 0 ? log_decay(t - 1) : 0.0) + (delta == 1.0 ? 0.0 : std::log(delta));
+    row[1] = (t > first_step() ? log_decay(t - 1) : 0.0) + (delta == 1.0 ? 0.0 : std::log(delta));
     for (int i = 0; i < layout_.aux; ++i) row[2 + i] = aux[i];
   }
 
@@ -141,19 +158,24 @@ class ExactBook {
   void advance(std::int64_t t, double delta, const double* f, const double* ratio) const noexcept {
     const std::int64_t h = layout_.window;
     const int nq = layout_.quantities;
+    const std::int64_t open = t - std::max<std::int64_t>(0, t - h);  // start steps t-1, t-2, ...
     for (int q = 0; q < nq; ++q) {
       double power = 1.0;
-      for (std::int64_t s = t - 1; s >= std::max<std::int64_t>(0, t - h); --s) {
+      // The slot of start step s is s % h: walked down from t - 1 without a division per step
+      // (this loop is most of an exact step's fixed cost).
+      std::int64_t slot = t >= 1 ? (t - 1) % h : 0;
+      for (std::int64_t i = 0; i < open; ++i) {
         power *= ratio[q];
-        double& sum = state_.ring[(s % h) * nq + q];
+        double& sum = state_.ring[slot * nq + q];
         sum = delta * sum + f[q] * power;
+        slot = slot == 0 ? h - 1 : slot - 1;
       }
     }
     if (nq == 0) return;
     const std::int64_t done = t - h;
     double* slot = state_.ring + (t % h) * nq;  // the slot of start step t - H, reused for t
-    if (done >= 0)
-      for (int q = 0; q < nq; ++q) state_.history[done * layout_.columns() + 2 + layout_.aux + q] = slot[q];
+    if (done >= first_step())  // no row starts before the record's first step
+      for (int q = 0; q < nq; ++q) state_.history[(done - first_step()) * layout_.columns() + 2 + layout_.aux + q] = slot[q];
     for (int q = 0; q < nq; ++q) slot[q] = 0.0;
   }
 
@@ -164,7 +186,8 @@ class ExactBook {
   void append_product(std::int64_t t, StepMatrix&& step_matrix) const noexcept {
     if (t <= 0) return;
     Mat2 upper = step_matrix(t);  // the range (t - half, t], half = 1 to start with
-    for (std::int64_t half = 1; (t & (2 * half - 1)) == 0; half *= 2) {
+    // Ranges that start before the record's first step are never used (no row starts there).
+    for (std::int64_t half = 1; (t & (2 * half - 1)) == 0 && t - 2 * half >= first_step(); half *= 2) {
       // its equal-sized predecessor (t - 2 half, t - half], then their product (t - 2 half, t]
       const Mat2 lower = half == 1 ? step_matrix(t - 1) : product(t - half - half / 2);
       upper = upper * lower;
@@ -196,7 +219,7 @@ class ExactBook {
 
  private:
   double* product_cell(std::int64_t m) const noexcept {
-    return state_.history + m * layout_.columns() + 2 + layout_.aux + layout_.quantities;
+    return state_.history + (m - first_step()) * layout_.columns() + 2 + layout_.aux + layout_.quantities;
   }
   Mat2 product(std::int64_t m) const noexcept {
     const double* cell = product_cell(m);
@@ -204,12 +227,22 @@ class ExactBook {
   }
 
   double at(std::int64_t t, int column) const noexcept {
-    return state_.history[t * layout_.columns() + column];
+    return state_.history[(t - first_step()) * layout_.columns() + column];
   }
 
   ExactLayout layout_;
   ExactState state_;
 };
+
+// Adds exact mode's arrays to the arrays a step or flush writes.
+inline void add_exact_arrays(WrittenArrays& written, const ExactState& s, const ExactLayout& layout,
+                             std::int64_t num_rows) {
+  constexpr std::int64_t word = 8;
+  written.add(s.last_step, num_rows * word, "last_step");
+  written.add(s.history, s.capacity * layout.columns() * word, "history");
+  written.add(s.ring, layout.window * layout.quantities * word, "window");
+  written.add(s.first_step, s.first_step ? word : 0, "history_start");
+}
 
 // base^k, tabulated for k < size by repeated multiplication (a relative error of at most k
 // roundings of a double, ~1e-13 at k = 1000) and pow() beyond: built once per step or flush,
@@ -260,11 +293,12 @@ void momentum_catch_up(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b, std::in
 
 // Brings rows whose last step is before `step` up to `step` with catch_up(row, last), in
 // parallel over rows: every row when indices is null, else the rows in indices[0, n) (checked
-// against num_rows before anything is written; repeats are fine). Used by flush().
-template <class I, class CatchUp>
+// against num_rows before anything is written; repeats are fine). prefetch(row) asks for a
+// row's state a few indices ahead, so that the scattered rows' misses overlap. Used by flush().
+template <class I, class CatchUp, class Prefetch>
 void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t row_width,
                    std::int64_t step, int num_threads, const I* indices, std::int64_t n,
-                   CatchUp&& catch_up) {
+                   CatchUp&& catch_up, Prefetch&& prefetch) {
   const int threads = resolve_threads(num_threads);
   std::int64_t* last = book.last_step();
   auto bring = [&](std::int64_t r) {
@@ -277,21 +311,63 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
     parallel_for(num_rows, threads, num_rows * row_width, [&](std::int64_t r, int) { bring(r); });
     return;
   }
-  const CoalescePlan<I> plan = plan_coalesce(indices, n, num_rows);
-  parallel_for(plan.size(), threads, plan.size() * row_width,
-               [&](std::int64_t u, int) { bring(static_cast<std::int64_t>(plan.rows[u])); });
+  // No coalescing plan (a sort): bringing a row up is idempotent, so the indices are visited as
+  // they come, repeats included. Thread `s` of T takes the rows r with r % T == s, so no row is
+  // touched by two threads, and each row is caught up once, from its last step, whatever T is.
+  check_indices(indices, n, num_rows);  // before anything is written
+  const std::int64_t parts = threads > 1 && n * row_width >= parallel_min_work ? threads : 1;
+  constexpr std::int64_t ahead = 8;
+  parallel_for(parts, int(parts), n * row_width, [&](std::int64_t part, int) {
+    for (std::int64_t k = 0; k < n; ++k) {
+      if (k + ahead < n) {
+        const std::int64_t next = static_cast<std::int64_t>(indices[k + ahead]);
+        if (next % parts == part) {
+          prefetch_row(last + next, 1);
+          prefetch(next);
+        }
+      }
+      const std::int64_t r = static_cast<std::int64_t>(indices[k]);
+      if (r % parts == part) bring(r);
+    }
+  });
 }
 
-// The body of every optimizer's flush(): checks the record holds `step`, then brings the rows
-// (all, or those in indices[0, n)) up to it with catch_up(book, row, last).
-template <class T, class I, class CatchUp>
+// The body of every optimizer's flush(): checks the record holds `step` and that `indices`
+// shares no memory with the arrays the flush writes (`written`, exact mode's included), then
+// brings the rows (all, or those in indices[0, n)) up to it with catch_up(book, row, last).
+template <class T, class I, class CatchUp, class Prefetch>
 void flush_rows(const ExactLayout& layout, const ExactState& exact, const Table<T>& param,
                 std::int64_t step, int num_threads, const I* indices, std::int64_t n,
-                CatchUp&& catch_up) {
+                WrittenArrays written, CatchUp&& catch_up, Prefetch&& prefetch) {
   const ExactBook book(layout, exact);
   book.require_step(step, param.num_rows);
+  add_exact_arrays(written, exact, layout, param.num_rows);
+  if (indices) written.require_apart_from(indices, n * std::int64_t(sizeof(I)), "indices");
   catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
-                [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); });
+                [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); }, prefetch);
+}
+
+// The end of every exact step (bounded record only, ExactState::first_step set): when the record
+// holds more than exact_record_span steps, catches every row up to `step` with
+// catch_up(book, row, last), then restarts the record at `step`: its row moves to row 0, with
+// the decay's log reset to 0 (only differences of it are used), and *first_step = step. Rows
+// caught up here are split into two catch-ups instead of one, which rounds differently; when
+// that happens depends on the step count only, so the bits stay the same for any thread
+// count, on every rerun and after a save and load.
+template <class T, class CatchUp>
+void restart_record(const ExactLayout& layout, const ExactState& exact, const Table<T>& param,
+                    std::int64_t step, int num_threads, CatchUp&& catch_up) {
+  if (exact.first_step == nullptr || step - *exact.first_step < exact_record_span) return;
+  const ExactBook book(layout, exact);
+  catch_up_rows(book, param.num_rows, param.row_width, step, num_threads,
+                static_cast<const std::int64_t*>(nullptr), 0,
+                [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); },
+                [](std::int64_t) {});
+  const std::int64_t columns = layout.columns();
+  double* latest = exact.history + (step - *exact.first_step) * columns;
+  std::copy(latest, latest + columns, exact.history);
+  exact.history[1] = 0.0;
+  *exact.first_step = step;
 }
 
 }  // namespace detail

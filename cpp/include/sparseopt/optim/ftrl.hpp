@@ -160,15 +160,9 @@ void ftrl_step(const Table<T>& param, const RowSparse<T, I>& grad, const FtrlSta
   options.validate_in<T>();
   detail::require_same_rows(param, state.accumulator, "accumulator");
   detail::require_same_rows(param, state.linear, "linear");
-  detail::require_disjoint(state.accumulator.data, detail::byte_size(state.accumulator),
-                           "accumulator", state.linear.data, detail::byte_size(state.linear),
-                           "linear");
-  const std::int64_t value_bytes = grad.size * grad.row_width * std::int64_t(sizeof(T));
-  detail::require_disjoint(grad.values, value_bytes, "values", state.accumulator.data,
-                           detail::byte_size(state.accumulator), "accumulator");
-  detail::require_disjoint(grad.values, value_bytes, "values", state.linear.data,
-                           detail::byte_size(state.linear), "linear");
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  const CoalescePlan<I>& plan = detail::plan_step(
+      param, grad, num_threads,
+      detail::WrittenArrays(param).add(state.accumulator, "accumulator").add(state.linear, "linear"));
 
   const std::int64_t w = param.row_width;
   const detail::FtrlScalars<T> c(options);

@@ -96,12 +96,34 @@ void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const Powe
   }
 }
 
+// Asks for row r of the parameter and of the averages and buffer (a hint: no effect on results).
 template <class T>
-void require_rmsprop_state(const Table<T>& param, const RmspropState<T>& state,
-                           const RmspropOptions& o) {
+void prefetch_rmsprop_rows(const Table<T>& param, const RmspropState<T>& state,
+                           std::int64_t r) noexcept {
+  const std::int64_t w = param.row_width;
+  prefetch_row(param.row(r), w);
+  prefetch_row(state.square_avg.row(r), w);
+  if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), w);
+  if (state.grad_avg.data) prefetch_row(state.grad_avg.row(r), w);
+}
+
+// Checks the state against the parameter; returns the arrays a step or flush writes (exact
+// mode's record is added by the step and by flush_rows).
+template <class T>
+WrittenArrays require_rmsprop_state(const Table<T>& param, const RmspropState<T>& state,
+                                    const RmspropOptions& o) {
+  WrittenArrays written(param);
   require_same_rows(param, state.square_avg, "square_avg");
-  if (o.momentum != 0.0) require_same_rows(param, state.momentum_buffer, "momentum_buffer");
-  if (o.centered) require_same_rows(param, state.grad_avg, "grad_avg");
+  written.add(state.square_avg, "square_avg");
+  if (o.momentum != 0.0) {
+    require_same_rows(param, state.momentum_buffer, "momentum_buffer");
+    written.add(state.momentum_buffer, "momentum_buffer");
+  }
+  if (o.centered) {
+    require_same_rows(param, state.grad_avg, "grad_avg");
+    written.add(state.grad_avg, "grad_avg");
+  }
+  return written;
 }
 
 }  // namespace detail
@@ -112,10 +134,12 @@ void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const Rmsp
                   const RmspropOptions& options, std::int64_t step, int num_threads = 0) {
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
-  detail::require_rmsprop_state(param, state, options);
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  detail::WrittenArrays written = detail::require_rmsprop_state(param, state, options);
   const bool exact = options.mode == Mode::exact;
-  const ExactLayout layout = rmsprop_exact_layout(options);
+  // Lazy mode keeps no record (and takes any momentum torch takes, 1 and above included).
+  const ExactLayout layout = exact ? rmsprop_exact_layout(options) : ExactLayout{};
+  if (exact) detail::add_exact_arrays(written, state.exact, layout, param.num_rows);
+  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads, written);
   const detail::ExactBook book(layout, state.exact);
   if (exact) {
     book.require_step(step, param.num_rows);
@@ -149,11 +173,16 @@ void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const Rmsp
       },
       [&](std::int64_t r) {
         if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
-        detail::prefetch_row(param.row(r), w);
-        detail::prefetch_row(state.square_avg.row(r), w);
-        if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
+        detail::prefetch_rmsprop_rows(param, state, r);
       });
-  if (exact) book.advance(step, 1.0, &options.lr, &options.momentum);
+  if (exact) {
+    book.advance(step, 1.0, &options.lr, &options.momentum);
+    detail::restart_record(layout, state.exact, param, step, num_threads,
+                           [&](const detail::ExactBook& b, std::int64_t r, std::int64_t from) {
+                             detail::rmsprop_catch_up(options, b, alpha_pow, momentum_pow, param, state, r,
+                                                      from, step);
+                           });
+  }
 }
 
 // Exact mode: brings every row (or the rows in indices[0, n)) up to `step`, the last step taken. Lazy mode: nothing to do.
@@ -162,14 +191,15 @@ void rmsprop_flush(const Table<T>& param, const RmspropState<T>& state,
                    const RmspropOptions& options, std::int64_t step, int num_threads = 0,
                   const I* indices = nullptr, std::int64_t n = 0) {
   options.validate();
-  detail::require_rmsprop_state(param, state, options);
+  const detail::WrittenArrays written = detail::require_rmsprop_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const detail::PowerTable alpha_pow(options.alpha), momentum_pow(options.momentum);
   detail::flush_rows(rmsprop_exact_layout(options), state.exact, param, step, num_threads, indices, n,
-                     [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
+                     written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
                        detail::rmsprop_catch_up(options, book, alpha_pow, momentum_pow, param, state, r, last,
                                                 step);
-                     });
+                     },
+                     [&](std::int64_t r) { detail::prefetch_rmsprop_rows(param, state, r); });
 }
 
 }  // namespace sparseopt

@@ -80,11 +80,8 @@ void rowwise_adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad,
   options.validate();
   const std::int64_t sum_bytes = param.num_rows * std::int64_t(sizeof(T));
   detail::require(state.sum != nullptr || param.num_rows == 0, "sum is null");
-  detail::require_disjoint(param.data, detail::byte_size(param), "param", state.sum, sum_bytes,
-                           "sum");
-  detail::require_disjoint(grad.values, grad.size * grad.row_width * std::int64_t(sizeof(T)),
-                           "values", state.sum, sum_bytes, "sum");
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  const CoalescePlan<I>& plan = detail::plan_step(
+      param, grad, num_threads, detail::WrittenArrays(param).add(state.sum, sum_bytes, "sum"));
 
   const std::int64_t w = param.row_width;
   const double lr = options.lr, eps = options.eps;

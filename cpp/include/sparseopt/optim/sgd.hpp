@@ -156,13 +156,26 @@ void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const PowerTable& 
   momentum_catch_up(p, state.momentum_buffer.row(r), w, book.window_sum(0, s, e), momentum_pow(e - s));
 }
 
+// Asks for row r of the parameter and of the momentum buffer (a hint: no effect on results).
 template <class T>
-void require_sgd_state(const Table<T>& param, const SgdState<T>& state, const SgdOptions& o) {
+void prefetch_sgd_rows(const Table<T>& param, const SgdState<T>& state, std::int64_t r) noexcept {
+  prefetch_row(param.row(r), param.row_width);
+  if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), param.row_width);
+}
+
+// Checks the state against the parameter; returns the arrays a step or flush writes (exact
+// mode's record is added by the step and by flush_rows).
+template <class T>
+WrittenArrays require_sgd_state(const Table<T>& param, const SgdState<T>& state, const SgdOptions& o) {
+  WrittenArrays written(param);
   if (o.momentum != 0.0) {
     require_same_rows(param, state.momentum_buffer, "momentum_buffer");
     require(o.mode == Mode::exact || state.row_steps != nullptr || param.num_rows == 0,
             "row_steps is null");
+    written.add(state.momentum_buffer, "momentum_buffer");
+    if (o.mode == Mode::lazy) written.add(state.row_steps, param.num_rows * 8, "row_steps");
   }
+  return written;
 }
 
 }  // namespace detail
@@ -173,10 +186,12 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
               const SgdOptions& options, std::int64_t step, int num_threads = 0) {
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
-  detail::require_sgd_state(param, state, options);
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads);
+  detail::WrittenArrays written = detail::require_sgd_state(param, state, options);
   const bool exact = options.mode == Mode::exact;
-  const ExactLayout layout = sgd_exact_layout(options);
+  // Lazy mode keeps no record (and takes any momentum torch takes, 1 and above included).
+  const ExactLayout layout = exact ? sgd_exact_layout(options) : ExactLayout{};
+  if (exact) detail::add_exact_arrays(written, state.exact, layout, param.num_rows);
+  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads, written);
   const detail::ExactBook book(layout, state.exact);
   const bool momentum = options.momentum != 0.0;
   const double delta = momentum ? 1.0 : 1.0 - options.lr * options.weight_decay;
@@ -211,13 +226,16 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
       },
       [&](std::int64_t r) {
         if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
-        detail::prefetch_row(param.row(r), w);
-        if (momentum) detail::prefetch_row(state.momentum_buffer.row(r), w);
+        detail::prefetch_sgd_rows(param, state, r);
       });
   if (exact) {
     const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
     book.advance(step, delta, &f, &options.momentum);
     if (layout.pair_products) book.append_product(step, detail::SgdStepMatrices{options, book});
+    detail::restart_record(layout, state.exact, param, step, num_threads,
+                           [&](const detail::ExactBook& b, std::int64_t r, std::int64_t from) {
+                             detail::sgd_catch_up(options, b, momentum_pow, param, state, r, from, step);
+                           });
   }
 }
 
@@ -227,13 +245,14 @@ void sgd_flush(const Table<T>& param, const SgdState<T>& state, const SgdOptions
                std::int64_t step, int num_threads = 0,
               const I* indices = nullptr, std::int64_t n = 0) {
   options.validate();
-  detail::require_sgd_state(param, state, options);
+  const detail::WrittenArrays written = detail::require_sgd_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const detail::PowerTable momentum_pow(options.momentum);
   detail::flush_rows(sgd_exact_layout(options), state.exact, param, step, num_threads, indices, n,
-                     [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
+                     written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
                        detail::sgd_catch_up(options, book, momentum_pow, param, state, r, last, step);
-                     });
+                     },
+                     [&](std::int64_t r) { detail::prefetch_sgd_rows(param, state, r); });
 }
 
 }  // namespace sparseopt
