@@ -105,8 +105,8 @@ class _Optimizer(torch.optim.Optimizer):
                                    else _dense_parts(p, p.grad))
                 work.append((group, p, layout, indices, values))
         inners = [self._inner_for(p, group, layout) for group, p, layout, _, _ in work]
-        for (group, *_), inner in zip(work, inners):
-            self._sync(inner, group)
+        for (group, _, layout, _, _), inner in zip(work, inners):
+            self._sync(inner, group, layout)
         for (_, _, _, indices, values), inner in zip(work, inners):
             inner.step(indices, values)
         return loss
@@ -187,7 +187,14 @@ class _Optimizer(torch.optim.Optimizer):
         is then the dense formula of torch's class for SGD and RMSprop."""
         return "lazy"
 
-    def _sync(self, inner: _optim.Optimizer, group: dict[str, Any]) -> None:
+    def _sync(self, inner: _optim.Optimizer, group: dict[str, Any], layout: str) -> None:
+        if layout == "sparse" and group["mode"] != inner.mode:
+            # The inner optimizer's state was built for its mode; stepping on in the old mode
+            # while param_groups says the new one would be a silent mismatch.
+            number = next(i for i, g in enumerate(self.param_groups) if g is group)
+            raise ValueError(f"param group {number}: cannot set mode to {group['mode']!r}: a "
+                             f"parameter has stepped in mode {inner.mode!r}, and the mode is "
+                             f"fixed by its first step; build a new optimizer for another mode")
         for name in ("lr", *self._hyper):
             value = group[name]
             if _differs(getattr(inner, name), value):
