@@ -102,3 +102,20 @@ def test_meprop_unified_backward_matches_plain_reference(dtype):
                                **tol)
     np.testing.assert_allclose(layer.bias.grad.numpy(), grad_out.sum(0).numpy(), **tol)
     assert layer.weight.grad.is_sparse and layer.weight.grad._nnz() == 3
+
+
+@pytest.mark.parametrize("name,hyper,word", [
+    ("Adam", dict(lr=-1.0), "lr"),
+    ("Adam", dict(weight_decay=0.1, mode="exact"), "weight_decay"),
+    ("SGD", dict(lr=0.1, momentum=-0.5), "momentum"),
+    ("RMSprop", dict(alpha=1.5), "alpha"),
+])
+def test_bad_hyperparameters_are_refused_by_the_constructor(name, hyper, word):
+    with pytest.raises(ValueError, match=f"param group 0: .*{word}"):
+        getattr(so, name)(nn.Embedding(4, 2, sparse=True).parameters(), **hyper)
+
+
+def test_a_bad_group_among_good_ones_names_its_number():
+    emb, lin = nn.Embedding(4, 2, sparse=True), nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="param group 1: .*lr"):
+        so.Adam([{"params": emb.parameters()}, {"params": lin.parameters(), "lr": -0.1}])

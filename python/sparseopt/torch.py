@@ -75,10 +75,16 @@ class _Optimizer(torch.optim.Optimizer):
         _check_mode(defaults["mode"], "mode")
         defaults["num_threads"] = _args.threads("num_threads", defaults["num_threads"])
         super().__init__(params, defaults)
-        for group in self.param_groups:
+        for number, group in enumerate(self.param_groups):
             _check_mode(group["mode"], "a param group's mode")
             for p in group["params"]:
                 _check_param(p)
+            # Hyper-parameters are checked now, as torch's constructors do, not at the first
+            # step: the inner class validates them over a one-element probe table.
+            try:
+                self._new_inner(torch.zeros(1, 1, dtype=torch.float64), group, "sparse")
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"param group {number}: {exc}") from exc
         # param -> (inner optimizer, "sparse" or "dense"); the numpy view the inner updates
         self._inners: dict[torch.Tensor, tuple[_optim.Optimizer, str]] = {}
 
