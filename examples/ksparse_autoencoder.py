@@ -401,7 +401,7 @@ def main(argv=None):
                     help=f"rewrite the table in {DOCS.relative_to(REPO)}")
     cfg = ap.parse_args(argv)
     if cfg.quick:
-        cfg.steps, cfg.aux_steps, cfg.max_train = 40, 20, cfg.max_train or 3000
+        cfg.steps, cfg.aux_steps, cfg.max_train = 30, 16, cfg.max_train or 3000
         cfg.probe_train, cfg.probe_epochs, cfg.eval_n = 1000, 2, 500
     if not 1 <= cfg.k <= cfg.hidden:
         ap.error("--k must be in [1, --hidden]")
