@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from _helpers import HAVE_MNIST, MNIST_DIR
+
 REPO = Path(__file__).resolve().parent.parent
-MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
-@pytest.mark.skipif(not (MNIST / "train-images.idx3-ubyte.gz").is_file(),
-                    reason="MNIST is not next to the repository (../shared/data/mnist)")
+@pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST is not at {MNIST_DIR}")
 def test_ksparse_autoencoder_quick(tmp_path):
     done = subprocess.run(
         [sys.executable, str(REPO / "examples" / "ksparse_autoencoder.py"), "--quick",
