@@ -25,7 +25,7 @@ accuracy on the codes, an lr sweep, a x10 lr change mid-run, time per epoch, row
 step with and without lifetime sparsity, gradient-norm curves (``sparseopt.grad_norm``) and one
 run clipped with ``sparseopt.clip_grad_norm``.
 
-    python examples/ksparse_autoencoder.py                  # the full study (about 10 min)
+    python examples/ksparse_autoencoder.py                  # the full study (about 12 min on 2 shared cores)
     python examples/ksparse_autoencoder.py --update-docs    # ... and regenerate docs/README-section-ksparse.md
     python examples/ksparse_autoencoder.py --quick          # a smoke run (< 1 min), into a temp folder
 
