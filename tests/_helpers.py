@@ -12,10 +12,16 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+# The real MNIST beside the repository (../shared/data/mnist), used by the example tests
+# when it is there.
+MNIST_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+HAVE_MNIST = (MNIST_DIR / "train-images.idx3-ubyte.gz").is_file()
 
 RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 

@@ -14,11 +14,12 @@ import numpy as np
 from . import _args, _core, distributed, hogwild, meprop, nn, optim, sampled
 from .checkpoint import load, save
 from ._topk import topk
+from .clip import clip_grad_norm, grad_norm
 from .gather import csr_matmul, csr_matmul_backward, gather_sum, gather_sum_backward
 
 __version__: str = _core.__version__
 
-__all__ = ["__version__", "info", "coalesce", "topk", "gather_sum", "gather_sum_backward",
+__all__ = ["__version__", "info", "coalesce", "grad_norm", "clip_grad_norm", "topk", "gather_sum", "gather_sum_backward",
            "csr_matmul", "csr_matmul_backward", "meprop", "nn", "optim", "hogwild", "sampled",
            "distributed", "save", "load", "get_include", "get_cmake_dir"]
 

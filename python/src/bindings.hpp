@@ -18,5 +18,6 @@ void bind_topk(pybind11::module_& m);
 void bind_gather(pybind11::module_& m);
 void bind_meprop(pybind11::module_& m);
 void bind_sampled(pybind11::module_& m);  // sampled logistic losses and their samplers
+void bind_norm(pybind11::module_& m);     // gradient norms and clipping
 
 }  // namespace sparseopt::bind

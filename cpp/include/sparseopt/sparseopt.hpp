@@ -14,6 +14,7 @@
 #include "parallel.hpp"
 #include "simd.hpp"
 #include "coalesce.hpp"
+#include "norm.hpp"
 #include "gather.hpp"
 #include "optim/common.hpp"
 #include "optim/sgd.hpp"
