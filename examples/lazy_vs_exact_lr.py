@@ -51,17 +51,13 @@ import math
 import re
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "shakespeare" / "plays_modern.tar.gz"
-DEFAULT_OUT = Path(__file__).resolve().parent / "output"
-# Shipped with the repository: six plays, for a clone without the full corpus.
-SAMPLE_DATA = Path(__file__).resolve().parent / "data" / "shakespeare_sample.tar.gz"
+from _corpus import DEFAULT_DATA, DEFAULT_OUT, output_folder, resolve_corpus  # noqa: E402
 
 TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*")
 BETAS = (0.9, 0.999)
@@ -462,18 +458,9 @@ def main(argv=None):
                          "little work to share; 0 = all cores)")
     args = ap.parse_args(argv)
 
-    data_path = args.data
-    if data_path is None:
-        data_path = DEFAULT_DATA
-        if not DEFAULT_DATA.exists():
-            data_path = SAMPLE_DATA
-            print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
-                  f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", flush=True)
-    if not data_path.exists():
-        sys.exit(f"error: --data {data_path}: no such file or directory")
-    if args.out is None:  # examples/output/ holds the full run's results: only it goes there
-        full_run = not args.quick and data_path == DEFAULT_DATA
-        args.out = DEFAULT_OUT if full_run else Path(tempfile.mkdtemp(prefix="lazy_vs_exact_"))
+    data_path = resolve_corpus(args.data)
+    args.out = output_folder(args.out, not args.quick and data_path == DEFAULT_DATA,
+                             "lazy_vs_exact_")
 
     import sparseopt
     cfg = dict(QUICK if args.quick else FULL)

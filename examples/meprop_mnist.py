@@ -48,7 +48,6 @@ import contextlib
 import gzip
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +65,7 @@ from sparseopt.optim import Adagrad, Adam
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "mnist"
-DEFAULT_OUT = Path(__file__).resolve().parent / "output"
+from _corpus import DEFAULT_OUT, output_folder  # noqa: E402
 
 OPTIMIZERS = {
     # name: (factory, the paper's dense backprop time / test acc, paper's meProp k, time, acc)
@@ -403,7 +402,7 @@ def main(argv=None):
         sys.exit("error: --update-readme needs a run on the full MNIST (no --quick/--max-train/--data)")
     if args.out is None:  # examples/output/ holds the full run's results: only it goes there
         full_run = not (args.quick or args.max_train or args.data) and DEFAULT_DATA.exists()
-        args.out = DEFAULT_OUT if full_run else Path(tempfile.mkdtemp(prefix="meprop_"))
+        args.out = output_folder(None, full_run, "meprop_")
     if args.quick:
         args.epochs, args.max_train = 1, args.max_train or 6000
     dtype = np.dtype(args.dtype)

@@ -39,7 +39,6 @@ import json
 import re
 import sys
 import tarfile
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -52,8 +51,7 @@ import sparseopt.torch as st
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "shakespeare" / "plays_modern.tar.gz"
-SAMPLE_DATA = HERE / "data" / "shakespeare_sample.tar.gz"  # six plays, shipped
+from _corpus import DEFAULT_DATA, SAMPLE_DATA, output_folder, resolve_corpus  # noqa: E402
 GENRES = ("comedy", "tragedy", "history")
 HISTORY = {"john", "richard_ii", "henry_iv_part_1", "henry_iv_part_2", "henry_v",
            "henry_vi_part_1", "henry_vi_part_2", "henry_vi_part_3", "richard_iii", "henry_viii"}
@@ -281,20 +279,11 @@ def main(argv=None) -> int:
         args.buckets = min(args.buckets, 1 << 14)
     if args.epochs is None:
         args.epochs = 1 if args.quick else 4
-    if args.data is None:
-        args.data = DEFAULT_DATA
-        if not DEFAULT_DATA.exists():
-            args.data = SAMPLE_DATA
-            print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
-                  f"examples/data/ (pass --data plays_modern.tar.gz for the full run)",
-                  file=sys.stderr)
-    if not args.data.exists():
-        sys.exit(f"error: --data {args.data}: no such file")
+    args.data = resolve_corpus(args.data)
     full_run = not args.quick and args.data == DEFAULT_DATA  # only its results go in output/
     if args.update_readme and not full_run:
         ap.error("--update-readme needs the full run on the default corpus")
-    out = args.out or (HERE / "output" if full_run
-                       else Path(tempfile.mkdtemp(prefix="torch_text_")))
+    out = output_folder(args.out, full_run, "torch_text_")
     out.mkdir(parents=True, exist_ok=True)
     data = run(args)
     md = table(data)

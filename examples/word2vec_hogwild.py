@@ -52,7 +52,6 @@ import re
 import statistics
 import sys
 import tarfile
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -61,10 +60,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "shakespeare" / "plays_modern.tar.gz"
-DEFAULT_OUT = Path(__file__).resolve().parent / "output"
-# Shipped with the repository: six plays, for a clone without the full corpus.
-SAMPLE_DATA = Path(__file__).resolve().parent / "data" / "shakespeare_sample.tar.gz"
+from _corpus import DEFAULT_DATA, DEFAULT_OUT, output_folder, resolve_corpus  # noqa: E402
 README_MARKER = "word2vec"
 
 TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*")
@@ -639,17 +635,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.repeats = args.repeats or 5
     if args.wait is None:
         args.wait = 0.0 if args.quick else 60.0
-    if args.data is None:
-        args.data = DEFAULT_DATA
-        if not DEFAULT_DATA.exists():
-            args.data = SAMPLE_DATA
-            print(f"note: no corpus at {DEFAULT_DATA}: using the SAMPLE of six plays shipped in "
-                  f"examples/data/ (pass --data plays_modern.tar.gz for the full run)", flush=True)
-    if not args.data.exists():
-        sys.exit(f"error: --data {args.data}: no such file or directory")
-    if args.out is None:  # examples/output/ holds the full run's results: only it goes there
-        full_run = not args.quick and not args.max_words and args.data == DEFAULT_DATA
-        args.out = DEFAULT_OUT if full_run else Path(tempfile.mkdtemp(prefix="word2vec_"))
+    args.data = resolve_corpus(args.data)
+    full_run = not args.quick and not args.max_words and args.data == DEFAULT_DATA
+    args.out = output_folder(args.out, full_run, "word2vec_")
     if args.update_readme and (args.quick or args.no_gensim):
         sys.exit("error: --update-readme needs a full run with gensim (no --quick/--no-gensim)")
     return args
