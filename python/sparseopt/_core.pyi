@@ -111,14 +111,16 @@ class SgdOptions:
 
 def _set_gather_layout(layout: str) -> None: ...
 def _set_simd_path(path: str) -> str: ...
-def adagrad_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray, sum: np.ndarray,
+def adagrad_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray,
+                 bags: tuple[np.ndarray, np.ndarray | None, bool] | None, sum: np.ndarray,
                  options: AdagradOptions, step: int, num_threads: int) -> None: ...
 def adam_flush(param: np.ndarray, indices: np.ndarray | None, exp_avg: np.ndarray,
                exp_avg_sq: np.ndarray, max_exp_avg_sq: np.ndarray | None,
                last_step: np.ndarray | None, history: np.ndarray | None, window: np.ndarray | None,
                history_start: np.ndarray | None, options: AdamOptions, step: int, num_threads: int
                ) -> None: ...
-def adam_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray, exp_avg: np.ndarray,
+def adam_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray,
+              bags: tuple[np.ndarray, np.ndarray | None, bool] | None, exp_avg: np.ndarray,
               exp_avg_sq: np.ndarray, max_exp_avg_sq: np.ndarray | None,
               row_steps: np.ndarray | None, last_step: np.ndarray | None,
               history: np.ndarray | None, window: np.ndarray | None,
@@ -139,7 +141,8 @@ def csr_matmul_backward(grad_out: np.ndarray, x_rows: int, x_cols: int, indptr: 
                         indices: np.ndarray, data: np.ndarray, num_threads: int
                         ) -> tuple[np.ndarray, np.ndarray]: ...
 def ftrl_check_options(param: np.ndarray, options: FtrlOptions) -> None: ...
-def ftrl_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray, accumulator: np.ndarray,
+def ftrl_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray,
+              bags: tuple[np.ndarray, np.ndarray | None, bool] | None, accumulator: np.ndarray,
               linear: np.ndarray, options: FtrlOptions, num_threads: int) -> None: ...
 def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                weights: np.ndarray | None, mean: bool, out: np.ndarray | None, num_threads: int
@@ -156,12 +159,14 @@ def rmsprop_flush(param: np.ndarray, indices: np.ndarray | None, square_avg: np.
                   last_step: np.ndarray | None, history: np.ndarray | None,
                   window: np.ndarray | None, history_start: np.ndarray | None,
                   options: RmspropOptions, step: int, num_threads: int) -> None: ...
-def rmsprop_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray, square_avg: np.ndarray,
+def rmsprop_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray,
+                 bags: tuple[np.ndarray, np.ndarray | None, bool] | None, square_avg: np.ndarray,
                  momentum_buffer: np.ndarray | None, grad_avg: np.ndarray | None,
                  last_step: np.ndarray | None, history: np.ndarray | None,
                  window: np.ndarray | None, history_start: np.ndarray | None,
                  options: RmspropOptions, step: int, num_threads: int) -> None: ...
 def rowwise_adagrad_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray,
+                         bags: tuple[np.ndarray, np.ndarray | None, bool] | None,
                          sum: np.ndarray, options: RowWiseAdagradOptions, num_threads: int
                          ) -> None: ...
 def sampled_logistic_grad(anchor_table: np.ndarray, candidate_table: np.ndarray,
@@ -178,6 +183,7 @@ def sgd_flush(param: np.ndarray, indices: np.ndarray | None, momentum_buffer: np
               history_start: np.ndarray | None, options: SgdOptions, step: int, num_threads: int
               ) -> None: ...
 def sgd_step(param: np.ndarray, indices: np.ndarray, values: np.ndarray,
+             bags: tuple[np.ndarray, np.ndarray | None, bool] | None,
              momentum_buffer: np.ndarray | None, row_steps: np.ndarray | None,
              last_step: np.ndarray | None, history: np.ndarray | None, window: np.ndarray | None,
              history_start: np.ndarray | None, options: SgdOptions, step: int, num_threads: int

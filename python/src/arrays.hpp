@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <sparseopt/view.hpp>
 
@@ -18,6 +19,13 @@ namespace py = pybind11;
 inline std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
 
 inline std::string dtype_name(const py::array& a) { return py::str(a.dtype()); }
+
+// The same for a shape not (yet) an array's.
+inline std::string shape_str(const std::vector<py::ssize_t>& shape) {
+  std::string s = "(";
+  for (std::size_t d = 0; d < shape.size(); ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
 
 inline std::string shape_str(const py::array& a) {
   std::string s = "(";

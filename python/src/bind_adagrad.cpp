@@ -16,15 +16,15 @@ void bind_adagrad(py::module_& m) {
 
   m.def(
       "adagrad_step",
-      [](py::handle param, py::handle indices, py::handle values, py::handle sum,
+      [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle sum,
          const AdagradOptions& options, std::int64_t step, int num_threads) {
-        run_step(param, indices, values, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
+        run_step(param, indices, values, bags, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
           using T = typename decltype(value_tag)::type;
           const AdagradState<T> state{state_table<T>(sum, p, "sum")};
           return [=] { adagrad_step(table, grad, state, options, step, num_threads); };
         });
       },
-      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("sum"), py::arg("options"),
+      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("bags"), py::arg("sum"), py::arg("options"),
       py::arg("step"), py::arg("num_threads"));
 }
 

@@ -28,16 +28,16 @@ void bind_ftrl(py::module_& m) {
 
   m.def(
       "ftrl_step",
-      [](py::handle param, py::handle indices, py::handle values, py::handle accumulator,
+      [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle accumulator,
          py::handle linear, const FtrlOptions& options, int num_threads) {
-        run_step(param, indices, values, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
+        run_step(param, indices, values, bags, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
           using T = typename decltype(value_tag)::type;
           const FtrlState<T> state{state_table<T>(accumulator, p, "accumulator"),
                                    state_table<T>(linear, p, "linear")};
           return [=] { ftrl_step(table, grad, state, options, num_threads); };
         });
       },
-      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("accumulator"),
+      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("bags"), py::arg("accumulator"),
       py::arg("linear"), py::arg("options"), py::arg("num_threads"));
 }
 

@@ -6,74 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "bags.hpp"
 #include "bindings.hpp"
-#include "dispatch.hpp"
 
 namespace sparseopt::bind {
 
 namespace {
-
-// What the messages call the arrays, and how to fix a weights dtype: the CSR product names
-// x's attributes instead.
-struct Names {
-  detail::BagNames bag;
-  const char* weights_owner;  // a weights dtype is fixed by <owner>.astype(...)
-};
-
-const Names plain_names{{"indptr", "indices", "weights"}, "weights"};
-const Names csr_names{{"x.indptr", "x.indices", "x.data"}, "x"};
-
-struct BagArrays {
-  py::array indptr, indices, weights;
-  bool has_weights = false;
-  std::int64_t num_bags = 0;
-
-  template <class T, class I>
-  Bags<T, I> view() const {
-    return Bags<T, I>{static_cast<const I*>(indptr.data()), static_cast<const I*>(indices.data()),
-                      has_weights ? static_cast<const T*>(weights.data()) : nullptr, num_bags,
-                      indices.shape(0)};
-  }
-};
-
-py::array require_1d_index(py::handle obj, const char* name) {
-  py::array a = require_array(obj, name);
-  require_index_dtype(a, name);
-  if (a.ndim() != 1)
-    throw py::value_error(std::string(name) + " must be 1-D, got shape " + shape_str(a));
-  return a;
-}
-
-// indptr and indices: 1-D, one index dtype for both; weights: None or 1-D with one entry per
-// index and the dtype of `like` (the table, or grad_out).
-BagArrays require_bags(py::handle indptr_obj, py::handle indices_obj, py::handle weights_obj,
-                       const py::array& like, const char* like_name, const Names& names) {
-  BagArrays b;
-  b.indptr = require_1d_index(indptr_obj, names.bag.indptr);
-  if (b.indptr.shape(0) < 1)
-    throw py::value_error(std::string(names.bag.indptr) +
-                          " must hold num_bags + 1 >= 1 offsets, got an empty array; pass [0] for no bags");
-  b.num_bags = b.indptr.shape(0) - 1;
-  b.indices = require_1d_index(indices_obj, names.bag.indices);
-  if (has_dtype<std::int32_t>(b.indices) != has_dtype<std::int32_t>(b.indptr))
-    throw py::type_error(std::string(names.bag.indices) + " must have the dtype of " + names.bag.indptr +
-                         " (" + dtype_name(b.indptr) + "), got " + dtype_name(b.indices) + "; pass " +
-                         names.bag.indices + ".astype(" + names.bag.indptr +
-                         ".dtype) (offsets share the dtype of the indices, as in torch and SciPy)");
-  if (weights_obj.is_none()) return b;
-  b.weights = require_array(weights_obj, names.bag.weights);
-  b.has_weights = true;
-  const bool same = has_dtype<float>(like) ? has_dtype<float>(b.weights) : has_dtype<double>(b.weights);
-  if (!same)
-    throw py::type_error(std::string(names.bag.weights) + " must have the dtype of " + like_name + " (" +
-                         dtype_name(like) + "), got " + dtype_name(b.weights) + "; pass " + names.weights_owner +
-                         ".astype(" + like_name + ".dtype)");
-  if (b.weights.ndim() != 1 || b.weights.shape(0) != b.indices.shape(0))
-    throw py::value_error(std::string(names.bag.weights) + " must have shape (" +
-                          std::to_string(b.indices.shape(0)) + ",), one weight per index, got " +
-                          shape_str(b.weights));
-  return b;
-}
 
 // A float32/float64 array of at least one dimension: (rows, *row_shape).
 py::array require_float_table(py::handle obj, const char* name) {
@@ -91,21 +29,6 @@ std::vector<py::ssize_t> rows_like(py::ssize_t rows, const py::array& like) {
   return shape;
 }
 
-std::string vector_shape_str(const std::vector<py::ssize_t>& shape) {
-  std::string s = "(";
-  for (std::size_t d = 0; d < shape.size(); ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
-
-// A table the kernel only reads: read-only arrays are fine.
-template <class T>
-Table<const T> read_table(const py::array& a) {
-  std::int64_t width = 1;
-  for (py::ssize_t d = 1; d < a.ndim(); ++d) width *= a.shape(d);
-  return Table<const T>{static_cast<const T*>(a.data()), a.shape(0), width};
-}
-
-BagReduction reduction(bool mean) { return mean ? BagReduction::mean : BagReduction::sum; }
 
 py::array forward(py::handle table_obj, py::handle indptr_obj, py::handle indices_obj, py::handle weights_obj,
                   bool mean, py::handle out_obj, int num_threads, const Names& names) {
@@ -122,7 +45,7 @@ py::array forward(py::handle table_obj, py::handle indptr_obj, py::handle indice
     bool ok = out.ndim() == table.ndim();
     for (py::ssize_t d = 0; ok && d < out.ndim(); ++d) ok = out.shape(d) == shape[d];
     if (!ok)
-      throw py::value_error("out must have shape " + vector_shape_str(shape) +
+      throw py::value_error("out must have shape " + shape_str(shape) +
                             " (num_bags, *table.shape[1:]), got " + shape_str(out));
   }
   dispatch(table, bags.indices, [&](auto value_tag, auto index_tag) {
@@ -146,7 +69,11 @@ py::tuple backward(py::handle grad_out_obj, py::handle indptr_obj, py::handle in
   const BagArrays bags = require_bags(indptr_obj, indices_obj, weights_obj, grad_out, "grad_out", names);
   if (grad_out.shape(0) != bags.num_bags)
     throw py::value_error("grad_out must have one row per bag, shape (" + std::to_string(bags.num_bags) +
-                          ", *row_shape) with " + num_bags_hint + ", got " + shape_str(grad_out));
+                          ", *row_shape) with " + num_bags_hint + ", got " + shape_str(grad_out) +
+                          (grad_out.shape(0) == bags.num_bags + 1 && names.bag.indptr == plain_names.bag.indptr
+                               ? "; indptr holds num_bags + 1 offsets, the last one len(indices): torch's "
+                                 "offsets (one per bag) become it with len(indices) appended"
+                               : ""));
   return dispatch(grad_out, bags.indices, [&](auto value_tag, auto index_tag) -> py::tuple {
     using T = typename decltype(value_tag)::type;
     using I = typename decltype(index_tag)::type;

@@ -39,19 +39,19 @@ void bind_rmsprop(py::module_& m) {
 
   m.def(
       "rmsprop_step",
-      [](py::handle param, py::handle indices, py::handle values, py::handle square_avg,
+      [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle square_avg,
          py::handle momentum_buffer, py::handle grad_avg, py::handle last_step,
          py::handle history, py::handle window, py::handle history_start, const RmspropOptions& options,
          std::int64_t step, int num_threads) {
         options.validate();
-        run_step(param, indices, values, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
+        run_step(param, indices, values, bags, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
           using T = typename decltype(value_tag)::type;
           const RmspropState<T> state = rmsprop_state<T>(p, options, square_avg, momentum_buffer,
                                                          grad_avg, last_step, history, window, history_start);
           return [=] { rmsprop_step(table, grad, state, options, step, num_threads); };
         });
       },
-      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("square_avg"),
+      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("bags"), py::arg("square_avg"),
       py::arg("momentum_buffer"), py::arg("grad_avg"), py::arg("last_step"), py::arg("history"),
       py::arg("window"), py::arg("history_start"), py::arg("options"), py::arg("step"), py::arg("num_threads"));
 

@@ -37,18 +37,18 @@ void bind_sgd(py::module_& m) {
 
   m.def(
       "sgd_step",
-      [](py::handle param, py::handle indices, py::handle values, py::handle momentum_buffer,
+      [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle momentum_buffer,
          py::handle row_steps, py::handle last_step, py::handle history, py::handle window, py::handle history_start,
          const SgdOptions& options, std::int64_t step, int num_threads) {
         options.validate();
-        run_step(param, indices, values, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
+        run_step(param, indices, values, bags, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
           using T = typename decltype(value_tag)::type;
           const SgdState<T> state = sgd_state<T>(p, options, momentum_buffer, row_steps,
                                                  last_step, history, window, history_start);
           return [=] { sgd_step(table, grad, state, options, step, num_threads); };
         });
       },
-      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("momentum_buffer"),
+      py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("bags"), py::arg("momentum_buffer"),
       py::arg("row_steps"), py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("history_start"),
       py::arg("options"), py::arg("step"), py::arg("num_threads"));
 

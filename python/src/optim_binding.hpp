@@ -5,16 +5,51 @@
 
 #include <sparseopt/optim/exact.hpp>
 
+#include <vector>
+
+#include "bags.hpp"
 #include "dispatch.hpp"
 
 namespace sparseopt::bind {
 
 // Checks param and the gradient, then asks make_call(param, value_tag, index_tag, table, grad)
 // (GIL held: it checks its state arrays) for the kernel call, and runs that without the GIL.
+// The gradient is row-sparse, (indices, values), when `bags` is None; else it is the fused
+// step's: values is grad_out (one row per bag, the parameter's dtype and row shape) and `bags`
+// the tuple (indptr, weights or None, mean) of the bags over `indices`.
 template <class MakeCall>
-void run_step(py::handle param_obj, py::handle indices_obj, py::handle values_obj,
+void run_step(py::handle param_obj, py::handle indices_obj, py::handle values_obj, py::handle bags_obj,
               MakeCall&& make_call) {
   py::array param = require_param(param_obj);
+  if (!bags_obj.is_none()) {
+    const auto spec = py::cast<py::tuple>(bags_obj);
+    if (spec.size() != 3) throw py::value_error("bags must be (indptr, weights, mean)");
+    py::array grad_out = require_array(values_obj, "grad_out");
+    require_same_dtype(grad_out, param, "grad_out", "param");
+    const BagArrays bags = require_bags(spec[0], indices_obj, spec[1], grad_out, "grad_out", plain_names);
+    bool ok = grad_out.ndim() == param.ndim() && grad_out.shape(0) == bags.num_bags;
+    for (py::ssize_t d = 1; ok && d < param.ndim(); ++d) ok = grad_out.shape(d) == param.shape(d);
+    if (!ok) {
+      std::vector<py::ssize_t> want(param.shape(), param.shape() + param.ndim());
+      want[0] = bags.num_bags;
+      const bool offsets = grad_out.ndim() >= 1 && grad_out.shape(0) == bags.num_bags + 1;
+      throw py::value_error("grad_out must have shape " + shape_str(want) +
+                            " (num_bags = len(indptr) - 1, *param.shape[1:]), got " + shape_str(grad_out) +
+                            (offsets ? "; indptr holds num_bags + 1 offsets, the last one len(indices): "
+                                       "torch's offsets (one per bag) become it with len(indices) appended"
+                                     : ""));
+    }
+    const BagReduction mode = reduction(py::cast<bool>(spec[2]));
+    dispatch(grad_out, bags.indices, [&](auto value_tag, auto index_tag) {
+      using T = typename decltype(value_tag)::type;
+      using I = typename decltype(index_tag)::type;
+      const BagGradient<T, I> grad{read_table<T>(grad_out), bags.view<T, I>(), mode};
+      auto call = make_call(param, value_tag, index_tag, table_of<T>(param), grad);
+      py::gil_scoped_release release;
+      call();
+    });
+    return;
+  }
   const GradientArrays g = require_gradient(indices_obj, values_obj, &param);
   dispatch(g.values, g.indices, [&](auto value_tag, auto index_tag) {
     using T = typename decltype(value_tag)::type;

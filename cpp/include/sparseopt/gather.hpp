@@ -110,7 +110,9 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
   }
   require(static_cast<std::int64_t>(bags.indptr[bags.num_bags]) == bags.size, names.indptr,
           "[-1] = ", std::int64_t(bags.indptr[bags.num_bags]), " must equal len(", names.indices,
-          ") = ", bags.size);
+          ") = ", bags.size, "; ", names.indptr, " holds num_bags + 1 offsets, the last one len(",
+          names.indices, ") (torch's include_last_offset=True layout): torch's offsets (one per bag) "
+          "become it with len(", names.indices, ") appended");
   // Indices in range: a vectorised min/max first, the position of the culprit only on failure.
   std::int64_t lo = 0, hi = -1;
   for (std::int64_t p = 0; p < bags.size; ++p) {
@@ -456,6 +458,32 @@ class GatherPlan {
   template <class T>
   void build(const Bags<T, I>& bags, std::int64_t num_rows, std::int64_t row_width,
              BagReduction mode = BagReduction::sum, const detail::BagNames& names = {}) {
+    lay_out(bags, num_rows, row_width, mode, names, false);
+  }
+
+  // As build(), always in the sorted layout: each touched row's terms together, as a fused
+  // optimizer step (BagGradient) needs them to sum a row and update it at once.
+  template <class T>
+  void build_by_row(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode = BagReduction::sum,
+                    const detail::BagNames& names = {}) {
+    lay_out(bags, num_rows, 0, mode, names, true);
+  }
+
+  // Where build() picks the blocked layout (see above).
+  static constexpr std::int64_t blocked_min_indices = std::int64_t(1) << 20, blocked_max_row_bytes = 256;
+
+  // The layout the last build() chose: GatherLayout::sorted or GatherLayout::blocked.
+  GatherLayout layout() const noexcept { return dense_ ? GatherLayout::blocked : GatherLayout::sorted; }
+
+  // The sorted layout (after build_by_row, or a build() that chose it): the positions of each
+  // touched row, grouped in order of appearance, and the bag of each position in that order.
+  const CoalescePlan<I>& by_row() const noexcept { return coalesce_; }
+  const std::int64_t* bag_of_sorted() const noexcept { return bag_sorted_.data(); }
+
+ private:
+  template <class T>
+  void lay_out(const Bags<T, I>& bags, std::int64_t num_rows, std::int64_t row_width, BagReduction mode,
+               const detail::BagNames& names, bool by_row) {
     num_bags_ = -1;
     num_indices_ = -1;
     rows_.clear();
@@ -466,7 +494,9 @@ class GatherPlan {
     // (Below 2^32 indices the block and position bits of a key fit in one 64-bit word.)
     const bool blocked_fits = n > 0 && num_rows <= n && n < (std::int64_t(1) << 32);
     const auto forced = static_cast<GatherLayout>(detail::forced_gather_layout().load(std::memory_order_relaxed));
-    if (forced == GatherLayout::automatic)
+    if (by_row)
+      dense_ = false;
+    else if (forced == GatherLayout::automatic)
       dense_ = blocked_fits && n > blocked_min_indices &&
                row_width * std::int64_t(sizeof(T)) <= blocked_max_row_bytes;
     else
@@ -479,11 +509,7 @@ class GatherPlan {
     num_indices_ = n;
   }
 
-  // Where build() picks the blocked layout (see above).
-  static constexpr std::int64_t blocked_min_indices = std::int64_t(1) << 20, blocked_max_row_bytes = 256;
-
-  // The layout the last build() chose: GatherLayout::sorted or GatherLayout::blocked.
-  GatherLayout layout() const noexcept { return dense_ ? GatherLayout::blocked : GatherLayout::sorted; }
+ public:
 
   // The number of rows the bags touch (rows of the gradient).
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(rows().size()); }
@@ -584,6 +610,31 @@ class GatherPlan {
   }
 };
 
+namespace detail {
+
+// The row each term of bag b adds to the table's gradient: grad_out[b] (mode sum; the weight
+// is applied per term), or grad_out[b] / len(b) (mode mean), divided once per bag into
+// `divided`, not once per term. Returns where those rows start (num_bags rows of row_width).
+// Allocates before any parallel region, so that nothing in one can fail half-way through.
+template <class T, class I>
+const T* bag_terms(Table<const T> grad_out, const Bags<T, I>& bags, BagReduction mode, int threads,
+                   std::vector<T>& divided) {
+  if (mode != BagReduction::mean) return grad_out.data;
+  const std::int64_t w = grad_out.row_width, nb = bags.num_bags;
+  divided.resize(static_cast<std::size_t>(nb * w));
+  parallel_for(nb, threads, nb * w, [&](std::int64_t b, int) {
+    const std::int64_t len = bags.end(b) - bags.begin(b);
+    if (len == 0) return;
+    const T l = static_cast<T>(len);
+    const T* g = grad_out.row(b);
+    T* d = divided.data() + b * w;
+    for (std::int64_t j = 0; j < w; ++j) d[j] = g[j] / l;
+  });
+  return divided.data();
+}
+
+}  // namespace detail
+
 // The gradient of the table for out = gather_sum(table, bags, mode), given grad_out (num_bags
 // rows): rows_out[u] = plan.rows()[u] and values_out row u = the sum over that row's positions
 // p (in order of appearance) of weights[p] * grad_out[bag of p] (mode mean: grad_out[bag of p]
@@ -620,22 +671,8 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
   if (rows_out && nu > 0) std::memcpy(rows_out, plan.rows().data(), sizeof(I) * static_cast<std::size_t>(nu));
   if (w == 0 || nu == 0) return;
 
-  // mean: every term of bag b is grad_out[b] / len(b); divide once per bag, not per term.
-  // Allocated before any parallel region, so nothing in one can fail half-way through.
-  const T* source = grad_out.data;
   std::vector<T> divided;
-  if (mode == BagReduction::mean) {
-    divided.resize(static_cast<std::size_t>(nb * w));
-    detail::parallel_for(nb, threads, nb * w, [&](std::int64_t b, int) {
-      const std::int64_t len = bags.end(b) - bags.begin(b);
-      if (len == 0) return;
-      const T l = static_cast<T>(len);
-      const T* g = grad_out.row(b);
-      T* d = divided.data() + b * w;
-      for (std::int64_t j = 0; j < w; ++j) d[j] = g[j] / l;
-    });
-    source = divided.data();
-  }
+  const T* source = detail::bag_terms(grad_out, bags, mode, threads, divided);
   const T* SPARSEOPT_RESTRICT weights = bags.weights;
 
   if (plan.dense_) {
@@ -743,5 +780,77 @@ std::int64_t gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags
                       mode, num_threads);
   return plan.size();
 }
+
+// The gradient of the table for out = gather_sum(table, bags, mode) given grad_out, as an
+// optimizer step takes it: every optimizer's step accepts a BagGradient where it accepts a
+// RowSparse gradient, and then sums each touched row's terms (in registers, as
+// gather_sum_backward does: the first term, then each next one added in order of appearance)
+// and applies its update at once -- the fused backward and step, which never writes the
+// gradient rows to memory. The result is the bits of gather_sum_backward followed by the step
+// on its (rows, values), for any thread count.
+template <class T, class I>
+struct BagGradient {
+  Table<const T> grad_out;  // num_bags rows of the table's row width
+  Bags<T, I> bags;
+  BagReduction mode = BagReduction::sum;
+};
+
+namespace detail {
+
+// Calls update(row, g) for every row the bags touch, g that row's gradient: what
+// for_each_row(RowSparse, CoalescePlan, ...) does for a row-sparse gradient, with `plan` built
+// by GatherPlan::build_by_row from grad.bags. A row that one unweighted term touches reads
+// that term's row of grad_out in place; the others are summed into a per-thread row.
+template <class T, class I, class Update, class Prefetch>
+void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int num_threads, Update&& update,
+                  Prefetch&& prefetch) {
+  constexpr std::int64_t ahead = 16, update_cost = 4;  // as for a row-sparse gradient
+  const int threads = resolve_threads(num_threads);
+  const CoalescePlan<I>& cp = plan.by_row();
+  const std::int64_t nu = cp.size(), n = grad.bags.size, w = grad.grad_out.row_width;
+  if (nu == 0) return;
+  std::vector<T> divided;
+  const T* source = bag_terms(grad.grad_out, grad.bags, grad.mode, threads, divided);
+  std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
+  const T* SPARSEOPT_RESTRICT weights = grad.bags.weights;
+  const std::int64_t* SPARSEOPT_RESTRICT bag = plan.bag_of_sorted();
+  const std::int64_t* SPARSEOPT_RESTRICT order = cp.order.data();
+  const std::int64_t* SPARSEOPT_RESTRICT offsets = cp.offsets.data();
+  const I* SPARSEOPT_RESTRICT rows = cp.rows.data();
+  // grad_out (or the weights) small enough to stay in cache between uses: no hints for them.
+  const bool fetch_terms = grad.bags.num_bags * w * std::int64_t(sizeof(T)) > cache_resident_bytes;
+  const bool fetch_weights = weights && n * std::int64_t(sizeof(T)) > cache_resident_bytes;
+  auto term = [&](std::int64_t k) { return source + bag[k] * w; };
+  auto scale = [&](std::int64_t k) { return weights[order[k]]; };
+  auto ahead_term = [&](std::int64_t k) -> const T* {
+    return fetch_terms && k + gather_ahead < n ? term(k + gather_ahead) : nullptr;
+  };
+  auto ahead_scale = [&](std::int64_t k) -> const T* {
+    return fetch_weights && k + 4 * gather_ahead < n ? weights + order[k + 4 * gather_ahead] : nullptr;
+  };
+  parallel_for(
+      nu, threads, (n + nu) * w,
+      [&](std::int64_t u, int slot) {
+        if (u + ahead < nu) prefetch(static_cast<std::int64_t>(rows[u + ahead]));
+        const std::int64_t begin = offsets[u], end = offsets[u + 1];
+        if (end - begin == 1 && !weights) return update(static_cast<std::int64_t>(rows[u]), term(begin));
+        T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
+        auto sum = [&](auto scaled, auto rolling) SPARSEOPT_INLINE_BODY {
+          simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+            sum_terms_body<decltype(scaled)::value, decltype(avx2)::value ? 8 : 4, decltype(rolling)::value>(
+                own, w, begin, end, term, scale, ahead_term, ahead_scale);
+          });
+        };
+        const bool long_row = end - begin > gather_ahead;
+        if (weights)
+          long_row ? sum(std::true_type{}, std::true_type{}) : sum(std::true_type{}, std::false_type{});
+        else
+          long_row ? sum(std::false_type{}, std::true_type{}) : sum(std::false_type{}, std::false_type{});
+        update(static_cast<std::int64_t>(rows[u]), static_cast<const T*>(own));
+      },
+      [&](std::int64_t u) { return offsets[u] + update_cost * u; });
+}
+
+}  // namespace detail
 
 }  // namespace sparseopt

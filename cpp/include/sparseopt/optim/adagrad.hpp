@@ -42,13 +42,14 @@ void adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s, const T* SPAR
 }  // namespace detail
 
 // `step` counts this step too (1 on the first call).
-template <class T, class I>
-void adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdagradState<T>& state,
+template <class T, class Grad>
+void adagrad_step(const Table<T>& param, const Grad& grad, const AdagradState<T>& state,
                   const AdagradOptions& options, std::int64_t step, int num_threads = 0) {
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::require_same_rows(param, state.sum, "sum");
-  const CoalescePlan<I>& plan =
+  const auto& plan =
       detail::plan_step(param, grad, num_threads, detail::WrittenArrays(param).add(state.sum, "sum"));
 
   const std::int64_t w = param.row_width;

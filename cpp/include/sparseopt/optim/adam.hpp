@@ -526,10 +526,10 @@ WrittenArrays require_adam_state(const Table<T>& param, const AdamState<T>& stat
   return written;
 }
 
-template <class T, class I>
-void adam_lazy_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
+template <class T, class Grad, class Plan>
+void adam_lazy_step(const Table<T>& param, const Grad& grad, const AdamState<T>& state,
                     const AdamOptions& o, std::int64_t step, int num_threads,
-                    const CoalescePlan<I>& plan) {
+                    const Plan& plan) {
   const std::int64_t w = param.row_width;
   const T keep1 = T(1.0 - o.beta1), keep2 = T(1.0 - o.beta2), eps = T(o.eps);
   const bool per_row = o.bias_correction == BiasCorrection::row;
@@ -580,10 +580,10 @@ AdamStepScalars adam_step_scalars(const AdamOptions& o, std::int64_t t) {
   return s;
 }
 
-template <class T, class I>
-void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
+template <class T, class Grad, class Plan>
+void adam_exact_step(const Table<T>& param, const Grad& grad, const AdamState<T>& state,
                      const AdamOptions& o, std::int64_t step, int num_threads,
-                     const CoalescePlan<I>& plan) {
+                     const Plan& plan) {
   const AdamExactConstants<T>& constants = adam_exact_constants<T>(o);
   const ExactLayout& layout = constants.layout;
   const ExactBook book(layout, state.exact);
@@ -633,15 +633,16 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
 
 // One Adam step. `step` is the optimizer's step count including this step (1 on the first
 // call); in exact mode it must be the step after the last one recorded in state.exact.
-template <class T, class I>
-void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
+template <class T, class Grad>
+void adam_step(const Table<T>& param, const Grad& grad, const AdamState<T>& state,
                const AdamOptions& options, std::int64_t step, int num_threads = 0) {
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::WrittenArrays written = detail::require_adam_state(param, state, options);
   if (options.mode == Mode::exact)
     detail::add_exact_arrays(written, state.exact, detail::adam_exact_constants<T>(options).layout, param.num_rows);
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads, written);
+  const auto& plan = detail::plan_step(param, grad, num_threads, written);
   if (options.mode == Mode::exact)
     detail::adam_exact_step(param, grad, state, options, step, num_threads, plan);
   else

@@ -1,11 +1,18 @@
 // What every sparse optimizer step shares: option enums, hyper-parameter checks and the
 // check-then-update driver over the rows a gradient touches.
+//
+// A step takes its gradient as a RowSparse (rows and their values, repeats summed) or as a
+// BagGradient (gather.hpp: the pooled output gradient of an EmbeddingBag and its bags, the
+// fused backward + step). plan_step checks either kind and returns its plan, and
+// detail::for_each_row(grad, plan, ...) hands every touched row's summed gradient to the
+// update, so each optimizer writes its step once for both.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "../coalesce.hpp"
+#include "../gather.hpp"
 #include "../errors.hpp"
 #include "../parallel.hpp"
 #include "../view.hpp"
@@ -47,6 +54,38 @@ const CoalescePlan<I>& plan_step(const Table<T>& param, const RowSparse<T, I>& g
   plan.build(grad.indices, grad.size, param.num_rows);
   return plan;
 }
+
+// The same checks for the fused step's gradient: grad_out one row per bag of the parameter's
+// row width, the bags well-formed over the parameter's rows, nothing the step reads sharing
+// memory with what it writes. Returns the bags laid out by row.
+template <class T, class I>
+const GatherPlan<I>& plan_step(const Table<T>& param, const BagGradient<T, I>& grad, int num_threads,
+                               const WrittenArrays& written) {
+  resolve_threads(num_threads);
+  const Table<const T>& g = grad.grad_out;
+  const Bags<T, I>& bags = grad.bags;
+  require(g.row_width == param.row_width, "grad_out must have rows of ", param.row_width,
+          " elements (the parameter's row shape), got ", g.row_width);
+  require(g.num_rows == bags.num_bags, "grad_out must have ", bags.num_bags, " rows (one per bag), got ",
+          g.num_rows);
+  require(param.data != nullptr || param.num_rows * param.row_width == 0, "param is null");
+  require(g.data != nullptr || g.num_rows * g.row_width == 0, "grad_out is null");
+  written.require_apart_from(g.data, byte_size(g), "grad_out");
+  written.require_apart_from(bags.indices, bags.size * std::int64_t(sizeof(I)), "indices");
+  written.require_apart_from(bags.indptr, (bags.num_bags + 1) * std::int64_t(sizeof(I)), "indptr");
+  written.require_apart_from(bags.weights, bags.size * std::int64_t(sizeof(T)), "weights");
+  thread_local GatherPlan<I> plan;
+  plan.build_by_row(bags, param.num_rows, grad.mode);
+  return plan;
+}
+
+// Whether Grad is a gradient an optimizer step of T tables takes.
+template <class Grad, class T>
+inline constexpr bool is_gradient_v = false;
+template <class T, class I>
+inline constexpr bool is_gradient_v<RowSparse<T, I>, T> = true;
+template <class T, class I>
+inline constexpr bool is_gradient_v<BagGradient<T, I>, T> = true;
 
 }  // namespace detail
 }  // namespace sparseopt

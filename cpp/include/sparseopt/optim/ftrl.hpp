@@ -154,13 +154,14 @@ void ftrl_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT accum, T* SPARSEOPT
 
 }  // namespace detail
 
-template <class T, class I>
-void ftrl_step(const Table<T>& param, const RowSparse<T, I>& grad, const FtrlState<T>& state,
+template <class T, class Grad>
+void ftrl_step(const Table<T>& param, const Grad& grad, const FtrlState<T>& state,
                const FtrlOptions& options, int num_threads = 0) {
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
   options.validate_in<T>();
   detail::require_same_rows(param, state.accumulator, "accumulator");
   detail::require_same_rows(param, state.linear, "linear");
-  const CoalescePlan<I>& plan = detail::plan_step(
+  const auto& plan = detail::plan_step(
       param, grad, num_threads,
       detail::WrittenArrays(param).add(state.accumulator, "accumulator").add(state.linear, "linear"));
 

@@ -129,9 +129,10 @@ WrittenArrays require_rmsprop_state(const Table<T>& param, const RmspropState<T>
 }  // namespace detail
 
 // One RMSprop step; `step` counts this step (1 on the first call; exact mode records it).
-template <class T, class I>
-void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const RmspropState<T>& state,
+template <class T, class Grad>
+void rmsprop_step(const Table<T>& param, const Grad& grad, const RmspropState<T>& state,
                   const RmspropOptions& options, std::int64_t step, int num_threads = 0) {
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::WrittenArrays written = detail::require_rmsprop_state(param, state, options);
@@ -139,7 +140,7 @@ void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const Rmsp
   // Lazy mode keeps no record (and takes any momentum torch takes, 1 and above included).
   const ExactLayout layout = exact ? rmsprop_exact_layout(options) : ExactLayout{};
   if (exact) detail::add_exact_arrays(written, state.exact, layout, param.num_rows);
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads, written);
+  const auto& plan = detail::plan_step(param, grad, num_threads, written);
   const detail::ExactBook book(layout, state.exact);
   if (exact) {
     book.require_step(step, param.num_rows);

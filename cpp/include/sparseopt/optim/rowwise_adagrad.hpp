@@ -73,14 +73,15 @@ void rowwise_adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s,
 
 }  // namespace detail
 
-template <class T, class I>
-void rowwise_adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad,
+template <class T, class Grad>
+void rowwise_adagrad_step(const Table<T>& param, const Grad& grad,
                           const RowWiseAdagradState<T>& state,
                           const RowWiseAdagradOptions& options, int num_threads = 0) {
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
   options.validate();
   const std::int64_t sum_bytes = param.num_rows * std::int64_t(sizeof(T));
   detail::require(state.sum != nullptr || param.num_rows == 0, "sum is null");
-  const CoalescePlan<I>& plan = detail::plan_step(
+  const auto& plan = detail::plan_step(
       param, grad, num_threads, detail::WrittenArrays(param).add(state.sum, sum_bytes, "sum"));
 
   const std::int64_t w = param.row_width;

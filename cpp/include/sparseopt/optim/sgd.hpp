@@ -181,9 +181,10 @@ WrittenArrays require_sgd_state(const Table<T>& param, const SgdState<T>& state,
 }  // namespace detail
 
 // One SGD step; `step` counts this step (1 on the first call; exact mode records it).
-template <class T, class I>
-void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState<T>& state,
+template <class T, class Grad>
+void sgd_step(const Table<T>& param, const Grad& grad, const SgdState<T>& state,
               const SgdOptions& options, std::int64_t step, int num_threads = 0) {
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::WrittenArrays written = detail::require_sgd_state(param, state, options);
@@ -191,7 +192,7 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
   // Lazy mode keeps no record (and takes any momentum torch takes, 1 and above included).
   const ExactLayout layout = exact ? sgd_exact_layout(options) : ExactLayout{};
   if (exact) detail::add_exact_arrays(written, state.exact, layout, param.num_rows);
-  const CoalescePlan<I>& plan = detail::plan_step(param, grad, num_threads, written);
+  const auto& plan = detail::plan_step(param, grad, num_threads, written);
   const detail::ExactBook book(layout, state.exact);
   const bool momentum = options.momentum != 0.0;
   const double delta = momentum ? 1.0 : 1.0 - options.lr * options.weight_decay;
