@@ -26,7 +26,9 @@ step with and without lifetime sparsity, gradient-norm curves (``sparseopt.grad_
 run clipped with ``sparseopt.clip_grad_norm``.
 
     python examples/ksparse_autoencoder.py                  # the full study (about 12 min on 2 shared cores)
-    python examples/ksparse_autoencoder.py --update-docs    # ... and regenerate the table in docs/ksparse.md
+    python examples/ksparse_autoencoder.py --update-readme  # ... and rewrite its tables in README.md and docs/ksparse.md
+    python examples/ksparse_autoencoder.py --tables-from examples/output/ksparse_autoencoder.json --update-readme
+                                                            # those tables from a saved run, without training
     python examples/ksparse_autoencoder.py --quick          # a smoke run (< 1 min), into a temp folder
 
 Writes OUT/ksparse_autoencoder.{json,md,png}; OUT = examples/output/ for the full run, a new
@@ -352,6 +354,33 @@ def table(r):
     return "\n".join(lines)
 
 
+def summary(r):
+    """The README's digest of the study: the four optimizers, and the report's observations
+    with their verdicts (docs/ksparse.md has every table)."""
+    m = r["meta"]
+    lines = [f"| {m['steps']} steps, batch {m['batch']}, k = {m['k']} of {m['hidden']} | test MSE | "
+             "probe acc (%) | rows touched / step |", "|---|---|---|---|"]
+    for name, row in r["main"].items():
+        lines.append(f"| {name} (lr {row['lr']:g}) | {row['test_mse']:.5f} | {row['probe_acc']:.2f} | "
+                     f"{row['touched']:.1%} |")
+    lines += ["", "| the report said | measured here |", "|---|---|"]
+    lines += [f"| {said} | {verdict} |" for said, _, verdict in r["observations"]]
+    return "\n".join(lines)
+
+
+def update_readme(results):
+    """Rewrites the study's tables: the digest in README.md, every table in docs/ksparse.md."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import harness
+    changed = harness.splice_readme(NAME, summary(results), REPO / "README.md")
+    print(f"{'updated' if changed else 'unchanged'}: README.md [{NAME}]")
+    text = DOCS.read_text()
+    begin, end = "<!-- ksparse table begin -->", "<!-- ksparse table end -->"
+    head, rest = text.split(begin)
+    DOCS.write_text(head + begin + "\n" + table(results) + "\n" + end + rest.split(end)[1])
+    print(f"updated: {DOCS.relative_to(REPO)}")
+
+
 def plot(curves, path):
     try:
         import matplotlib
@@ -397,9 +426,21 @@ def main(argv=None):
     ap.add_argument("--eval-n", type=int, default=2000, help="test images for the sweep runs")
     ap.add_argument("--max-train", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="a smoke run for the test suite")
-    ap.add_argument("--update-docs", action="store_true",
-                    help=f"rewrite the table in {DOCS.relative_to(REPO)}")
+    ap.add_argument("--update-readme", action="store_true",
+                    help=f"rewrite the study's tables in README.md and {DOCS.relative_to(REPO)}")
+    ap.add_argument("--tables-from", type=Path, default=None, metavar="JSON",
+                    help="no training: the tables from a saved run's ksparse_autoencoder.json")
     cfg = ap.parse_args(argv)
+    if cfg.update_readme and cfg.quick:
+        ap.error("--update-readme needs the full study (no --quick)")
+    if cfg.tables_from:
+        results = json.loads(cfg.tables_from.read_text())["results"]
+        if results["meta"]["quick"]:
+            ap.error(f"{cfg.tables_from} is a --quick run's; the tables come from the full study")
+        print(table(results))
+        if cfg.update_readme:
+            update_readme(results)
+        return
     if cfg.quick:
         cfg.steps, cfg.aux_steps, cfg.max_train = 30, 16, cfg.max_train or 3000
         cfg.probe_train, cfg.probe_epochs, cfg.eval_n = 1000, 2, 500
@@ -434,11 +475,8 @@ def main(argv=None):
     (out / f"{NAME}.md").write_text(
         f"<!-- {results['meta']['command']}: {source}, {results['meta']['wall_s'] / 60:.1f} min -->\n" + md + "\n")
     plot(curves, out / f"{NAME}.png")
-    if cfg.update_docs:
-        text = DOCS.read_text()
-        begin, end = "<!-- ksparse table begin -->", "<!-- ksparse table end -->"
-        head, rest = text.split(begin)
-        DOCS.write_text(head + begin + "\n" + md + "\n" + end + rest.split(end)[1])
+    if cfg.update_readme:
+        update_readme(results)
     print(f"wrote {out}/{NAME}.{{json,md,png}} in {results['meta']['wall_s'] / 60:.1f} min")
 
 

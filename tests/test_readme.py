@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import json
 import re
 import subprocess
 import sys
@@ -34,7 +35,7 @@ PYTHON_BLOCKS = _blocks("python")
 
 
 def test_the_readme_is_short_and_has_its_parts():
-    assert len(TEXT.splitlines()) < 250
+    assert len(TEXT.splitlines()) < 275
     # the two set-up commands, exactly as CI (.ci/run) runs the second
     assert "```bash\npip install . && python -m sparseopt demo\n```" in TEXT
     assert "```bash\npip install \".[test]\" && python -m pytest\n```" in TEXT
@@ -42,7 +43,8 @@ def test_the_readme_is_short_and_has_its_parts():
                     "## Limits"):
         assert heading in TEXT
     assert len(PYTHON_BLOCKS) >= 3
-    assert "<!-- bench:" not in TEXT  # full tables live in bench/ and examples/
+    # full tables live in bench/ and examples/; the README has the k-sparse study's digest only
+    assert re.findall(r"<!-- bench:(\w+) -->", TEXT) == ["ksparse_autoencoder"]
 
 
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
@@ -122,11 +124,31 @@ def test_tables_live_where_their_scripts_write_them():
         harness.check_markers(name, REPO / "bench" / "README.md")
     for name in ("meprop_mnist", "meprop_mnist_unified", "torch_text_classifier"):
         harness.check_markers(name, REPO / "examples" / "README.md")
-    # and no script splices into the top-level README any more
+    harness.check_markers("ksparse_autoencoder", REPO / "README.md")
+    # and no other script splices into the top-level README
     for script in [*REPO.glob("examples/*.py"), *REPO.glob("bench/*.py")]:
         for line in script.read_text().splitlines():
             if "splice_readme(" in line and "def splice_readme" not in line:
-                assert 'REPO_ROOT / "README.md"' not in line, f"{script.name}: {line.strip()}"
+                assert not re.search(r'REPO\w* / "README.md"', line) or script.name == "ksparse_autoencoder.py", \
+                    f"{script.name}: {line.strip()}"
+
+
+def test_the_ksparse_digest_is_the_saved_runs():
+    """The README's k-sparse tables are what the example writes from its committed full run
+    (examples/output/ksparse_autoencoder.json), not typed."""
+    spec = importlib.util.spec_from_file_location("_ksparse", REPO / "examples" / "ksparse_autoencoder.py")
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        ksparse = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ksparse)
+    finally:
+        sys.path.pop(0)
+    saved = json.loads((REPO / "examples" / "output" / "ksparse_autoencoder.json").read_text())["results"]
+    assert not saved["meta"]["quick"]
+    begin, end = "<!-- bench:ksparse_autoencoder -->", "<!-- /bench:ksparse_autoencoder -->"
+    spliced = TEXT.split(begin)[1].split(end)[0].strip()
+    assert spliced == ksparse.summary(saved).strip()
+    assert (REPO / "examples" / "output" / "ksparse_autoencoder.png").is_file()
 
 
 def test_gather_sums_default_is_flagged_for_torch_users():
