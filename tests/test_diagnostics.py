@@ -55,3 +55,17 @@ def test_hogwild_sharing_runs_all_three_variants(tmp_path):
     for variant in ("1 thread", "2 threads, one table", "2 threads, two tables"):
         assert re.search(rf"^{re.escape(variant)}\s+\d+\.\d{{3}}", run.stdout, re.M), run.stdout
     assert len(re.findall(r"\d+\.\d\dx", run.stdout)) == 4
+
+
+def test_random_rows_builds_and_reports_every_loop(tmp_path):
+    source = _need(DIAGNOSTICS / "random_rows.cpp")
+    exe = tmp_path / "random_rows"
+    build_cpp(source, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
+    run = subprocess.run([str(exe), "1", "20000", "2"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    loops = re.findall(r"^(\S+(?: \S+)*?)\s+([\d.]+)\s+([\d.]+)\s+(\d+)%$", run.stdout, re.M)
+    assert [name for name, *_ in loops] == [
+        "copy", "read floor", "gather_sum", "rmw floor x1", "rmw floor x3", "adam lazy",
+        "adam fused", "adam 2-call", "sgd fused", "sgd 2-call"], run.stdout
+    assert loops[0][3] == "100"
+    assert all(float(ms) > 0 for _, ms, _, _ in loops)
