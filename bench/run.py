@@ -35,6 +35,7 @@ BENCHMARKS = {
     "gather": "bench_gather",
     "word2vec": "bench_word2vec",
     "torch_step": "bench_torch_step",
+    "fused": "bench_fused",
 }
 
 

@@ -39,7 +39,7 @@ namespace detail {
 // Asks the cache for the start of a row that will be written soon (a hint: no effect on results).
 // Always inlined: GCC finds that an out-of-line function which only prefetches has no effect
 // and deletes the calls to it (which it does in simd.hpp's AVX2 copies of loops, where it
-// does not inline this on its own).
+// does not inline this on its own); the empty asm below keeps the callers of this one alive.
 template <class T>
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((always_inline))
@@ -51,6 +51,11 @@ inline void prefetch_row(const T* row, std::int64_t row_width) noexcept {
   const char* p = reinterpret_cast<const char*>(row);
   for (std::int64_t off = 0; off < bytes && off < line * max_lines; off += line)
     __builtin_prefetch(p + off, 1, 3);
+  // An empty volatile asm: it emits nothing, but a function that contains it has an effect
+  // as far as GCC is concerned. Without it GCC deletes calls to an out-of-line callable that
+  // only prefetches (an optimizer's prefetch lambda too large to inline, say) as calls without
+  // effect -- which left every row of a step a demand miss: lazy SGD ran at half speed.
+  __asm__ __volatile__("" : : "r"(p));
 #else
   (void)row;
   (void)row_width;
