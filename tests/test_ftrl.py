@@ -436,7 +436,7 @@ def test_core_rejects_bad_state(rng, case, which):
     state[which] = bad
     before[which] = None if bad is None else np.array(bad, copy=True)
     with pytest.raises(exc, match=which):
-        _core.ftrl_step(param, np.array([1, 2], np.int64), np.ones((2, 2)), state["accumulator"],
+        _core.ftrl_step(param, np.array([1, 2], np.int64), np.ones((2, 2)), None, state["accumulator"],
                         state["linear"], _core.FtrlOptions(), 0)
     assert np.array_equal(param, p0)
     for k, v in state.items():
@@ -450,10 +450,10 @@ def test_core_rejects_shared_state_memory(rng):
     options = _core.FtrlOptions()
     shared = np.full((8, 2), 0.1)
     with pytest.raises(ValueError, match="share memory"):
-        _core.ftrl_step(param, np.array([1], np.int64), np.ones((1, 2)), shared, shared, options, 0)
+        _core.ftrl_step(param, np.array([1], np.int64), np.ones((1, 2)), None, shared, shared, options, 0)
     buf = np.zeros((10, 2))
     with pytest.raises(ValueError, match="share memory"):
-        _core.ftrl_step(param, np.array([1], np.int64), buf[7:8], np.full((8, 2), 0.1), buf[:8],
+        _core.ftrl_step(param, np.array([1], np.int64), buf[7:8], None, np.full((8, 2), 0.1), buf[:8],
                         options, 0)
     assert np.array_equal(param, p0)
     assert np.all(shared == 0.1) and np.all(buf == 0)

@@ -348,7 +348,7 @@ def test_core_rejects_bad_sum(rng, case):
     p0 = param.copy()
     options = _core.RowWiseAdagradOptions()
     with pytest.raises(exc, match="sum"):
-        _core.rowwise_adagrad_step(param, np.array([1, 2], np.int64), np.ones((2, 2)), bad,
+        _core.rowwise_adagrad_step(param, np.array([1, 2], np.int64), np.ones((2, 2)), None, bad,
                                    options, 0)
     assert np.array_equal(param, p0)
 
@@ -359,7 +359,7 @@ def test_core_rejects_values_sharing_memory_with_sum(rng):
     buf = np.zeros(10)
     sum_, values = buf[:8], buf[6:8]
     with pytest.raises(ValueError, match="share memory"):
-        _core.rowwise_adagrad_step(param, np.array([1, 2], np.int64), values, sum_,
+        _core.rowwise_adagrad_step(param, np.array([1, 2], np.int64), values, None, sum_,
                                    _core.RowWiseAdagradOptions(), 0)
     assert np.array_equal(param, p0) and np.array_equal(buf, np.zeros(10))
 

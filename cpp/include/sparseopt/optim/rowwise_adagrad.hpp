@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../simd.hpp"
 #include "common.hpp"
 
 namespace sparseopt {
@@ -49,7 +50,7 @@ using rowwise_wide_t = std::conditional_t<(sizeof(T) > sizeof(double)), T, doubl
 // sum of g[j]^2 in W over eight interleaved partial sums, combined pairwise: an order fixed by
 // w, and lanes that vectorise without reassociating anything.
 template <class W, class T>
-W sum_of_squares(const T* SPARSEOPT_RESTRICT g, std::int64_t w) noexcept {
+SPARSEOPT_ALWAYS_INLINE W sum_of_squares(const T* SPARSEOPT_RESTRICT g, std::int64_t w) noexcept {
   constexpr std::int64_t lanes = 8;
   W part[lanes] = {};
   std::int64_t j = 0;
@@ -60,7 +61,7 @@ W sum_of_squares(const T* SPARSEOPT_RESTRICT g, std::int64_t w) noexcept {
 }
 
 template <class T>
-void rowwise_adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s,
+SPARSEOPT_ALWAYS_INLINE void rowwise_adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s,
                          const T* SPARSEOPT_RESTRICT g, std::int64_t w, double lr,
                          double eps) noexcept {
   using W = rowwise_wide_t<T>;
@@ -87,7 +88,10 @@ void rowwise_adagrad_step(const Table<T>& param, const Grad& grad,
   const std::int64_t w = param.row_width;
   const double lr = options.lr, eps = options.eps;
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
-    detail::rowwise_adagrad_row(param.row(r), state.sum + r, g, w, lr, eps);
+    // AVX2 where the CPU has it (simd.hpp): the same double arithmetic, four lanes at a time.
+    detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+      detail::rowwise_adagrad_row(param.row(r), state.sum + r, g, w, lr, eps);
+    });
   },
       [&](std::int64_t r) {
         detail::prefetch_row(param.row(r), w);
