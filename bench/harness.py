@@ -6,6 +6,8 @@ version string) only when it is installed.
 Pieces:
   * time_steps / time_callable -- wall-clock timing with warm-up and repeats,
     returning the median and the spread (min, max, IQR).
+  * paired_rounds / paired_ratio -- A and B timed alternately, round by round;
+    the headline ratio is the median of the per-round ratios.
   * machine_info                -- CPU model, cores, sparseopt.info(), versions.
   * copy_bandwidth              -- measured memory copy bandwidth (np.copyto).
   * write_results               -- bench/results/<name>.json and <name>.md.
@@ -140,6 +142,55 @@ def time_steps(step: Callable[[int], Any], *, prepare: Callable[[int], Any] | No
     out["per_step"] = summarize(all_steps)
     out["next"] = i
     return out
+
+
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict:
+    """summarize() of the per-round ratios ``numerator[r] / denominator[r]``.
+
+    The two sequences hold the times of A and B measured in the same rounds (A and B timed
+    alternately); a drift of the shared host that slows one round slows both of its times,
+    so the median of the per-round ratios moves much less than the ratio of the two medians.
+    Its "median" is the headline ratio every benchmark reports.
+    """
+    if len(numerator) != len(denominator):
+        raise ValueError(f"paired_ratio needs one time per round from each side, got "
+                         f"{len(numerator)} and {len(denominator)}")
+    out = summarize([a / b for a, b in zip(numerator, denominator)])
+    out["samples"] = [a / b for a, b in zip(numerator, denominator)]
+    return out
+
+
+def paired_rounds(steps: dict[str, Callable[[int], Any]], *, rounds: int,
+                  steps_per_round: int = 1, warmup: int = 1,
+                  prepare: dict[str, Callable[[int], Any]] | None = None) -> dict[str, list[float]]:
+    """Time several implementations alternately: round r times ``steps_per_round`` steps of
+    each, in an order rotated every round, and records each one's mean seconds per step.
+
+    ``steps[name](i)`` is timed, ``prepare[name](i)`` (optional) runs untimed just before;
+    within a round every implementation gets the same counters i (= round * steps_per_round
+    + k), so they step the same inputs in the same sequence. ``warmup`` untimed rounds come
+    first. Returns {name: [seconds per step of round 0, 1, ...]}, ready for paired_ratio.
+    """
+    prepare = prepare or {}
+    names = list(steps)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    pc = time.perf_counter
+    with _GcPaused():
+        for r in range(-warmup, rounds):
+            rot = r % len(names)
+            for n in names[rot:] + names[:rot]:
+                step, prep = steps[n], prepare.get(n)
+                total = 0.0
+                for k in range(steps_per_round):
+                    i = (r + warmup) * steps_per_round + k
+                    if prep is not None:
+                        prep(i)
+                    t0 = pc()
+                    step(i)
+                    total += pc() - t0
+                if r >= 0:
+                    times[n].append(total / steps_per_round)
+    return times
 
 
 # --------------------------------------------------------------------------
