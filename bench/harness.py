@@ -160,6 +160,41 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> di
     return out
 
 
+def paired_blocks(num_times: Sequence[float], den_times: Sequence[float], *,
+                  num_other: Sequence[float | None] | None = None,
+                  den_other: Sequence[float | None] | None = None,
+                  num_rounds: Sequence[int] | None = None,
+                  den_rounds: Sequence[int] | None = None,
+                  busy_cores: float | None = None) -> dict:
+    """paired_ratio of two sides' interleaved blocks, matched by round.
+
+    ``*_rounds`` give the round of each block (default 0, 1, ...: every side ran in every
+    round); only rounds both sides ran in are paired. With ``busy_cores`` and the other
+    processes' CPU use during each block (``*_other``, None when unknown), the rounds where
+    both blocks were undisturbed are used when they are at least half of the shared ones,
+    else all shared rounds. "rounds_used" says which.
+    """
+    def by_round(times, rounds, other):
+        rounds = range(len(times)) if rounds is None else rounds
+        other = [None] * len(times) if other is None else other
+        return {r: (t, o) for r, t, o in zip(rounds, times, other)}
+
+    a = by_round(num_times, num_rounds, num_other)
+    b = by_round(den_times, den_rounds, den_other)
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise ValueError("the two sides ran in no common round")
+    used, which = shared, "all"
+    if busy_cores is not None:
+        quiet = [r for r in shared if all(x[1] is not None and x[1] < busy_cores
+                                          for x in (a[r], b[r]))]
+        if 2 * len(quiet) >= len(shared):
+            used, which = quiet, "undisturbed"
+    out = paired_ratio([a[r][0] for r in used], [b[r][0] for r in used])
+    out["rounds_used"] = which
+    return out
+
+
 def paired_rounds(steps: dict[str, Callable[[int], Any]], *, rounds: int,
                   steps_per_round: int = 1, warmup: int = 1,
                   prepare: dict[str, Callable[[int], Any]] | None = None) -> dict[str, list[float]]:
