@@ -37,6 +37,7 @@ BENCHMARKS = {
     "torch_step": "bench_torch_step",
     "fused": "bench_fused",
     "tbe": "bench_tbe",
+    "size_curve": "bench_size_curve",
 }
 
 
