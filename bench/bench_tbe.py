@@ -276,8 +276,7 @@ def to_markdown(data: dict) -> str:
         f"from the same start and agree to {check} (max relative difference); 'tables differ "
         f"by': the same after the timed steps. Command: `python bench/run.py --only tbe` "
         f"(needs `{INSTALL_HINT.split(' (')[0]}`).")
-    return "\n".join([("**Quick smoke run -- not representative.**\n\n" if data["quick"] else "")
-                      + table, "", notes]) + "\n"
+    return harness.report(table, notes, data["quick"])
 
 
 def main(argv=None):

@@ -461,6 +461,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
     return "\n".join(lines)
 
 
+def report(table: str, notes: str, quick: bool) -> str:
+    """A benchmark's markdown: its table, a blank line, its notes; a smoke run says so first."""
+    banner = "**Quick smoke run -- not representative.**\n\n" if quick else ""
+    return f"{banner}{table}\n\n{notes}\n"
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
