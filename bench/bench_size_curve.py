@@ -175,7 +175,8 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
     data = {"name": NAME, "quick": quick, "config": cfg, "cases": cases, "skipped": skipped,
             "sparseopt": sparseopt.__version__, "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "elapsed_s": time.perf_counter() - t_start,
-            "machine": machine or harness.machine_info()}
+            "machine": machine or harness.machine_info(),
+            "copy_bandwidth": bandwidth}
     data["plot"] = plot(data, harness.RESULTS_DIR / ("quick" if quick else "") / f"{NAME}.png")
     data["markdown"] = to_markdown(data)
     return data
@@ -249,6 +250,7 @@ def to_markdown(data: dict) -> str:
         f"rows <= 1.3x while dense grows with the table.{skipped}{plot} Command: "
         f"`python bench/run.py --only size_curve` (nothing else big running: dense Adam at "
         f"16M rows holds 16 GiB).")
+    notes += "\n\n" + harness.describe_machine(data["machine"], data.get("copy_bandwidth"))
     return harness.report(table, notes, data["quick"])
 
 

@@ -236,7 +236,8 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
                 cases.append(res)
     data = {"name": NAME, "quick": quick, "config": cfg, "same_table_check": check,
             "cases": cases, "fbgemm_gpu": fbgemm_gpu.__version__, "torch": torch.__version__,
-            "sparseopt": sparseopt.__version__, "machine": machine or harness.machine_info()}
+            "sparseopt": sparseopt.__version__, "machine": machine or harness.machine_info(),
+            "copy_bandwidth": bandwidth}
     data["markdown"] = to_markdown(data)
     return data
 
@@ -276,6 +277,7 @@ def to_markdown(data: dict) -> str:
         f"from the same start and agree to {check} (max relative difference); 'tables differ "
         f"by': the same after the timed steps. Command: `python bench/run.py --only tbe` "
         f"(needs `{INSTALL_HINT.split(' (')[0]}`).")
+    notes += "\n\n" + harness.describe_machine(data["machine"], data.get("copy_bandwidth"))
     return harness.report(table, notes, data["quick"])
 
 
