@@ -250,8 +250,7 @@ def to_markdown(data: dict) -> str:
         f"rows <= 1.3x while dense grows with the table.{skipped}{plot} Command: "
         f"`python bench/run.py --only size_curve` (nothing else big running: dense Adam at "
         f"16M rows holds 16 GiB).")
-    notes += "\n\n" + harness.describe_machine(data["machine"], data.get("copy_bandwidth"))
-    return harness.report(table, notes, data["quick"])
+    return harness.report(table, notes, data)
 
 
 def main(argv=None):

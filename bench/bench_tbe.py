@@ -277,8 +277,7 @@ def to_markdown(data: dict) -> str:
         f"from the same start and agree to {check} (max relative difference); 'tables differ "
         f"by': the same after the timed steps. Command: `python bench/run.py --only tbe` "
         f"(needs `{INSTALL_HINT.split(' (')[0]}`).")
-    notes += "\n\n" + harness.describe_machine(data["machine"], data.get("copy_bandwidth"))
-    return harness.report(table, notes, data["quick"])
+    return harness.report(table, notes, data)
 
 
 def main(argv=None):

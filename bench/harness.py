@@ -461,10 +461,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
     return "\n".join(lines)
 
 
-def report(table: str, notes: str, quick: bool) -> str:
-    """A benchmark's markdown: its table, a blank line, its notes; a smoke run says so first."""
-    banner = "**Quick smoke run -- not representative.**\n\n" if quick else ""
-    return f"{banner}{table}\n\n{notes}\n"
+def report(table: str, notes: str, data: dict) -> str:
+    """A benchmark's markdown from its result ``data``: the table, its notes, the machine line
+    (``data["machine"]``, ``data["copy_bandwidth"]``); a smoke run says so first."""
+    banner = "**Quick smoke run -- not representative.**\n\n" if data["quick"] else ""
+    machine = describe_machine(data["machine"], data.get("copy_bandwidth"))
+    return f"{banner}{table}\n\n{notes}\n\n{machine}\n"
 
 
 def _json_default(o):
