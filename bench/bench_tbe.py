@@ -16,8 +16,9 @@ path has and sparseopt has too:
 
 at 1 and 2 threads (torch.set_num_threads for FBGEMM, ``num_threads`` for sparseopt).
 
-First, for each optimizer, both libraries step a small table 5 times from the same start and
-must agree to float32 rounding (check_same_table); the timed runs then step the same batch
+First, for each optimizer, both libraries step a small table 10 times from the same start
+(uniform and Zipf bags, every other step with per-sample weights) and must agree to float32
+rounding (check_same_table); the timed runs then step the same batch
 sequence, and their tables are compared again at the end (reported).
 
 Timed: (a) backward + optimizer -- the forward runs untimed just before each timed step (for
@@ -106,9 +107,10 @@ class Pair:
         return self.tbe.split_embedding_weights()[0].detach().numpy()
 
     # one step of each: forward (gather) then backward + optimizer, fused
-    def fb_forward(self, bags):
+    def fb_forward(self, bags, weights=None):
         indptr, indices, _ = bags
-        self._out = self.tbe(indices["torch"], indptr["torch"])
+        self._out = self.tbe(indices["torch"], indptr["torch"],
+                             per_sample_weights=None if weights is None else weights["torch"])
 
     def fb_backward(self, bags):
         self._out.backward(bags[2]["torch"])
@@ -120,9 +122,10 @@ class Pair:
         self._so_out = sparseopt.gather_sum(self.param, indptr["np"], indices["np"],
                                             num_threads=self.opt.num_threads)
 
-    def so_backward(self, bags):
+    def so_backward(self, bags, weights=None):
         indptr, indices, grad_out = bags
-        self.opt.step_bags(grad_out["np"], indptr["np"], indices["np"])
+        self.opt.step_bags(grad_out["np"], indptr["np"], indices["np"],
+                           None if weights is None else weights["np"])
 
 
 def make_bags(dist: str, cfg: dict, rng: np.random.Generator) -> list:
@@ -146,7 +149,7 @@ def max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
 def check_same_table(fb=None, *, num_rows: int = 2000, width: int = 16, steps: int = 5,
                      seed: int = 0, tol: float = 1e-5) -> dict:
     """Step a small table with FBGEMM and with sparseopt, same start and bags (uniform and
-    Zipf, repeats included), for every optimizer; raise AssertionError unless the tables agree
+    Zipf, repeats included, every other step with per-sample weights), for every optimizer; raise AssertionError unless the tables agree
     to ``tol`` (relative, float32 rounding) and the step changed them. Returns
     {optimizer: max relative difference}."""
     if fb is None:
@@ -160,10 +163,15 @@ def check_same_table(fb=None, *, num_rows: int = 2000, width: int = 16, steps: i
         table = rng.standard_normal((num_rows, width), dtype=np.float32)
         pair = Pair(fb, opt_name, table, threads=0)
         for dist in DISTS:
-            for bags in make_bags(dist, cfg, rng):
-                pair.fb_forward(bags)
+            for k, bags in enumerate(make_bags(dist, cfg, rng)):
+                weights = None
+                if k % 2:  # every other step with per-sample weights (a weighted bag)
+                    import torch
+                    w = rng.uniform(-1.0, 2.0, len(bags[1]["np"])).astype(np.float32)
+                    weights = {"np": w, "torch": torch.from_numpy(w)}
+                pair.fb_forward(bags, weights)
                 pair.fb_backward(bags)
-                pair.so_backward(bags)
+                pair.so_backward(bags, weights)
         d = max_rel_diff(pair.fbgemm_table(), pair.param)
         moved = max_rel_diff(pair.param, table)
         if not (d <= tol and moved > 100 * tol):
@@ -274,6 +282,7 @@ def to_markdown(data: dict) -> str:
         f"whole step. ms: median (min–max) over {cfg['rounds']} rounds of {cfg['steps_per_round']} "
         f"steps; speedups: median of per-round paired ratios (FBGEMM / sparseopt, order "
         f"rotated each round). Same table: before timing, both step a 2000 x 16 table 10 times "
+        f"(every other step with per-sample weights) "
         f"from the same start and agree to {check} (max relative difference); 'tables differ "
         f"by': the same after the timed steps. Command: `python bench/run.py --only tbe` "
         f"(needs `{INSTALL_HINT.split(' (')[0]}`).")
