@@ -271,10 +271,20 @@ def warm_up(im: dict) -> tuple[int, float]:
     return i, time.perf_counter() - t0
 
 
+def paired(num: dict, den: dict) -> float:
+    """The median of the per-round ratios num / den of two sides' interleaved blocks (as
+    interleaved() returns them), over the rounds both ran, undisturbed ones when enough."""
+    return harness.paired_blocks(
+        num["block_means_ms"], den["block_means_ms"], num_other=num["block_other_cores"],
+        den_other=den["block_other_cores"], num_rounds=num.get("block_rounds"),
+        den_rounds=den.get("block_rounds"), busy_cores=BUSY_CORES)["median"]
+
+
 def interleaved(impls: dict, counters: dict, cfg: dict, tag: str) -> dict:
     """Blocks of each implementation in rotating order until each has its number of
     undisturbed blocks (or max_rounds_factor times as many blocks in all)."""
     blocks = {n: [] for n in impls}
+    rounds = {n: [] for n in impls}  # the round of each block, to pair sides by round
     other = {n: [] for n in impls}
     steal = {n: [] for n in impls}
     order = list(impls)
@@ -299,6 +309,7 @@ def interleaved(impls: dict, counters: dict, cfg: dict, tag: str) -> dict:
                                    steps=im["steps"], repeat=1, start=counters[n])
             counters[n] = r["next"]
             blocks[n].append(r["samples"][0])
+            rounds[n].append(b)
             load = mon.read()
             other[n].append(load["other_cores"] if load else None)
             steal[n].append(load["steal_cores"] if load else None)
@@ -316,6 +327,7 @@ def interleaved(impls: dict, counters: dict, cfg: dict, tag: str) -> dict:
         s["n_blocks_undisturbed"] = len(good)
         s["steps_per_block"] = impls[n]["steps"]
         s["block_means_ms"] = [x * 1e3 for x in blocks[n]]
+        s["block_rounds"] = rounds[n]
         s["block_other_cores"] = other[n]
         s["block_steal_cores"] = steal[n]
         out[n] = s
@@ -425,18 +437,16 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
                 case["gaps"] = gap_stats(idx_b, warm["exact"]["steps"], counters["exact"], N)
             im = case["impls"]
             if "lazy" in im and "exact" in im:
-                case["exact_over_lazy"] = im["exact"]["median"] / im["lazy"]["median"]
+                case["exact_over_lazy"] = paired(im["exact"], im["lazy"])
                 case["exact_extra_ms"] = im["exact"]["median"] - im["lazy"]["median"]
             if "exact_flush_batch" in im and "lazy" in im:
-                case["exact_flush_batch_over_lazy"] = (im["exact_flush_batch"]["median"]
-                                                       / im["lazy"]["median"])
+                case["exact_flush_batch_over_lazy"] = paired(im["exact_flush_batch"], im["lazy"])
             if "torch_dense" in im and "exact" in im:
-                case["dense_over_exact"] = im["torch_dense"]["median"] / im["exact"]["median"]
+                case["dense_over_exact"] = paired(im["torch_dense"], im["exact"])
             if "torch_dense" in im and "lazy" in im:
-                case["dense_over_lazy"] = im["torch_dense"]["median"] / im["lazy"]["median"]
+                case["dense_over_lazy"] = paired(im["torch_dense"], im["lazy"])
             if "torch_sparse" in im and "exact" in im:
-                case["torch_sparse_over_exact"] = (im["torch_sparse"]["median"]
-                                                   / im["exact"]["median"])
+                case["torch_sparse_over_exact"] = paired(im["torch_sparse"], im["exact"])
             harness.log(f"[{tag}] " + ", ".join(f"{n} {s['median']:.2f} ms" for n, s in im.items())
                         + (f", flush {case['flush_ms']:.1f} ms" if "flush_ms" in case else ""))
             cases.append(case)
@@ -481,9 +491,9 @@ def to_markdown(data: dict) -> str:
     header = ["optimizer", "indices", "unique rows/step", f"lazy ms ({st} thr)",
               f"exact ms ({st} thr)", "exact / lazy (≤ 2x)", "exact + flush(batch) ms",
               "exact + flush(batch) / lazy", f"torch dense ms ({tt} thr)",
-              "dense / exact (≥ 20x)", "dense / lazy", "torch sparse ms", "flush() ms (once)"]
+              "dense / exact", "dense / lazy", "torch sparse ms", "flush() ms (once)"]
     rows, notes = [], []
-    met = {"lazy": [0, 0], "dense": [0, 0]}
+    met = {"lazy": [0, 0]}
     for c in data["cases"]:
         im = c["impls"]
         dist = "uniform" if c["dist"] == "uniform" else f"Zipf (s={data['zipf_exponent']})"
@@ -494,15 +504,12 @@ def to_markdown(data: dict) -> str:
         if r1 is not None:
             met["lazy"][0] += r1 <= 2.0
             met["lazy"][1] += 1
-        if r2 is not None:
-            met["dense"][0] += r2 >= 20.0
-            met["dense"][1] += 1
         ts_txt = f"{_ms(ts, 1)} after {ts['steps_before_timing']} steps" if ts else ""
         rows.append([c["label"], dist, f"{c['unique_rows_mean']:,.0f}",
                      _ms(lz) if lz else "skipped", _ms(ex) if ex else "skipped",
                      _ratio(r1, 2.0, True), _ms(efb) if efb else "n/a",
                      _ratio(c.get("exact_flush_batch_over_lazy")),
-                     _ms(td, 1) if td else "n/a", _ratio(r2, 20.0, False),
+                     _ms(td, 1) if td else "n/a", _ratio(r2),
                      _ratio(c.get("dense_over_lazy")), ts_txt,
                      f"{c['flush_ms']:.0f}" if "flush_ms" in c else "n/a"])
         for mode, why in c.get("skipped", {}).items():
@@ -551,14 +558,20 @@ def to_markdown(data: dict) -> str:
         f"{cfg['dense_steps']} steps for torch; {blocks_txt}). "
         f"torch dense: " + (", ".join(dense_descs) or "n/a") + " on the same table with a dense "
         f"gradient (the batch's rows, zeros elsewhere, built outside the timed region; only "
-        f"`optimizer.step()` is timed). dense / lazy: the same ratio for lazy mode, the ceiling "
+        f"`optimizer.step()` is timed). Ratios (exact / lazy, dense / exact, ...): the median of "
+        f"the per-round paired ratios of the two sides' blocks (blocks of the same round, "
+        f"undisturbed ones when enough), which cancels the shared host's drift. "
+        f"dense / lazy: the same ratio for lazy mode, the ceiling "
         f"that exact mode's ratio approaches as its extra cost goes to zero. "
         f"torch sparse: `torch.optim.SGD(momentum=0.9)` given the sparse gradient; its momentum "
         f"buffer is an uncoalesced sparse tensor that grows by one batch every step, so its step "
         f"time grows with the step count (timed after {cfg['torch_sparse_warmup']} steps). "
         f"flush(): one call after the timed steps, catching every row of the table up. "
-        f"Targets: exact / lazy ≤ 2x (met in {met['lazy'][0]} of {met['lazy'][1]} rows), "
-        f"dense / exact ≥ 20x (met in {met['dense'][0]} of {met['dense'][1]} rows).")
+        f"Target: exact / lazy ≤ 2x (met in {met['lazy'][0]} of {met['lazy'][1]} rows). "
+        f"dense / exact has no target: where dense fused Adam runs at memory bandwidth it is "
+        f"capped by dense / lazy, and it grows with the table; what exact mode promises, a "
+        f"step that costs what the touched rows cost whatever the table's size, is measured "
+        f"by the size curve (`bench_size_curve.py`).")
     lines = [table, "", caption, "",
              harness.describe_machine(data["machine"], data["copy_bandwidth"])]
     loads = [x for c in data["cases"] for s in c["impls"].values()

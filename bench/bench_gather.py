@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from bench_exact import BUSY_CORES, interleaved, warm_up  # noqa: E402
+from bench_exact import BUSY_CORES, interleaved, paired, warm_up  # noqa: E402
 
 NAME = "gather"
 
@@ -248,10 +248,12 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
         so["frac_copy_bw"] = so["gbps"] / bandwidth["gbps"]["median"]
         comp = c["competitor"]
         if comp and comp in c["impls"]:
-            c["speedup"] = c["impls"][comp]["median"] / so["median"]
-            c["speedup_1t"] = c["impls"][comp]["median"] / c["impls"]["sparseopt_1t"]["median"]
+            c["speedup"] = paired(c["impls"][comp], so)
+            c["speedup_1t"] = paired(c["impls"][comp], c["impls"]["sparseopt_1t"])
         if "torch_uncoalesced" in c["impls"]:
-            c["speedup_uncoalesced"] = c["impls"]["torch_uncoalesced"]["median"] / so["median"]
+            c["speedup_uncoalesced"] = paired(c["impls"]["torch_uncoalesced"], so)
+            c["speedup_uncoalesced_1t"] = paired(c["impls"]["torch_uncoalesced"],
+                                                 c["impls"]["sparseopt_1t"])
 
     data = {"name": NAME, "quick": quick, "config": cfg, "zipf_exponent": ZIPF_S, "seed": seed,
             "sparseopt_threads": so_threads, "torch_threads": torch_threads, "machine": machine,
@@ -300,7 +302,7 @@ def to_markdown(data: dict) -> str:
             un = im["torch_uncoalesced"]
             rows.append(["", "", "", "", "torch backward alone (uncoalesced n x 64 gradient)",
                          _ms(un), f"{c['speedup_uncoalesced']:.1f}x",
-                         f"{un['median'] / im['sparseopt_1t']['median']:.1f}x", "", ""])
+                         f"{c['speedup_uncoalesced_1t']:.1f}x", "", ""])
     table = harness.markdown_table(header, rows)
     used = [im["blocks_used"] for c in data["cases"] for im in c["impls"].values()]
     blocks_txt = (f"undisturbed blocks only (other processes used < {BUSY_CORES} cores)"
@@ -321,8 +323,9 @@ def to_markdown(data: dict) -> str:
         "backward alone; the forward graph is built outside the timed region. SciPy's "
         "`x.T @ grad_out` returns the dense "
         f"{cfg['csr_cols']:,} x {cfg['width']} gradient. "
-        f"ms: median (min–max) over interleaved blocks, {blocks_txt}. Speedup = competitor ms / "
-        f"sparseopt ms ({st} threads, or one). "
+        f"ms: median (min–max) over interleaved blocks, {blocks_txt}. Speedup: median of the per-round "
+        f"paired ratios competitor / sparseopt ({st} threads, or one), blocks of the same "
+        f"round, undisturbed ones when enough. "
         "GB/s and % of copy bandwidth are for sparseopt (all threads) and count the bytes the "
         "call must move at the least (forward: the gathered rows, indices and output; "
         "backward: grad_out, indices and the touched rows written). The Zipf rows and the CSR "

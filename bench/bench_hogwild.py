@@ -172,10 +172,10 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
             s["other_cores"] = loads[name]
             s.update(backend=backend, workers=workers, threads_per_worker=threads)
             res["configs"][name] = s
-        med = {name: res["configs"][name]["median"] for name, *_ in CONFIGS}
-        res["scaling_thread"] = med["thread_2"] / med["thread_1"]
-        res["scaling_fork"] = med["fork_2"] / med["fork_1"]
-        res["scaling_openmp"] = med["openmp_2"] / med["thread_1"]
+        # every config runs the same blocks in every round: pair them block by block
+        res["scaling_thread"] = harness.paired_ratio(samples["thread_2"], samples["thread_1"])["median"]
+        res["scaling_fork"] = harness.paired_ratio(samples["fork_2"], samples["fork_1"])["median"]
+        res["scaling_openmp"] = harness.paired_ratio(samples["openmp_2"], samples["thread_1"])["median"]
         cases.append(res)
         del opt, batches
         gc.collect()
@@ -216,7 +216,7 @@ def to_markdown(data: dict) -> str:
         f"steps its own replica of one lazy optimizer (SGD lr 1e-3, Adagrad lr 1e-2, state "
         f"shared) with batches of its own over the whole table, so workers collide on rows. "
         f"`hogwild.run(..., backend=\"thread\")` and `backend=\"fork\"` with "
-        f"`threads_per_worker=1`; scaling = median with 2 workers / median with 1. Last column: "
+        f"`threads_per_worker=1`; scaling = median of the per-block paired ratios 2 workers / 1 (the same round and block). Last column: "
         f"one thread worker whose steps each run on 2 OpenMP threads, and its ratio to 1 "
         f"worker. Process start-up is not timed.")
     lines = [table, "", notes]

@@ -164,7 +164,11 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
             entry = dict(case, impls=res)
             for comp in ("torch", "numpy"):
                 if comp in res and "sparseopt" in res:
-                    entry[f"speedup_vs_{comp}"] = res[comp]["median"] / res["sparseopt"]["median"]
+                    entry[f"speedup_vs_{comp}"] = harness.paired_blocks(
+                        res[comp]["block_means_s"], res["sparseopt"]["block_means_s"],
+                        num_other=res[comp]["block_other_cores"],
+                        den_other=res["sparseopt"]["block_other_cores"],
+                        busy_cores=BUSY_CORES)["median"]
             harness.log(f"[{case['key']}] " + ", ".join(
                 f"{n} {s['median'] * 1e3:.3f} ms" for n, s in res.items()))
             results.append(entry)
@@ -221,7 +225,8 @@ def to_markdown(data: dict) -> str:
     notes = (
         "Top-k along the last axis of standard-normal float32 rows, sorted output. Times: median "
         "(min–max) over interleaved blocks of the mean time per call "
-        f"({blocks_txt}). Speedups: torch or NumPy median / sparseopt ({st} thr) median. "
+        f"({blocks_txt}). Speedups: median of the per-round paired ratios torch or NumPy / "
+        f"sparseopt ({st} thr), blocks of the same round (undisturbed ones when enough). "
         "By magnitude, torch runs `torch.topk(t.abs(), k)` and NumPy `np.abs` first (neither "
         "has the option). NumPy: `np.argpartition` then an argsort of the k.")
     lines = [table, "", notes, "", harness.describe_machine(data["machine"], data.get("copy_bandwidth"))]

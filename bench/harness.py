@@ -6,6 +6,8 @@ version string) only when it is installed.
 Pieces:
   * time_steps / time_callable -- wall-clock timing with warm-up and repeats,
     returning the median and the spread (min, max, IQR).
+  * paired_rounds / paired_ratio -- A and B timed alternately, round by round;
+    the headline ratio is the median of the per-round ratios.
   * machine_info                -- CPU model, cores, sparseopt.info(), versions.
   * copy_bandwidth              -- measured memory copy bandwidth (np.copyto).
   * write_results               -- bench/results/<name>.json and <name>.md.
@@ -140,6 +142,90 @@ def time_steps(step: Callable[[int], Any], *, prepare: Callable[[int], Any] | No
     out["per_step"] = summarize(all_steps)
     out["next"] = i
     return out
+
+
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict:
+    """summarize() of the per-round ratios ``numerator[r] / denominator[r]``.
+
+    The two sequences hold the times of A and B measured in the same rounds (A and B timed
+    alternately); a drift of the shared host that slows one round slows both of its times,
+    so the median of the per-round ratios moves much less than the ratio of the two medians.
+    Its "median" is the headline ratio every benchmark reports.
+    """
+    if len(numerator) != len(denominator):
+        raise ValueError(f"paired_ratio needs one time per round from each side, got "
+                         f"{len(numerator)} and {len(denominator)}")
+    out = summarize([a / b for a, b in zip(numerator, denominator)])
+    out["samples"] = [a / b for a, b in zip(numerator, denominator)]
+    return out
+
+
+def paired_blocks(num_times: Sequence[float], den_times: Sequence[float], *,
+                  num_other: Sequence[float | None] | None = None,
+                  den_other: Sequence[float | None] | None = None,
+                  num_rounds: Sequence[int] | None = None,
+                  den_rounds: Sequence[int] | None = None,
+                  busy_cores: float | None = None) -> dict:
+    """paired_ratio of two sides' interleaved blocks, matched by round.
+
+    ``*_rounds`` give the round of each block (default 0, 1, ...: every side ran in every
+    round); only rounds both sides ran in are paired. With ``busy_cores`` and the other
+    processes' CPU use during each block (``*_other``, None when unknown), the rounds where
+    both blocks were undisturbed are used when they are at least half of the shared ones,
+    else all shared rounds. "rounds_used" says which.
+    """
+    def by_round(times, rounds, other):
+        rounds = range(len(times)) if rounds is None else rounds
+        other = [None] * len(times) if other is None else other
+        return {r: (t, o) for r, t, o in zip(rounds, times, other)}
+
+    a = by_round(num_times, num_rounds, num_other)
+    b = by_round(den_times, den_rounds, den_other)
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise ValueError("the two sides ran in no common round")
+    used, which = shared, "all"
+    if busy_cores is not None:
+        quiet = [r for r in shared if all(x[1] is not None and x[1] < busy_cores
+                                          for x in (a[r], b[r]))]
+        if 2 * len(quiet) >= len(shared):
+            used, which = quiet, "undisturbed"
+    out = paired_ratio([a[r][0] for r in used], [b[r][0] for r in used])
+    out["rounds_used"] = which
+    return out
+
+
+def paired_rounds(steps: dict[str, Callable[[int], Any]], *, rounds: int,
+                  steps_per_round: int = 1, warmup: int = 1,
+                  prepare: dict[str, Callable[[int], Any]] | None = None) -> dict[str, list[float]]:
+    """Time several implementations alternately: round r times ``steps_per_round`` steps of
+    each, in an order rotated every round, and records each one's mean seconds per step.
+
+    ``steps[name](i)`` is timed, ``prepare[name](i)`` (optional) runs untimed just before;
+    within a round every implementation gets the same counters i (= round * steps_per_round
+    + k), so they step the same inputs in the same sequence. ``warmup`` untimed rounds come
+    first. Returns {name: [seconds per step of round 0, 1, ...]}, ready for paired_ratio.
+    """
+    prepare = prepare or {}
+    names = list(steps)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    pc = time.perf_counter
+    with _GcPaused():
+        for r in range(-warmup, rounds):
+            rot = r % len(names)
+            for n in names[rot:] + names[:rot]:
+                step, prep = steps[n], prepare.get(n)
+                total = 0.0
+                for k in range(steps_per_round):
+                    i = (r + warmup) * steps_per_round + k
+                    if prep is not None:
+                        prep(i)
+                    t0 = pc()
+                    step(i)
+                    total += pc() - t0
+                if r >= 0:
+                    times[n].append(total / steps_per_round)
+    return times
 
 
 # --------------------------------------------------------------------------
@@ -373,6 +459,14 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
     for r in rows:
         lines.append("| " + " | ".join(str(c) for c in r) + " |")
     return "\n".join(lines)
+
+
+def report(table: str, notes: str, data: dict) -> str:
+    """A benchmark's markdown from its result ``data``: the table, its notes, the machine line
+    (``data["machine"]``, ``data["copy_bandwidth"]``); a smoke run says so first."""
+    banner = "**Quick smoke run -- not representative.**\n\n" if data["quick"] else ""
+    machine = describe_machine(data["machine"], data.get("copy_bandwidth"))
+    return f"{banner}{table}\n\n{notes}\n\n{machine}\n"
 
 
 def _json_default(o):
