@@ -189,7 +189,7 @@ def make_sparseopt(fam, mode, base, idx_b, val_b, cfg, flush_batch=False):
     forward pass would read the batch's rows where the dense optimizer has them), then
     ``opt.step(indices, values)``."""
     import sparseopt
-    param = base.copy()
+    param = harness.aligned_copy(base)
     opt = getattr(sparseopt.optim, fam["so"])(param, **fam["kw"], mode=mode)
     ni, nv = len(idx_b), len(val_b)
 
@@ -208,7 +208,7 @@ def make_sparseopt(fam, mode, base, idx_b, val_b, cfg, flush_batch=False):
 
 def make_torch_dense(fam, base, idx_b, val_b, cfg):
     import torch
-    p = torch.nn.Parameter(torch.from_numpy(base.copy()))
+    p = torch.nn.Parameter(torch.from_numpy(base).clone())
     p.grad = torch.zeros_like(p)
     opt, desc = torch_dense_optimizer(fam, [p])
     idx_t = [torch.from_numpy(i) for i in idx_b]
@@ -234,7 +234,7 @@ def make_torch_dense(fam, base, idx_b, val_b, cfg):
 def make_torch_sparse(fam, base, idx_b, val_b, cfg):
     import torch
     N, w = base.shape
-    p = torch.nn.Parameter(torch.from_numpy(base.copy()))
+    p = torch.nn.Parameter(torch.from_numpy(base).clone())
     opt = torch.optim.SGD([p], **fam["torch_kw"])
     idx_t = [torch.from_numpy(i).unsqueeze(0) for i in idx_b]
     val_t = [torch.from_numpy(v) for v in val_b]

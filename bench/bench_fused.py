@@ -62,7 +62,7 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
     for dist in ("uniform", "Zipf (s=1.1)"):
         batches = _batches(cfg, "uniform" if dist == "uniform" else "zipf", rng)
         for name, make in _optimizers().items():
-            fused_table, two_table = table.copy(), table.copy()
+            fused_table, two_table = harness.aligned_copy(table), harness.aligned_copy(table)
             fused, two = make(fused_table), make(two_table)
 
             def step_fused(b):

@@ -190,7 +190,7 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
     rng = np.random.default_rng(seed)
     N, w, B, L = cfg["num_rows"], cfg["width"], cfg["bags"], cfg["bag_len"]
     harness.log(f"allocating {N} x {w} float32 table ...")
-    table = rng.standard_normal((N, w), dtype=np.float32)
+    table = harness.aligned_copy(rng.standard_normal((N, w), dtype=np.float32))  # shared by both
     indptr = np.arange(0, B * L + 1, L, dtype=np.int64)
     grad_out = rng.standard_normal((B, w), dtype=np.float32)
     n = B * L

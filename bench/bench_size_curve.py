@@ -78,7 +78,8 @@ class Side:
         table = make_table(num_rows, cfg["width"], rng)
         if kind == "torch dense":
             import torch
-            self.p = torch.nn.Parameter(torch.from_numpy(table))
+            self.p = torch.nn.Parameter(torch.from_numpy(table).clone())  # torch's own memory
+            del table
             self.p.grad = torch.zeros_like(self.p)
             self.opt, self.desc = torch_dense_optimizer(FAM, [self.p])
             self.idx_t = [torch.from_numpy(i) for i in self.idx]
@@ -86,8 +87,9 @@ class Side:
             self.prev = None
         else:
             import sparseopt
-            self.table = table
-            self.opt = sparseopt.optim.Adam(table, **FAM["kw"], mode=kind)
+            self.table = harness.aligned_copy(table)
+            del table
+            self.opt = sparseopt.optim.Adam(self.table, **FAM["kw"], mode=kind)
             self.desc = f"sparseopt.optim.Adam(mode={kind!r})"
 
     def prepare(self, _=None):  # untimed: dense torch's gradient holds this batch's rows

@@ -85,7 +85,7 @@ def bytes_per_step(unique_rows: float, cfg: dict) -> float:
 # --------------------------------------------------------------------------
 def make_sparseopt(base: np.ndarray, batches, num_threads: int):
     import sparseopt
-    param = base.copy()  # C-contiguous float32, every page touched
+    param = harness.aligned_copy(base)  # C-contiguous float32, every page touched
     opt = sparseopt.optim.Adam(param, **ADAM_KW, mode="lazy",
                                bias_correction="global", num_threads=num_threads)
     nb = len(batches)
@@ -100,7 +100,7 @@ def make_sparseopt(base: np.ndarray, batches, num_threads: int):
 def make_torch(base: np.ndarray, batches):
     import torch
     N, w = base.shape
-    p = torch.nn.Parameter(torch.from_numpy(base.copy()))
+    p = torch.nn.Parameter(torch.from_numpy(base).clone())  # torch's own (aligned) memory
     opt = torch.optim.SparseAdam([p], **ADAM_KW)
     grads = [torch.sparse_coo_tensor(torch.from_numpy(idx).unsqueeze(0),
                                      torch.from_numpy(vals), (N, w),

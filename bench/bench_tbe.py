@@ -99,7 +99,7 @@ class Pair:
         import torch
         with torch.no_grad():
             self.tbe.split_embedding_weights()[0].copy_(torch.from_numpy(table))
-        self.param = table.copy()
+        self.param = harness.aligned_copy(table)
         self.opt = getattr(sparseopt.optim, so_cls)(self.param, num_threads=threads, **so_kw)
         self._out = None
 

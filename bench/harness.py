@@ -144,6 +144,17 @@ def time_steps(step: Callable[[int], Any], *, prepare: Callable[[int], Any] | No
     return out
 
 
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` in memory from ``sparseopt.zeros``: rows start on cache-line boundaries
+    (a large ``np.zeros``/``copy()`` array starts 16 bytes past one, so each 256-byte row spans
+    five lines), as sparseopt's docs tell users to allocate tables. torch competitors get their
+    own torch-allocated (64-byte aligned) tensors: ``torch.from_numpy(a).clone()``."""
+    import sparseopt
+    out = sparseopt.zeros(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
 def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict:
     """summarize() of the per-round ratios ``numerator[r] / denominator[r]``.
 

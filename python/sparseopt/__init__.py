@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _args, _core, distributed, hogwild, meprop, nn, optim, sampled
+from ._alloc import zeros
 from .checkpoint import load, save
 from ._topk import topk
 from .clip import clip_grad_norm, grad_norm
@@ -21,7 +22,7 @@ __version__: str = _core.__version__
 
 __all__ = ["__version__", "info", "coalesce", "grad_norm", "clip_grad_norm", "topk", "gather_sum", "gather_sum_backward",
            "csr_matmul", "csr_matmul_backward", "meprop", "nn", "optim", "hogwild", "sampled",
-           "distributed", "save", "load", "get_include", "get_cmake_dir"]
+           "distributed", "save", "load", "zeros", "get_include", "get_cmake_dir"]
 
 
 def info() -> dict:
