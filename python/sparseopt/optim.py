@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import _args, _core
+from . import _args, _core, _half
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL"]
 
@@ -61,10 +61,27 @@ class Optimizer:
     record stays bounded: every 4,096 steps (``exact_record_span``) a step catches every row
     up and restarts ``history`` at itself, so exact mode's memory does not grow with the
     number of steps (that step costs one :meth:`flush` more).
+
+    Half-precision tables (float16, bfloat16; subclasses with ``_takes_half``): ``half`` holds
+    the constructor's ``(rounding, seed, state_dtype)``; for a half table they become
+    hyper-parameters (so snapshots carry them), for a float table they are checked and ignored.
     """
 
-    def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0):
-        _core.check_param(param)
+    _takes_half = False
+
+    def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0,
+                 half: tuple[Any, Any, Any] = (None, 0, None)):
+        self._half = _half.kind(param)
+        if self._half is None:
+            _core.check_param(param)
+            _half.check_ignored(param.dtype, *half)
+        elif not self._takes_half:
+            raise TypeError(f"{type(self).__name__} takes float32 or float64 tables, got a "
+                            f"{self._half} table; float16 and bfloat16 tables are taken by "
+                            f"{', '.join(_HALF_OPTIMIZERS)} (mode='lazy')")
+        else:
+            _half.check_table(param)
+            hyperparams = {**hyperparams, **_half.hyperparams(*half)}
         self._lock = threading.Lock()  # one step (or flush, snapshot) at a time per object
         self._param = param
         self._num_threads = _args.threads("num_threads", num_threads)
@@ -111,6 +128,11 @@ class Optimizer:
     def step_count(self) -> int:
         """Number of steps taken (empty steps included, as in PyTorch)."""
         return self._step
+
+    @property
+    def half(self) -> str | None:
+        """``"float16"`` or ``"bfloat16"`` for a half-precision table, else None."""
+        return self._half
 
     @property
     def state(self) -> dict[str, np.ndarray]:
@@ -237,6 +259,11 @@ class Optimizer:
                              f"{_NPZ_HINT if isinstance(hyperparams, np.ndarray) else ''}")
         hyperparams = dict(hyperparams)
         options = self._options_from(hyperparams)
+        if self._half and hyperparams["state_dtype"] != self._hyperparams["state_dtype"]:
+            raise ValueError(f"state_dict was saved with state_dtype="
+                             f"{hyperparams['state_dtype']!r}, this optimizer keeps "
+                             f"{self._hyperparams['state_dtype']!r}; construct the optimizer "
+                             f"with the same state_dtype")
         spec = self._full_spec(options, hyperparams)
         if set(spec) != set(self._state):
             raise ValueError(f"state_dict was saved with options that need the state "
@@ -374,8 +401,9 @@ class Optimizer:
         return spec
 
     def _new_state_array(self, dtype: Any, fill: Any) -> np.ndarray:
-        if dtype is None:
-            return np.full_like(self._param, fill, order="C")
+        if dtype is None:  # a half table's state has the state_dtype
+            like = _half.dtype(self._hyperparams["state_dtype"]) if self._half else None
+            return np.full_like(self._param, fill, dtype=like, order="C")
         if dtype in ("history", "window"):  # float64 arrays of their own shape
             return np.zeros(fill, dtype=np.float64)
         if dtype == "start":  # one int64
@@ -405,10 +433,27 @@ class Optimizer:
     def _flush(self, indices: np.ndarray | None) -> None:
         raise NotImplementedError
 
+    def _apply_half(self, kernel: Any, indices: Any, values: Any, step: int,
+                    bags: tuple[Any, Any, bool] | None, *state: Any) -> None:
+        """One step on a half table: `kernel` is the core's ``*_half_step``."""
+        if bags is not None:
+            raise TypeError(f"step_bags takes float32 or float64 tables; for a {self._half} "
+                            f"table compute the rows' gradient (float32) and call step()")
+        h = self._hyperparams
+        kernel(self._param, indices, values, *state, self._options, step, h["rounding"],
+               h["seed"], self._num_threads)
+
+    def _options_from_half(self, h: dict[str, Any], options: Any) -> Any:
+        """Checks a half table's own hyper-parameters in `h`; returns `options`."""
+        if self._half:
+            _half.check(h, options.mode == _core.Mode.lazy)
+        return options
+
 
 # Hyper-parameters that only matter when the optimizer is built, and why.
 _FIXED_AT_CONSTRUCTION = {
     "mode": "it decides which state arrays exist",
+    "state_dtype": "it is the dtype of the state arrays",
     "initial_accumulator_value": "it is only the accumulator's starting value",
 }
 
@@ -456,6 +501,40 @@ def _check_state_array(name: str, given: Any, own: np.ndarray, step: int, start:
         if name == "history" and (given[:, 0] < 0).any():
             raise ValueError(f"{where}[:, 0] holds each step's lr and must be >= 0: the "
                              f"snapshot is corrupt")
+
+
+# The optimizers that take float16 and bfloat16 tables.
+_HALF_OPTIMIZERS = ("SGD", "Adam", "AdamW")
+
+_HALF_DOC = """
+    Half-precision tables (lazy mode): ``param`` may be ``np.float16`` or bfloat16
+    (``ml_dtypes.bfloat16``, extra ``sparseopt[bf16]``). Each update is computed in float32 from
+    the widened row, exactly as for a float32 table, and stored with ``rounding``:
+    ``"stochastic"`` (the default: rounded up or down with probabilities that make the stored
+    value right on average, so updates far below one unit in the last place still count) or
+    ``"nearest"``. The random bits are a hash of ``(seed, step, row, column, array)``: the same
+    bits for any ``num_threads``, on rerun, and after ``load_state_dict``. Gradient ``values``
+    are float32 (summed and applied in float32). State arrays have ``state_dtype``: float32 (the
+    default), or float16/bfloat16 (half the memory, rounded like the table). ``rounding`` and
+    ``seed`` may be set between steps; ``state_dtype`` is fixed. A float32/float64 table ignores
+    ``rounding`` and ``seed`` and keeps its state in its own dtype. Not for half tables:
+    ``mode="exact"`` and :meth:`step_bags` (ValueError / TypeError).
+"""
+
+
+def _half_hyperparameter(name: str, doc: str) -> property:
+    """A half table's hyper-parameter (None for a float table, which ignores it)."""
+
+    def get(self: Optimizer) -> Any:
+        return self._hyperparams.get(name)
+
+    def set_(self: Optimizer, value: Any) -> None:
+        if not self._half:
+            raise ValueError(f"{name} applies to float16 and bfloat16 tables; this table is "
+                             f"{self._param.dtype}")
+        self._set_hyperparameter(name, value)
+
+    return property(get, set_, doc=doc)
 
 
 def _hyperparameter(name: str, doc: str) -> property:
@@ -524,16 +603,22 @@ class SGD(Optimizer):
 
     def __init__(self, param: np.ndarray, lr: float, momentum: float = 0.0,
                  dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                 mode: str = "lazy", *, num_threads: int = 0):
+                 mode: str = "lazy", *, num_threads: int = 0, rounding: str | None = None,
+                 seed: int = 0, state_dtype: Any = None):
         super().__init__(param, dict(lr=lr, momentum=momentum, dampening=dampening,
                                      nesterov=nesterov, weight_decay=weight_decay, mode=mode),
-                         num_threads=num_threads)
+                         num_threads=num_threads, half=(rounding, seed, state_dtype))
+
+    _takes_half = True
 
     momentum = _hyperparameter("momentum", "Momentum factor (settable between steps in lazy mode).")
     dampening = _hyperparameter("dampening", "Dampening of the momentum (settable between steps in lazy mode).")
     nesterov = _hyperparameter("nesterov", "Nesterov momentum (settable between steps in lazy mode).")
     weight_decay = _hyperparameter("weight_decay", "L2 weight decay (settable between steps in lazy mode).")
     mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
+    rounding = _half_hyperparameter("rounding", "Half tables: 'stochastic' or 'nearest' (settable between steps).")
+    seed = _half_hyperparameter("seed", "Half tables: the stochastic rounding's seed (settable between steps).")
+    state_dtype = _half_hyperparameter("state_dtype", "Half tables: the state arrays' dtype name (fixed).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.SgdOptions()
@@ -544,7 +629,7 @@ class SGD(Optimizer):
         o.weight_decay = h["weight_decay"] = _args.real("weight_decay", h["weight_decay"])
         o.mode = _mode(h["mode"])
         o.validate()
-        return o
+        return self._options_from_half(h, o)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         if options.momentum == 0.0:
@@ -556,6 +641,9 @@ class SGD(Optimizer):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
+        if self._half:
+            return self._apply_half(_core.sgd_half_step, indices, values, step, bags,
+                                    self._state.get("momentum_buffer"), self._state.get("row_steps"))
         _core.sgd_step(self._param, indices, values, bags, self._state.get("momentum_buffer"),
                        self._state.get("row_steps"), *self._exact_args(), self._options, step,
                        self._num_threads)
@@ -563,6 +651,9 @@ class SGD(Optimizer):
     def _flush(self, indices: np.ndarray | None) -> None:
         _core.sgd_flush(self._param, indices, self._state.get("momentum_buffer"), *self._exact_args(),
                         self._options, self._step, self._num_threads)
+
+
+SGD.__doc__ = (SGD.__doc__ or "") + _HALF_DOC
 
 
 class Adagrad(_ModesCoincide):
@@ -698,16 +789,22 @@ class Adam(Optimizer):
     def __init__(self, param: np.ndarray, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, mode: str = "lazy",
-                 bias_correction: str = "global", *, num_threads: int = 0):
+                 bias_correction: str = "global", *, num_threads: int = 0,
+                 rounding: str | None = None, seed: int = 0, state_dtype: Any = None):
         super().__init__(param, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                      amsgrad=amsgrad, mode=mode, bias_correction=bias_correction),
-                         num_threads=num_threads)
+                         num_threads=num_threads, half=(rounding, seed, state_dtype))
+
+    _takes_half = True
 
     betas = _hyperparameter("betas", "(beta1, beta2) (settable between steps in lazy mode).")
     eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
     weight_decay = _hyperparameter("weight_decay", "Weight decay (settable between steps in lazy mode).")
     amsgrad = _hyperparameter("amsgrad", "AMSGrad variant (fixed by the state it needs).")
     mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
+    rounding = _half_hyperparameter("rounding", "Half tables: 'stochastic' or 'nearest' (settable between steps).")
+    seed = _half_hyperparameter("seed", "Half tables: the stochastic rounding's seed (settable between steps).")
+    state_dtype = _half_hyperparameter("state_dtype", "Half tables: the state arrays' dtype name (fixed).")
     bias_correction = _hyperparameter("bias_correction", "'global', 'row' or 'none' (settable in lazy mode where the state stays the same).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
@@ -727,7 +824,7 @@ class Adam(Optimizer):
         bias = _args.choice("bias_correction", h["bias_correction"], _BIAS_CORRECTIONS)
         o.bias_correction = getattr(_core.BiasCorrection, "global_" if bias == "global" else bias)
         o.validate()
-        return o
+        return self._options_from_half(h, o)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         spec: dict[str, tuple[Any, float]] = {"exp_avg": (None, 0.0), "exp_avg_sq": (None, 0.0)}
@@ -739,6 +836,10 @@ class Adam(Optimizer):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
+        if self._half:
+            return self._apply_half(_core.adam_half_step, indices, values, step, bags,
+                                    self._state["exp_avg"], self._state["exp_avg_sq"],
+                                    self._state.get("max_exp_avg_sq"), self._state.get("row_steps"))
         _core.adam_step(self._param, indices, values, bags, self._state["exp_avg"],
                         self._state["exp_avg_sq"], self._state.get("max_exp_avg_sq"),
                         self._state.get("row_steps"), *self._exact_args(), self._options, step,
@@ -748,6 +849,9 @@ class Adam(Optimizer):
         _core.adam_flush(self._param, indices, self._state["exp_avg"], self._state["exp_avg_sq"],
                          self._state.get("max_exp_avg_sq"), *self._exact_args(), self._options,
                          self._step, self._num_threads)
+
+
+Adam.__doc__ = (Adam.__doc__ or "") + _HALF_DOC
 
 
 class AdamW(Adam):
@@ -764,10 +868,12 @@ class AdamW(Adam):
     def __init__(self, param: np.ndarray, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, mode: str = "lazy",
-                 bias_correction: str = "global", *, num_threads: int = 0):
+                 bias_correction: str = "global", *, num_threads: int = 0,
+                 rounding: str | None = None, seed: int = 0, state_dtype: Any = None):
         super().__init__(param, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, mode=mode, bias_correction=bias_correction,
-                         num_threads=num_threads)
+                         num_threads=num_threads, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class RowWiseAdagrad(_ModesCoincide):

@@ -19,5 +19,6 @@ void bind_gather(pybind11::module_& m);
 void bind_meprop(pybind11::module_& m);
 void bind_sampled(pybind11::module_& m);  // sampled logistic losses and their samplers
 void bind_norm(pybind11::module_& m);     // gradient norms and clipping
+void bind_half(pybind11::module_& m);     // float16 / bfloat16 tables
 
 }  // namespace sparseopt::bind

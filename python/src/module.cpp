@@ -54,4 +54,5 @@ PYBIND11_MODULE(_core, m) {
   sparseopt::bind::bind_meprop(m);
   sparseopt::bind::bind_sampled(m);
   sparseopt::bind::bind_norm(m);
+  sparseopt::bind::bind_half(m);
 }

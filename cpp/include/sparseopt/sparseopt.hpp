@@ -24,6 +24,8 @@
 #include "optim/rmsprop.hpp"
 #include "optim/rowwise_adagrad.hpp"
 #include "optim/ftrl.hpp"
+#include "half.hpp"
+#include "optim/half_tables.hpp"
 #include "topk.hpp"
 #include "meprop.hpp"
 #include "sampling.hpp"

@@ -498,8 +498,8 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
 // mode's record is added by the step and by flush_rows).
 // Asks for row r of the parameter and of every moment array (a hint: no effect on results).
-template <class T>
-void prefetch_adam_rows(const Table<T>& param, const AdamState<T>& state, const AdamOptions& o,
+template <class T, class S>
+void prefetch_adam_rows(const Table<T>& param, const AdamState<S>& state, const AdamOptions& o,
                         std::int64_t r) noexcept {
   const std::int64_t w = param.row_width;
   prefetch_row(param.row(r), w);
@@ -508,8 +508,8 @@ void prefetch_adam_rows(const Table<T>& param, const AdamState<T>& state, const 
   if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
 }
 
-template <class T>
-WrittenArrays require_adam_state(const Table<T>& param, const AdamState<T>& state,
+template <class T, class S>
+WrittenArrays require_adam_state(const Table<T>& param, const AdamState<S>& state,
                                  const AdamOptions& o) {
   WrittenArrays written(param);
   require_same_rows(param, state.exp_avg, "exp_avg");

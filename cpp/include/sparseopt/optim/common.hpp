@@ -39,8 +39,9 @@ inline void require_unit_interval(double value, const char* name) {
 // gradient's values and indices apart from every array the step writes (`written`: param and
 // the state), indices in range. Returns the coalescing plan the update runs over: one per
 // calling thread, rebuilt by each step, so that steady training does not allocate.
-template <class T, class I>
-const CoalescePlan<I>& plan_step(const Table<T>& param, const RowSparse<T, I>& grad,
+// P: the table's element type; T: the gradient's (float for half tables, else P).
+template <class P, class T, class I>
+const CoalescePlan<I>& plan_step(const Table<P>& param, const RowSparse<T, I>& grad,
                                  int num_threads, const WrittenArrays& written) {
   resolve_threads(num_threads);
   require(grad.row_width == param.row_width, "values must have rows of ", param.row_width,

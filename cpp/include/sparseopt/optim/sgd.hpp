@@ -157,16 +157,16 @@ void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const PowerTable& 
 }
 
 // Asks for row r of the parameter and of the momentum buffer (a hint: no effect on results).
-template <class T>
-void prefetch_sgd_rows(const Table<T>& param, const SgdState<T>& state, std::int64_t r) noexcept {
+template <class T, class S>
+void prefetch_sgd_rows(const Table<T>& param, const SgdState<S>& state, std::int64_t r) noexcept {
   prefetch_row(param.row(r), param.row_width);
   if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), param.row_width);
 }
 
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
 // mode's record is added by the step and by flush_rows).
-template <class T>
-WrittenArrays require_sgd_state(const Table<T>& param, const SgdState<T>& state, const SgdOptions& o) {
+template <class T, class S>
+WrittenArrays require_sgd_state(const Table<T>& param, const SgdState<S>& state, const SgdOptions& o) {
   WrittenArrays written(param);
   if (o.momentum != 0.0) {
     require_same_rows(param, state.momentum_buffer, "momentum_buffer");
