@@ -258,6 +258,8 @@ def _bad_params():
 @pytest.mark.parametrize("case", sorted(_bad_params()))
 def test_construct_bad_param(cls_name, case):
     cls, kw = CLASSES[cls_name]
+    if case == "float16" and getattr(cls, "_takes_half", False):
+        pytest.skip("a float16 table is valid here (tests/test_half.py)")
     bad = _bad_params()[case]
     before = np.array(bad, copy=True)
     with pytest.raises(TypeError, match="param"):

@@ -63,7 +63,20 @@ def load(file: PathOrFile, optimizer: Optimizer) -> None:
                         f"{type(optimizer).__name__}")
     entries = _read(file)
     snapshot = _unflatten(entries, type(optimizer).__name__)
+    _restore_extension_dtypes(snapshot["state"], optimizer.state)
     optimizer.load_state_dict(snapshot)
+
+
+def _restore_extension_dtypes(state: dict[str, np.ndarray], own: dict[str, np.ndarray]) -> None:
+    """An .npz keeps NumPy's own dtypes; an extension dtype (ml_dtypes' bfloat16) comes back as
+    raw bytes (void, its size). Such an array is given back the dtype of the optimizer's array
+    of the same name, when that one has an extension dtype of the same size: the bits are the
+    values, nothing is converted. Anything else is left for load_state_dict to refuse."""
+    for name, value in state.items():
+        mine = own.get(name)
+        if (mine is not None and value.dtype.kind == "V" and value.dtype.fields is None
+                and mine.dtype.kind == "V" and mine.dtype.itemsize == value.dtype.itemsize):
+            state[name] = value.view(mine.dtype)
 
 
 def _read(file: PathOrFile) -> dict[str, np.ndarray]:

@@ -76,9 +76,9 @@ class Optimizer:
             _core.check_param(param)
             _half.check_ignored(param.dtype, *half)
         elif not self._takes_half:
-            raise TypeError(f"{type(self).__name__} takes float32 or float64 tables, got a "
-                            f"{self._half} table; float16 and bfloat16 tables are taken by "
-                            f"{', '.join(_HALF_OPTIMIZERS)} (mode='lazy')")
+            raise TypeError(f"param must have dtype float32 or float64 for "
+                            f"{type(self).__name__}, got {self._half}; float16 and bfloat16 "
+                            f"tables are taken by {', '.join(_HALF_OPTIMIZERS)} (mode='lazy')")
         else:
             _half.check_table(param)
             hyperparams = {**hyperparams, **_half.hyperparams(*half)}
