@@ -38,6 +38,7 @@ BENCHMARKS = {
     "fused": "bench_fused",
     "tbe": "bench_tbe",
     "size_curve": "bench_size_curve",
+    "half": "bench_half",
 }
 
 

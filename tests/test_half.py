@@ -460,3 +460,47 @@ def test_round_to_helper(half):
     x = np.array([[1.0, 1.0 + 2.0**-12]], np.float32)
     out = _half.round_to(x, np.empty(x.shape, half))
     assert widened(out)[0, 0] == 1.0
+
+
+# -- gather_sum -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("mode,weighted", [("sum", False), ("sum", True), ("mean", False)])
+def test_gather_sum_equals_the_widened_float32_table(rng, half, index_dtype, mode, weighted):
+    table = rng.standard_normal((50, 3, 7)).astype(half)  # row shape (3, 7): 21 elements
+    lengths = rng.integers(0, 6, 40)
+    lengths[[0, 7]] = 0  # empty bags
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(index_dtype)
+    indices = rng.integers(0, 50, indptr[-1]).astype(index_dtype)  # repeats
+    weights = rng.standard_normal(len(indices)).astype(np.float32) if weighted else None
+    out = sparseopt.gather_sum(table, indptr, indices, weights, mode=mode)
+    assert out.dtype == np.float32 and out.shape == (40, 3, 7)
+    ref = sparseopt.gather_sum(widened(table), indptr, indices, weights, mode=mode)
+    assert np.array_equal(out, ref)
+    # and against NumPy, plainly
+    plain = np.zeros((40, 3, 7), np.float32)
+    for b in range(40):
+        for p in range(indptr[b], indptr[b + 1]):
+            plain[b] += (weights[p] if weighted else 1) * widened(table[indices[p]])
+        if mode == "mean" and lengths[b]:
+            plain[b] /= lengths[b]
+    np.testing.assert_allclose(out, plain, rtol=1e-5, atol=1e-6)
+    for threads in (1, 2, 3):
+        again = np.full_like(out, np.nan)
+        sparseopt.gather_sum(table, indptr, indices, weights, mode=mode, out=again, num_threads=threads)
+        assert np.array_equal(again, out)
+
+
+def test_gather_sum_bad_input(half):
+    table = np.ones((5, 4), half)
+    indptr, indices = np.array([0, 2, 3]), np.array([0, 4, 1])
+    out = np.zeros((2, 4), np.float32)
+    with pytest.raises(TypeError, match="weights must have the dtype of float32"):
+        sparseopt.gather_sum(table, indptr, indices, np.ones(3, half), out=out)
+    with pytest.raises(TypeError, match="out must have dtype float32"):
+        sparseopt.gather_sum(table, indptr, indices, out=np.zeros((2, 4), half))
+    with pytest.raises(IndexError, match="out of range"):
+        sparseopt.gather_sum(table, indptr, np.array([0, 5, 1]), out=out)
+    with pytest.raises(ValueError, match="out must have shape"):
+        sparseopt.gather_sum(table, indptr, indices, out=np.zeros((3, 4), np.float32))
+    assert not out.any()

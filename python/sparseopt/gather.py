@@ -44,7 +44,12 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
 
     Parameters
     ----------
-    table : ndarray of float32 or float64, shape (num_rows, *row_shape)
+    table : ndarray of float32, float64, float16 or bfloat16, shape (num_rows, *row_shape)
+        A float16 or bfloat16 table (see :class:`sparseopt.optim.Adam`) is read in place and
+        summed in float32: ``weights`` and ``out`` are then float32, and the result is bit for
+        bit that of the table widened to float32 (no copy of it is made). Its gradient is
+        float32 too: :func:`gather_sum_backward` of a float32 ``grad_out`` gives the rows'
+        gradients a half table's optimizer takes.
     indptr : ndarray of int32 or int64, shape (num_bags + 1,)
         Bag ``b`` is ``indices[indptr[b]:indptr[b + 1]]``; ``indptr[0] == 0``, non-decreasing,
         ``indptr[-1] == len(indices)``. Same dtype as ``indices``.

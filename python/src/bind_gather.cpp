@@ -1,6 +1,7 @@
 // sparseopt._core: gather_sum (EmbeddingBag, CSR x dense) and its row-sparse backward, for
 // bags given as (indptr, indices, weights) arrays or as a SciPy CSR matrix's parts.
 #include <sparseopt/gather.hpp>
+#include <sparseopt/half_gather.hpp>
 
 #include <cstdint>
 #include <string>
@@ -8,6 +9,7 @@
 
 #include "bags.hpp"
 #include "bindings.hpp"
+#include "half_arrays.hpp"
 
 namespace sparseopt::bind {
 
@@ -30,9 +32,48 @@ std::vector<py::ssize_t> rows_like(py::ssize_t rows, const py::array& like) {
 }
 
 
+// A float16/bfloat16 table: float32 weights and output (gather_sum_half).
+py::array forward_half(py::handle table_obj, py::handle indptr_obj, py::handle indices_obj, py::handle weights_obj,
+                       bool mean, py::handle out_obj, int num_threads, const Names& names) {
+  py::array table = require_array(table_obj, "table");
+  if (table.ndim() < 1)
+    throw py::value_error("table must have at least one dimension (rows, *row_shape), got a 0-d array");
+  const py::array float32_like = py::array_t<float>(0);
+  const BagArrays bags = require_bags(indptr_obj, indices_obj, weights_obj, float32_like, "float32", names);
+  const std::vector<py::ssize_t> shape = rows_like(bags.num_bags, table);
+  py::array out;
+  if (out_obj.is_none()) {
+    out = py::array_t<float>(shape);
+  } else {
+    out = require_writeable(out_obj, "out");
+    if (!has_dtype<float>(out))
+      throw py::type_error("out must have dtype float32 for a " + dtype_name(table) + " table (bags are summed "
+                           "in float32), got " + dtype_name(out) + "; create it with dtype float32");
+    bool ok = out.ndim() == table.ndim();
+    for (py::ssize_t d = 0; ok && d < out.ndim(); ++d) ok = out.shape(d) == shape[d];
+    if (!ok)
+      throw py::value_error("out must have shape " + shape_str(shape) +
+                            " (num_bags, *table.shape[1:]), got " + shape_str(out));
+  }
+  dispatch_half(element_of(table), [&](auto half_tag) {
+    using H = typename decltype(half_tag)::type;
+    dispatch_index(bags.indices, [&](auto index_tag) {
+      using I = typename decltype(index_tag)::type;
+      const Table<const H> t = read_table<H>(table);
+      const Table<float> o = table_of<float>(out);
+      const Bags<float, I> b = bags.view<float, I>();
+      py::gil_scoped_release release;
+      gather_sum_half(t, b, o, reduction(mean), num_threads, names.bag);
+    });
+  });
+  return out;
+}
+
 py::array forward(py::handle table_obj, py::handle indptr_obj, py::handle indices_obj, py::handle weights_obj,
                   bool mean, py::handle out_obj, int num_threads, const Names& names) {
   detail::resolve_threads(num_threads);
+  if (is_half_array(table_obj))
+    return forward_half(table_obj, indptr_obj, indices_obj, weights_obj, mean, out_obj, num_threads, names);
   py::array table = require_float_table(table_obj, "table");
   const BagArrays bags = require_bags(indptr_obj, indices_obj, weights_obj, table, "table", names);
   const std::vector<py::ssize_t> shape = rows_like(bags.num_bags, table);

@@ -10,48 +10,12 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "half_arrays.hpp"
 #include "optim_binding.hpp"
 
 namespace sparseopt::bind {
 
 namespace {
-
-enum class Element { float32, float16, bfloat16, other };
-
-Element element_of(const py::array& a) {
-  if (has_dtype<float>(a)) return Element::float32;
-  if (a.itemsize() != 2) return Element::other;
-  const std::string name = dtype_name(a);
-  if (name == "float16" && a.dtype().kind() == 'f') return Element::float16;
-  if (name == "bfloat16") return Element::bfloat16;
-  return Element::other;
-}
-
-// Calls f(tag<H>{}) for a half element kind.
-template <class F>
-decltype(auto) dispatch_half(Element e, F&& f) {
-  if (e == Element::float16) return f(tag<float16>{});
-  return f(tag<bfloat16>{});
-}
-
-// Calls f(tag<S>{}) for a state element kind: float, float16 or bfloat16.
-template <class F>
-decltype(auto) dispatch_state(Element e, F&& f) {
-  if (e == Element::float32) return f(tag<float>{});
-  return dispatch_half(e, f);
-}
-
-py::array require_half_table(py::handle obj, const char* name) {
-  py::array a = require_writeable(obj, name);
-  const Element e = element_of(a);
-  if (e != Element::float16 && e != Element::bfloat16)
-    throw py::type_error(std::string(name) + " must have dtype float16 or bfloat16, got " + dtype_name(a) +
-                         "; sparseopt updates it in place, so create it with that dtype (a "
-                         "converted copy would be updated instead)");
-  if (a.ndim() < 1)
-    throw py::value_error(std::string(name) + " must have at least one dimension (num_rows, *row_shape), got a 0-d array");
-  return a;
-}
 
 // A state array: the parameter's shape, writeable, dtype float32 or the same half kind as the
 // other state arrays (`kind`: the first one's, Element::other before it is known).

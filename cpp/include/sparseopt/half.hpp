@@ -72,9 +72,8 @@ inline float widen(float16 h) noexcept {
 
 namespace detail {
 
-// x's magnitude bits rounded to a format that keeps the top `keep` of float's 24 significant
-// bits' positions below `shift` dropped bits: shared by both types' finite paths.
-// to_nearest: ties to even; else toward zero.
+// `value` (magnitude bits) without its low `shift` bits, rounded: to_nearest, ties to even;
+// else toward zero. Shared by both types' finite paths.
 inline std::uint32_t drop_bits(std::uint32_t value, int shift, bool to_nearest) noexcept {
   if (shift >= 32) return 0;  // everything dropped, and below half of the last kept bit
   const std::uint32_t kept = value >> shift;
@@ -82,6 +81,18 @@ inline std::uint32_t drop_bits(std::uint32_t value, int shift, bool to_nearest) 
   const std::uint32_t rest = value & ((std::uint32_t(1) << shift) - 1);
   const std::uint32_t half = std::uint32_t(1) << (shift - 1);
   return kept + (rest > half || (rest == half && (kept & 1u)));
+}
+
+// The same, rounded stochastically with 16 random bits: up with probability (dropped bits) /
+// 2^shift, exactly for shift <= 16 (adding the random bits below the kept ones carries into
+// them with that probability), and quantised to 2^-16 beyond (float16 subnormals only).
+inline std::uint32_t drop_bits_stochastic(std::uint32_t value, int shift, std::uint32_t random16) noexcept {
+  if (shift <= 16) return (value + (random16 & ((std::uint32_t(1) << shift) - 1))) >> shift;
+  if (shift >= 48) return 0;  // value < 2^32: below 2^-16 of the last kept bit
+  const std::uint64_t v = value;
+  const std::uint64_t kept = v >> shift;
+  const std::uint64_t rest16 = (v & ((std::uint64_t(1) << shift) - 1)) >> (shift - 16);
+  return std::uint32_t(kept + (random16 < rest16));
 }
 
 inline bfloat16 to_bfloat16(float x, bool to_nearest) noexcept {
@@ -113,19 +124,11 @@ inline float16 to_float16(float x, bool to_nearest) noexcept {
     if (!to_nearest && h > 0x7bffu) h = 0x7bffu;
     return float16{std::uint16_t(sign | h)};
   }
-  // float16 subnormal (or zero): m * 2^-24 with m = significand * 2^(e + 1 - 23 + 23) ...
-  // i.e. the 24-bit significand shifted right by -(e + 1) places.
+  // float16 subnormal (or zero): m * 2^-24 with m = significand * 2^(e - 23) / 2^-24, i.e. the
+  // 24-bit significand shifted right by -(e + 1) places.
   if (e == -127) return float16{sign};  // float subnormals are below 2^-126: far below 2^-25
   const std::uint32_t significand = (a & 0x7fffffu) | 0x800000u;
   return float16{std::uint16_t(sign | drop_bits(significand, -(e + 1), to_nearest))};
-}
-
-template <class H>
-H round_toward_zero(float x) noexcept {
-  if constexpr (std::is_same_v<H, bfloat16>)
-    return to_bfloat16(x, false);
-  else
-    return to_float16(x, false);
 }
 
 // splitmix64's finaliser: a bijection of 64 bits whose output bits each depend on every input
@@ -139,7 +142,7 @@ inline std::uint64_t mix64(std::uint64_t z) noexcept {
 }  // namespace detail
 
 // The stream of random bits for one array of one step: a key per (seed, step, array), mixed
-// with (row, column) per element. Two mixing rounds: the key, then the element.
+// with (row, column / 4) per group of four elements, whose 64 bits give each 16.
 struct RoundingStream {
   std::uint64_t key = 0;
 
@@ -148,11 +151,15 @@ struct RoundingStream {
       : key(detail::mix64(detail::mix64(seed ^ 0x9e3779b97f4a7c15ull) +
                           std::uint64_t(step) * 0xd1b54a32d192ed03ull + std::uint64_t(array))) {}
 
-  // 24 uniform bits for element (row, column).
+  // 64 bits for columns [4 g, 4 g + 4) of `row`: column 4 g + i takes bits [16 i, 16 i + 16).
+  std::uint64_t group(std::int64_t row, std::int64_t g) const noexcept {
+    return detail::mix64(key ^ (std::uint64_t(row) * 0x9e3779b97f4a7c15ull +
+                                std::uint64_t(g) * 0xc2b2ae3d27d4eb4full));
+  }
+
+  // 16 uniform bits for element (row, column).
   std::uint32_t bits(std::int64_t row, std::int64_t column) const noexcept {
-    const std::uint64_t z = detail::mix64(key ^ (std::uint64_t(row) * 0x9e3779b97f4a7c15ull +
-                                                 std::uint64_t(column) * 0xc2b2ae3d27d4eb4full));
-    return std::uint32_t(z >> 40);
+    return std::uint32_t(group(row, column >> 2) >> (16 * (column & 3))) & 0xffffu;
   }
 };
 
@@ -165,25 +172,47 @@ H narrow_nearest(float x) noexcept {
     return detail::to_float16(x, true);
 }
 
-// x stored in H stochastically, with 24 uniform random bits: the neighbour away from zero with
-// probability (|x| - |lo|) / ulp, rounded up to a multiple of 2^-24 (a bias below 2^-24 ulp).
-// lo, hi and the fraction are exact in float: x - lo by Sterbenz's lemma, ulp a power of two.
+namespace detail {
+
+inline bfloat16 to_bfloat16_stochastic(float x, std::uint32_t random16) noexcept {
+  const std::uint32_t u = float_bits(x);
+  if ((u & 0x7f800000u) == 0x7f800000u) return to_bfloat16(x, true);  // inf, NaN
+  return bfloat16{std::uint16_t(((u & 0x80000000u) >> 16) | drop_bits_stochastic(u & 0x7fffffffu, 16, random16))};
+}
+
+inline float16 to_float16_stochastic(float x, std::uint32_t random16) noexcept {
+  const std::uint32_t u = float_bits(x);
+  const std::uint16_t sign = std::uint16_t((u >> 16) & 0x8000u);
+  const std::uint32_t a = u & 0x7fffffffu;
+  const int e = int(a >> 23) - 127;
+  if (a >= 0x7f800000u || e > 15) return to_float16(x, true);  // inf, NaN; beyond 65536: inf
+  if (e >= -14) {
+    const std::uint32_t rebased = (std::uint32_t(e + 15) << 23) | (a & 0x7fffffu);
+    return float16{std::uint16_t(sign | drop_bits_stochastic(rebased, 13, random16))};
+  }
+  if (e == -127) return float16{sign};  // float subnormals: below 2^-16 of float16's least step
+  const std::uint32_t significand = (a & 0x7fffffu) | 0x800000u;
+  return float16{std::uint16_t(sign | drop_bits_stochastic(significand, -(e + 1), random16))};
+}
+
+}  // namespace detail
+
+// x stored in H stochastically, with 16 uniform random bits: the neighbour away from zero with
+// probability (|x| - |lo|) / (|hi| - |lo|), lo = x rounded toward zero, hi the next value
+// (exact: the random bits are added below the kept ones; float16 subnormals, where more than 16
+// bits are dropped, quantise the probability to 2^-16). Values are stored as they are when
+// representable; the largest finite value may round up to infinity.
 template <class H>
-H narrow_stochastic(float x, std::uint32_t random24) noexcept {
-  if (!std::isfinite(x)) return narrow_nearest<H>(x);
-  const H lo = detail::round_toward_zero<H>(x);
-  const float low = widen(lo);
-  if (low == x) return lo;
-  H hi = lo;
-  ++hi.bits;  // sign-magnitude: the next value away from zero (the largest finite goes to inf)
-  const float high = widen(hi);
-  const float fraction = (x - low) / (high - low);  // in (0, 1); 0 when high is infinite
-  return float(random24) * 0x1p-24f < fraction ? hi : lo;
+H narrow_stochastic(float x, std::uint32_t random16) noexcept {
+  if constexpr (std::is_same_v<H, bfloat16>)
+    return detail::to_bfloat16_stochastic(x, random16);
+  else
+    return detail::to_float16_stochastic(x, random16);
 }
 
 template <class H>
-H narrow(float x, Rounding rounding, std::uint32_t random24) noexcept {
-  return rounding == Rounding::stochastic ? narrow_stochastic<H>(x, random24) : narrow_nearest<H>(x);
+H narrow(float x, Rounding rounding, std::uint32_t random16) noexcept {
+  return rounding == Rounding::stochastic ? narrow_stochastic<H>(x, random16) : narrow_nearest<H>(x);
 }
 
 inline const char* dtype_name(float16) noexcept { return "float16"; }

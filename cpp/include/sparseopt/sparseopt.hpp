@@ -26,6 +26,7 @@
 #include "optim/ftrl.hpp"
 #include "half.hpp"
 #include "optim/half_tables.hpp"
+#include "half_gather.hpp"
 #include "topk.hpp"
 #include "meprop.hpp"
 #include "sampling.hpp"

@@ -57,8 +57,12 @@ class FloatBlock {
     if constexpr (!std::is_same_v<S, float>) {
       if (how.rounding == Rounding::nearest)
         for (std::int64_t j = 0; j < n_; ++j) at_[j] = narrow_nearest<S>(data_[j]);
-      else
-        for (std::int64_t j = 0; j < n_; ++j) at_[j] = narrow_stochastic<S>(data_[j], stream.bits(r, j0 + j));
+      else  // j0 is a multiple of 4: one hash per group of four elements
+        for (std::int64_t j = 0; j < n_; j += 4) {
+          const std::uint64_t random = stream.group(r, (j0 + j) >> 2);
+          for (std::int64_t i = 0; i < 4 && j + i < n_; ++i)
+            at_[j + i] = narrow_stochastic<S>(data_[j + i], std::uint32_t(random >> (16 * i)) & 0xffffu);
+        }
     }
   }
 

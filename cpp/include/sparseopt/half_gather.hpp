@@ -1,0 +1,72 @@
+// gather_sum over a half-precision table (float16, bfloat16; half.hpp): float32 weights,
+// float32 output. Each term is widened (exact) and the bag is summed in float, in the order
+// gather_sum adds terms (the first term, then each next one added), so the result is bit for
+// bit gather_sum over the widened float32 table, with no float32 copy of the table.
+//
+// The gradient of this forward is float32 (grad_out), so gather_sum_backward's float32 path
+// serves half tables too: its row gradients are what a half table's optimizer step takes.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "gather.hpp"
+#include "half.hpp"
+
+namespace sparseopt {
+
+template <class H, class I>
+void gather_sum_half(Table<const H> table, const Bags<float, I>& bags, Table<float> out,
+                     BagReduction mode = BagReduction::sum, int num_threads = 0,
+                     const detail::BagNames& names = {}) {
+  static_assert(is_half_v<H>, "gather_sum_half: a float16 or bfloat16 table");
+  const int threads = detail::resolve_threads(num_threads);
+  const std::int64_t w = table.row_width, nb = bags.num_bags;
+  detail::require(out.num_rows == nb && out.row_width == w, "out must have ", nb, " rows (one per bag) of ",
+                  w, " elements (the table's row shape), got ", out.num_rows, " rows of ", out.row_width);
+  detail::require(table.data != nullptr || table.num_rows * w == 0, "table is null");
+  detail::require(out.data != nullptr || nb * w == 0, "out is null");
+  detail::check_bags(bags, table.num_rows, mode, names);
+  const std::int64_t out_bytes = detail::byte_size(out);
+  detail::require_disjoint(out.data, out_bytes, "out", table.data, table.num_rows * w * 2, "table");
+  detail::require_disjoint(out.data, out_bytes, "out", bags.weights, bags.size * 4, names.weights);
+  detail::require_disjoint(out.data, out_bytes, "out", bags.indices, bags.size * std::int64_t(sizeof(I)),
+                           names.indices);
+  detail::require_disjoint(out.data, out_bytes, "out", bags.indptr, (nb + 1) * std::int64_t(sizeof(I)),
+                           names.indptr);
+  if (w == 0) return;
+  const std::int64_t n = bags.size;
+  detail::parallel_for(
+      nb, threads, (n + nb) * w,
+      [&](std::int64_t b, int) {
+        float* SPARSEOPT_RESTRICT o = out.row(b);
+        const std::int64_t begin = bags.begin(b), end = bags.end(b);
+        if (begin == end) {
+          std::memset(o, 0, sizeof(float) * static_cast<std::size_t>(w));
+          return;
+        }
+        for (std::int64_t p = begin; p < end; ++p) {
+          if (p + detail::gather_ahead < end)
+            detail::prefetch_row(table.row(static_cast<std::int64_t>(bags.indices[p + detail::gather_ahead])), w);
+          const H* SPARSEOPT_RESTRICT x = table.row(static_cast<std::int64_t>(bags.indices[p]));
+          if (bags.weights) {
+            const float s = bags.weights[p];
+            if (p == begin)
+              for (std::int64_t j = 0; j < w; ++j) o[j] = s * widen(x[j]);
+            else
+              for (std::int64_t j = 0; j < w; ++j) o[j] += s * widen(x[j]);
+          } else if (p == begin) {
+            for (std::int64_t j = 0; j < w; ++j) o[j] = widen(x[j]);
+          } else {
+            for (std::int64_t j = 0; j < w; ++j) o[j] += widen(x[j]);
+          }
+        }
+        if (mode == BagReduction::mean) {
+          const float l = static_cast<float>(end - begin);
+          for (std::int64_t j = 0; j < w; ++j) o[j] /= l;
+        }
+      },
+      [&](std::int64_t b) { return bags.begin(b) + b; });
+}
+
+}  // namespace sparseopt
