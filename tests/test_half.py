@@ -504,3 +504,8 @@ def test_gather_sum_bad_input(half):
     with pytest.raises(ValueError, match="out must have shape"):
         sparseopt.gather_sum(table, indptr, indices, out=np.zeros((3, 4), np.float32))
     assert not out.any()
+
+
+def test_info_lists_the_table_dtypes():
+    _bf16()
+    assert sparseopt.info()["table_dtypes"] == ["float32", "float64", "float16", "bfloat16"]

@@ -28,8 +28,16 @@ __all__ = ["__version__", "info", "coalesce", "grad_norm", "clip_grad_norm", "to
 def info() -> dict:
     """Build facts: ``version``, ``openmp`` (bool), ``max_threads`` (int), ``cuda`` (bool), ``compiler``,
     ``simd``: the compiled copy of the hot loops in use, ``"avx2"`` (chosen at run time on CPUs
-    that have it; the build itself needs no -march flag) or ``"generic"``."""
-    return dict(_core.build_info())
+    that have it; the build itself needs no -march flag) or ``"generic"``;
+    ``table_dtypes``: the parameter dtypes of ``sparseopt.optim``'s SGD, Adam and AdamW (the
+    other optimizers take float32 and float64), ``"bfloat16"`` listed only when ml_dtypes,
+    which provides it, is installed (``pip install "sparseopt[bf16]"``)."""
+    import importlib.util
+
+    info = dict(_core.build_info())
+    bf16 = importlib.util.find_spec("ml_dtypes") is not None
+    info["table_dtypes"] = ["float32", "float64", "float16"] + (["bfloat16"] if bf16 else [])
+    return info
 
 
 def coalesce(indices: np.ndarray, values: np.ndarray, num_rows: int | None = None, *,
