@@ -122,7 +122,7 @@ def test_tables_live_where_their_scripts_write_them():
     spec.loader.exec_module(bench_run)
     for name in bench_run.BENCHMARKS:  # bench/run.py --update-readme
         harness.check_markers(name, REPO / "bench" / "README.md")
-    for name in ("meprop_mnist", "meprop_mnist_unified", "torch_text_classifier"):
+    for name in ("meprop_mnist", "meprop_mnist_unified", "torch_text_classifier", "half_tables"):
         harness.check_markers(name, REPO / "examples" / "README.md")
     harness.check_markers("ksparse_autoencoder", REPO / "README.md")
     # and no other script splices into the top-level README
