@@ -145,16 +145,23 @@ def plot(results, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ref = np.array(results["runs"]["float32"]["curve"])
     styles = {"float32": dict(color="black", lw=4, alpha=0.35)}
     for name, r in results["runs"].items():
-        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], marker="o", ms=4, label=name,
-                **styles.get(name, dict(lw=1.6)))
+        epochs = range(1, len(r["curve"]) + 1)
+        style = styles.get(name, dict(lw=1.6))
+        ax.plot(epochs, r["curve"], marker="o", ms=4, label=name, **style)
+        rel.plot(epochs, 100 * (np.array(r["curve"]) / ref - 1), marker="o", ms=4, label=name, **style)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train MSE")
-    ax.set_title("Matrix factorisation, lazy Adam: float32 vs bfloat16 tables")
-    ax.legend()
+    ax.set_title("Matrix factorisation, lazy Adam")
+    rel.axhline(1.0, color="grey", ls=":", lw=1)
+    rel.set_xlabel("epoch")
+    rel.set_ylabel("train MSE above the float32 run (%)")
+    rel.set_title("bfloat16 tables against float32 (dotted: 1%)")
+    rel.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
