@@ -95,16 +95,19 @@ inline std::uint32_t drop_bits_stochastic(std::uint32_t value, int shift, std::u
   return std::uint32_t(kept + (random16 < rest16));
 }
 
+// float and bfloat16 share the exponent: rounding the bit pattern rounds the value (a carry
+// into the exponent is the next binade, or infinity past the largest finite value; it never
+// reaches the sign bit). NaN keeps its sign and top payload bits and is made quiet, so that it
+// stays NaN. Branch-free, so that loops over rows vectorise.
+inline std::uint16_t bfloat16_bits(std::uint32_t u, std::uint32_t rounded) noexcept {
+  const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+  return std::uint16_t(nan ? (u >> 16) | 0x40u : rounded >> 16);
+}
+
 inline bfloat16 to_bfloat16(float x, bool to_nearest) noexcept {
   const std::uint32_t u = float_bits(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep sign and top payload, stay NaN
-    return bfloat16{std::uint16_t((u >> 16) | 0x40u)};
-  }
-  // float and bfloat16 share the exponent: rounding the bit pattern rounds the value (a carry
-  // into the exponent is the next binade, or infinity past the largest finite value).
-  const std::uint32_t sign = u & 0x80000000u;
-  const std::uint32_t magnitude = drop_bits(u & 0x7fffffffu, 16, to_nearest);
-  return bfloat16{std::uint16_t((sign >> 16) | magnitude)};
+  const std::uint32_t add = to_nearest ? 0x7fffu + ((u >> 16) & 1u) : 0u;  // ties to even
+  return bfloat16{bfloat16_bits(u, u + add)};
 }
 
 inline float16 to_float16(float x, bool to_nearest) noexcept {
@@ -174,10 +177,10 @@ H narrow_nearest(float x) noexcept {
 
 namespace detail {
 
+// Infinity's low bits are 0: adding random ones leaves it infinite.
 inline bfloat16 to_bfloat16_stochastic(float x, std::uint32_t random16) noexcept {
   const std::uint32_t u = float_bits(x);
-  if ((u & 0x7f800000u) == 0x7f800000u) return to_bfloat16(x, true);  // inf, NaN
-  return bfloat16{std::uint16_t(((u & 0x80000000u) >> 16) | drop_bits_stochastic(u & 0x7fffffffu, 16, random16))};
+  return bfloat16{bfloat16_bits(u, u + (random16 & 0xffffu))};
 }
 
 inline float16 to_float16_stochastic(float x, std::uint32_t random16) noexcept {

@@ -38,10 +38,12 @@ inline constexpr std::int64_t half_block = 256;
 
 // One array's row block as float: the element storage itself for float state, else widened
 // into `scratch`. store() narrows it back (nothing to do for float).
+// Methods always inlined: they run inside simd_dispatch, compiled for AVX2 there too.
 template <class S>
 class FloatBlock {
  public:
-  FloatBlock(S* row, std::int64_t j0, std::int64_t n, float* scratch) noexcept : at_(row + j0), n_(n) {
+  SPARSEOPT_ALWAYS_INLINE FloatBlock(S* row, std::int64_t j0, std::int64_t n, float* scratch) noexcept
+      : at_(row ? row + j0 : nullptr), n_(n) {
     if constexpr (std::is_same_v<S, float>) {
       data_ = at_;
     } else {
@@ -50,19 +52,23 @@ class FloatBlock {
     }
   }
 
-  float* data() const noexcept { return data_; }
+  SPARSEOPT_ALWAYS_INLINE float* data() const noexcept { return data_; }
 
-  void store(const HalfRounding& how, const RoundingStream& stream, std::int64_t r,
-             std::int64_t j0) const noexcept {
+  // `random`: scratch for half_block 16-bit numbers.
+  SPARSEOPT_ALWAYS_INLINE void store(const HalfRounding& how, const RoundingStream& stream, std::int64_t r,
+                                     std::int64_t j0, std::uint16_t* random) const noexcept {
     if constexpr (!std::is_same_v<S, float>) {
-      if (how.rounding == Rounding::nearest)
+      if (how.rounding == Rounding::nearest) {
         for (std::int64_t j = 0; j < n_; ++j) at_[j] = narrow_nearest<S>(data_[j]);
-      else  // j0 is a multiple of 4: one hash per group of four elements
-        for (std::int64_t j = 0; j < n_; j += 4) {
-          const std::uint64_t random = stream.group(r, (j0 + j) >> 2);
-          for (std::int64_t i = 0; i < 4 && j + i < n_; ++i)
-            at_[j + i] = narrow_stochastic<S>(data_[j + i], std::uint32_t(random >> (16 * i)) & 0xffffu);
-        }
+        return;
+      }
+      // One hash per group of four elements (j0 is a multiple of 4), then a loop that
+      // vectorises.
+      for (std::int64_t j = 0; j < n_; j += 4) {
+        const std::uint64_t z = stream.group(r, (j0 + j) >> 2);
+        for (int i = 0; i < 4; ++i) random[j + i] = std::uint16_t(z >> (16 * i));
+      }
+      for (std::int64_t j = 0; j < n_; ++j) at_[j] = narrow_stochastic<S>(data_[j], random[j]);
     }
   }
 
@@ -112,15 +118,17 @@ void adam_half_step(const Table<P>& param, const RowSparse<float, I>& grad, cons
         const float step_size =
             per_row ? float(detail::adam_step_size(o, ++state.row_steps[r])) : global_step_size;
         float scratch[4][detail::half_block];
+        std::uint16_t random[detail::half_block + 4];
+        detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // AVX2 where the CPU has it, same bits
         for (std::int64_t j0 = 0; j0 < w; j0 += detail::half_block) {
           const std::int64_t n = std::min(detail::half_block, w - j0);
           const detail::FloatBlock<P> p(param.row(r), j0, n, scratch[0]);
           const detail::FloatBlock<S> m(state.exp_avg.row(r), j0, n, scratch[1]);
           const detail::FloatBlock<S> v(state.exp_avg_sq.row(r), j0, n, scratch[2]);
-          float* vmax = nullptr;
-          std::optional<detail::FloatBlock<S>> vm;
-          if (o.amsgrad) vmax = vm.emplace(state.max_exp_avg_sq.row(r), j0, n, scratch[3]).data();
-          detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+          const detail::FloatBlock<S> vm(o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr, j0, o.amsgrad ? n : 0,
+                                         scratch[3]);
+          float* vmax = o.amsgrad ? vm.data() : nullptr;
+          {
             if (decoupled) detail::scale_row(p.data(), n, shrink);
             auto row = [&](auto amsgrad, auto l2) SPARSEOPT_INLINE_BODY {
               detail::adam_lazy_row<decltype(amsgrad)::value, decltype(l2)::value>(
@@ -133,12 +141,13 @@ void adam_half_step(const Table<P>& param, const RowSparse<float, I>& grad, cons
             } else {
               coupled != 0.0f ? row(no{}, yes{}) : row(no{}, no{});
             }
-          });
-          p.store(how, streams[0], r, j0);
-          m.store(how, streams[1], r, j0);
-          v.store(how, streams[2], r, j0);
-          if (vm) vm->store(how, streams[3], r, j0);
+          }
+          p.store(how, streams[0], r, j0, random);
+          m.store(how, streams[1], r, j0, random);
+          v.store(how, streams[2], r, j0, random);
+          if (o.amsgrad) vm.store(how, streams[3], r, j0, random);
         }
+        });
       },
       [&](std::int64_t r) { detail::prefetch_adam_rows(param, state, o, r); });
 }
@@ -166,6 +175,8 @@ void sgd_half_step(const Table<P>& param, const RowSparse<float, I>& grad, const
       [&](std::int64_t r, const float* g) {
         const bool first = momentum && state.row_steps[r]++ == 0;
         float scratch[2][detail::half_block];
+        std::uint16_t random[detail::half_block + 4];
+        detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // AVX2 where the CPU has it, same bits
         for (std::int64_t j0 = 0; j0 < w; j0 += detail::half_block) {
           const std::int64_t n = std::min(detail::half_block, w - j0);
           const detail::FloatBlock<P> p(param.row(r), j0, n, scratch[0]);
@@ -178,10 +189,11 @@ void sgd_half_step(const Table<P>& param, const RowSparse<float, I>& grad, const
               detail::sgd_momentum_row<true>(p.data(), b.data(), g + j0, n, lr, mu, keep, o.nesterov, first, wd);
             else
               detail::sgd_momentum_row<false>(p.data(), b.data(), g + j0, n, lr, mu, keep, o.nesterov, first, wd);
-            b.store(how, streams[1], r, j0);
+            b.store(how, streams[1], r, j0, random);
           }
-          p.store(how, streams[0], r, j0);
+          p.store(how, streams[0], r, j0, random);
         }
+        });
       },
       [&](std::int64_t r) { detail::prefetch_sgd_rows(param, state, r); });
 }
