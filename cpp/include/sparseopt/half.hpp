@@ -19,6 +19,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "sampling.hpp"  // detail::mix64, splitmix64's finaliser
+
 namespace sparseopt {
 
 // IEEE 754 binary16 (NumPy's float16): 5 exponent bits, 10 mantissa bits.
@@ -134,13 +136,6 @@ inline float16 to_float16(float x, bool to_nearest) noexcept {
   return float16{std::uint16_t(sign | drop_bits(significand, -(e + 1), to_nearest))};
 }
 
-// splitmix64's finaliser: a bijection of 64 bits whose output bits each depend on every input
-// bit (Steele, Lea and Flood 2014).
-inline std::uint64_t mix64(std::uint64_t z) noexcept {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 }  // namespace detail
 
