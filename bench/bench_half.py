@@ -55,8 +55,6 @@ def _bytes_per_step(cfg, touched, table_dtype, state_dtype, states):
 def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dict:
     import ml_dtypes
 
-    import sparseopt
-
     cfg = QUICK if quick else FULL
     bf16 = np.dtype(ml_dtypes.bfloat16)
     rng = np.random.default_rng(seed)
@@ -101,11 +99,7 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
              f"{cfg['rounds']} rounds: ms median (min–max); speedup: median of per-round paired "
              f"ratios against the float32 table of the same optimizer. Command: "
              f"`python bench/run.py --only half`.")
-    markdown = "\n".join([("**Quick smoke run -- not representative.**\n\n" if quick else "") + table_md,
-                          "", notes])
-    return {"name": NAME, "quick": quick, "config": cfg, "results": results,
-            "sparseopt": sparseopt.__version__, "machine": machine or harness.machine_info(),
-            "markdown": markdown + "\n"}
+    return harness.result(NAME, quick, cfg, results, table_md, notes, machine)
 
 
 def main(argv=None):

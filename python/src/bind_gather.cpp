@@ -32,6 +32,22 @@ std::vector<py::ssize_t> rows_like(py::ssize_t rows, const py::array& like) {
 }
 
 
+// The forward's output: a new array of `dtype` and `shape`, or out_obj checked against them
+// (check_dtype(out) throws for a wrong dtype).
+template <class CheckDtype>
+py::array forward_out(py::handle out_obj, const py::dtype& dtype, const std::vector<py::ssize_t>& shape,
+                      CheckDtype&& check_dtype) {
+  if (out_obj.is_none()) return py::array(dtype, shape);
+  py::array out = require_writeable(out_obj, "out");
+  check_dtype(out);
+  bool ok = out.ndim() == py::ssize_t(shape.size());
+  for (py::ssize_t d = 0; ok && d < out.ndim(); ++d) ok = out.shape(d) == shape[d];
+  if (!ok)
+    throw py::value_error("out must have shape " + shape_str(shape) + " (num_bags, *table.shape[1:]), got " +
+                          shape_str(out));
+  return out;
+}
+
 // A float16/bfloat16 table: float32 weights and output (gather_sum_half).
 py::array forward_half(py::handle table_obj, py::handle indptr_obj, py::handle indices_obj, py::handle weights_obj,
                        bool mean, py::handle out_obj, int num_threads, const Names& names) {
@@ -40,21 +56,11 @@ py::array forward_half(py::handle table_obj, py::handle indptr_obj, py::handle i
     throw py::value_error("table must have at least one dimension (rows, *row_shape), got a 0-d array");
   const py::array float32_like = py::array_t<float>(0);
   const BagArrays bags = require_bags(indptr_obj, indices_obj, weights_obj, float32_like, "float32", names);
-  const std::vector<py::ssize_t> shape = rows_like(bags.num_bags, table);
-  py::array out;
-  if (out_obj.is_none()) {
-    out = py::array_t<float>(shape);
-  } else {
-    out = require_writeable(out_obj, "out");
-    if (!has_dtype<float>(out))
+  py::array out = forward_out(out_obj, py::dtype::of<float>(), rows_like(bags.num_bags, table), [&](const py::array& o) {
+    if (!has_dtype<float>(o))
       throw py::type_error("out must have dtype float32 for a " + dtype_name(table) + " table (bags are summed "
-                           "in float32), got " + dtype_name(out) + "; create it with dtype float32");
-    bool ok = out.ndim() == table.ndim();
-    for (py::ssize_t d = 0; ok && d < out.ndim(); ++d) ok = out.shape(d) == shape[d];
-    if (!ok)
-      throw py::value_error("out must have shape " + shape_str(shape) +
-                            " (num_bags, *table.shape[1:]), got " + shape_str(out));
-  }
+                           "in float32), got " + dtype_name(o) + "; create it with dtype float32");
+  });
   dispatch_half(element_of(table), [&](auto half_tag) {
     using H = typename decltype(half_tag)::type;
     dispatch_index(bags.indices, [&](auto index_tag) {
@@ -76,19 +82,9 @@ py::array forward(py::handle table_obj, py::handle indptr_obj, py::handle indice
     return forward_half(table_obj, indptr_obj, indices_obj, weights_obj, mean, out_obj, num_threads, names);
   py::array table = require_float_table(table_obj, "table");
   const BagArrays bags = require_bags(indptr_obj, indices_obj, weights_obj, table, "table", names);
-  const std::vector<py::ssize_t> shape = rows_like(bags.num_bags, table);
-  py::array out;
-  if (out_obj.is_none()) {
-    out = py::array(table.dtype(), shape);
-  } else {
-    out = require_writeable(out_obj, "out");
-    require_same_dtype(out, table, "out", "table", true);
-    bool ok = out.ndim() == table.ndim();
-    for (py::ssize_t d = 0; ok && d < out.ndim(); ++d) ok = out.shape(d) == shape[d];
-    if (!ok)
-      throw py::value_error("out must have shape " + shape_str(shape) +
-                            " (num_bags, *table.shape[1:]), got " + shape_str(out));
-  }
+  py::array out = forward_out(out_obj, table.dtype(), rows_like(bags.num_bags, table), [&](const py::array& o) {
+    require_same_dtype(o, table, "out", "table", true);
+  });
   dispatch(table, bags.indices, [&](auto value_tag, auto index_tag) {
     using T = typename decltype(value_tag)::type;
     using I = typename decltype(index_tag)::type;

@@ -283,6 +283,24 @@ SPARSEOPT_ALWAYS_INLINE void sum_terms_by_term(T* SPARSEOPT_RESTRICT out, std::i
 }
 #undef SPARSEOPT_FETCH_TERM
 
+// gather_sum's checks (also gather_sum_half's, whose table has another element type than the
+// weights and out): out's shape, bags well-formed over the table, out apart from every input.
+template <class TableT, class T, class I>
+void require_gather_sum_args(Table<const TableT> table, const Bags<T, I>& bags, Table<T> out, BagReduction mode,
+                             const BagNames& names) {
+  const std::int64_t w = table.row_width, nb = bags.num_bags;
+  require(out.num_rows == nb && out.row_width == w, "out must have ", nb, " rows (one per bag) of ", w,
+          " elements (the table's row shape), got ", out.num_rows, " rows of ", out.row_width);
+  require(table.data != nullptr || table.num_rows * w == 0, "table is null");
+  require(out.data != nullptr || nb * w == 0, "out is null");
+  check_bags(bags, table.num_rows, mode, names);
+  const std::int64_t out_bytes = byte_size(out);
+  require_disjoint(out.data, out_bytes, "out", table.data, byte_size(table), "table");
+  require_disjoint(out.data, out_bytes, "out", bags.weights, bags.size * std::int64_t(sizeof(T)), names.weights);
+  require_disjoint(out.data, out_bytes, "out", bags.indices, bags.size * std::int64_t(sizeof(I)), names.indices);
+  require_disjoint(out.data, out_bytes, "out", bags.indptr, (nb + 1) * std::int64_t(sizeof(I)), names.indptr);
+}
+
 // Below this many terms per output row on average, rows wider than sum_terms_body's widest
 // chunk are summed a whole row at a time (sum_terms_by_term).
 inline constexpr std::int64_t by_term_max_terms = 4;
@@ -362,20 +380,7 @@ void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out,
                 const detail::BagNames& names = {}) {
   const int threads = detail::resolve_threads(num_threads);
   const std::int64_t w = table.row_width, nb = bags.num_bags;
-  detail::require(out.num_rows == nb && out.row_width == w, "out must have ", nb, " rows (one per bag) of ",
-                  w, " elements (the table's row shape), got ", out.num_rows, " rows of ", out.row_width);
-  detail::require(table.data != nullptr || table.num_rows * w == 0, "table is null");
-  detail::require(out.data != nullptr || nb * w == 0, "out is null");
-  detail::check_bags(bags, table.num_rows, mode, names);
-  const std::int64_t out_bytes = detail::byte_size(out);
-  detail::require_disjoint(out.data, out_bytes, "out", table.data,
-                           table.num_rows * w * std::int64_t(sizeof(T)), "table");
-  detail::require_disjoint(out.data, out_bytes, "out", bags.weights, bags.size * std::int64_t(sizeof(T)),
-                           names.weights);
-  detail::require_disjoint(out.data, out_bytes, "out", bags.indices, bags.size * std::int64_t(sizeof(I)),
-                           names.indices);
-  detail::require_disjoint(out.data, out_bytes, "out", bags.indptr, (nb + 1) * std::int64_t(sizeof(I)),
-                           names.indptr);
+  detail::require_gather_sum_args(table, bags, out, mode, names);
   if (w == 0) return;
 
   const I* SPARSEOPT_RESTRICT indices = bags.indices;

@@ -22,18 +22,7 @@ void gather_sum_half(Table<const H> table, const Bags<float, I>& bags, Table<flo
   static_assert(is_half_v<H>, "gather_sum_half: a float16 or bfloat16 table");
   const int threads = detail::resolve_threads(num_threads);
   const std::int64_t w = table.row_width, nb = bags.num_bags;
-  detail::require(out.num_rows == nb && out.row_width == w, "out must have ", nb, " rows (one per bag) of ",
-                  w, " elements (the table's row shape), got ", out.num_rows, " rows of ", out.row_width);
-  detail::require(table.data != nullptr || table.num_rows * w == 0, "table is null");
-  detail::require(out.data != nullptr || nb * w == 0, "out is null");
-  detail::check_bags(bags, table.num_rows, mode, names);
-  const std::int64_t out_bytes = detail::byte_size(out);
-  detail::require_disjoint(out.data, out_bytes, "out", table.data, table.num_rows * w * 2, "table");
-  detail::require_disjoint(out.data, out_bytes, "out", bags.weights, bags.size * 4, names.weights);
-  detail::require_disjoint(out.data, out_bytes, "out", bags.indices, bags.size * std::int64_t(sizeof(I)),
-                           names.indices);
-  detail::require_disjoint(out.data, out_bytes, "out", bags.indptr, (nb + 1) * std::int64_t(sizeof(I)),
-                           names.indptr);
+  detail::require_gather_sum_args(table, bags, out, mode, names);
   if (w == 0) return;
   const std::int64_t n = bags.size;
   detail::parallel_for(

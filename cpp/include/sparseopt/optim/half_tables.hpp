@@ -78,14 +78,15 @@ class FloatBlock {
   float* data_ = nullptr;
 };
 
-template <class S>
-void require_state_type() {
+// The checks of every half step before its state checks.
+template <class P, class S, class Options>
+void require_half_step(const Options& o, std::int64_t step) {
+  static_assert(is_half_v<P>, "a half step takes a float16 or bfloat16 table");
   static_assert(std::is_same_v<S, float> || is_half_v<S>, "state: float or a half type");
-}
-
-inline void require_lazy(Mode mode) {
-  require(mode == Mode::lazy, "mode='exact' takes float32 or float64 tables; a float16 or "
+  o.validate();
+  require(o.mode == Mode::lazy, "mode='exact' takes float32 or float64 tables; a float16 or "
           "bfloat16 table takes mode='lazy'");
+  require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
 }
 
 }  // namespace detail
@@ -95,11 +96,7 @@ template <class P, class S, class I>
 void adam_half_step(const Table<P>& param, const RowSparse<float, I>& grad, const AdamState<S>& state,
                     const AdamOptions& o, std::int64_t step, const HalfRounding& how,
                     int num_threads = 0) {
-  static_assert(is_half_v<P>, "adam_half_step: a float16 or bfloat16 table");
-  detail::require_state_type<S>();
-  o.validate();
-  detail::require_lazy(o.mode);
-  detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
+  detail::require_half_step<P, S>(o, step);
   const detail::WrittenArrays written = detail::require_adam_state(param, state, o);
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
 
@@ -157,11 +154,7 @@ template <class P, class S, class I>
 void sgd_half_step(const Table<P>& param, const RowSparse<float, I>& grad, const SgdState<S>& state,
                    const SgdOptions& o, std::int64_t step, const HalfRounding& how,
                    int num_threads = 0) {
-  static_assert(is_half_v<P>, "sgd_half_step: a float16 or bfloat16 table");
-  detail::require_state_type<S>();
-  o.validate();
-  detail::require_lazy(o.mode);
-  detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
+  detail::require_half_step<P, S>(o, step);
   const detail::WrittenArrays written = detail::require_sgd_state(param, state, o);
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
 
