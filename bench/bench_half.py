@@ -99,7 +99,12 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
              f"{cfg['rounds']} rounds: ms median (min–max); speedup: median of per-round paired "
              f"ratios against the float32 table of the same optimizer. Command: "
              f"`python bench/run.py --only half`.")
-    return harness.result(NAME, quick, cfg, results, table_md, notes, machine)
+    import sparseopt
+
+    data = {"name": NAME, "quick": quick, "config": cfg, "results": results, "sparseopt": sparseopt.__version__,
+            "machine": machine or harness.machine_info(), "copy_bandwidth": bandwidth}
+    data["markdown"] = harness.report(table_md, notes, data)
+    return data
 
 
 def main(argv=None):

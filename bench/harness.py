@@ -553,19 +553,6 @@ def splice_readme(name: str, markdown: str,
     return True
 
 
-def result(name: str, quick: bool, cfg: dict, results: dict, table_md: str, notes: str,
-           machine: dict | None = None) -> dict:
-    """A benchmark's return value: its data and the markdown (table, then notes; a quick run
-    says it is not representative)."""
-    import sparseopt
-
-    markdown = "\n".join([("**Quick smoke run -- not representative.**\n\n" if quick else "") + table_md,
-                          "", notes])
-    return {"name": name, "quick": quick, "config": cfg, "results": results,
-            "sparseopt": sparseopt.__version__, "machine": machine or machine_info(),
-            "markdown": markdown + "\n"}
-
-
 def cli(name: str, run: Callable[..., dict], doc: str, argv=None) -> dict:
     """The command line of a benchmark module: ``--quick``, ``--seed``, ``--no-write``; runs
     ``run(quick=, seed=)``, prints its markdown and writes bench/results/ (``quick/`` for a
