@@ -61,31 +61,32 @@ inline float widen(float x) noexcept { return x; }
 
 inline float widen(bfloat16 h) noexcept { return detail::bits_float(std::uint32_t(h.bits) << 16); }
 
+// Branch-free (every case computed, one selected), so that loops over rows vectorise.
+// Subnormals go through an integer-to-float conversion, not through float subnormals: the same
+// result with flush-to-zero or denormals-are-zero set.
+namespace detail {
+
+// c ? a : b without a branch (GCC turns nested conditionals into jumps, which stop
+// vectorisation).
+inline std::uint32_t select(bool c, std::uint32_t a, std::uint32_t b) noexcept {
+  const std::uint32_t m = 0u - std::uint32_t(c);
+  return (a & m) | (b & ~m);
+}
+
+}  // namespace detail
+
 inline float widen(float16 h) noexcept {
   const std::uint32_t sign = std::uint32_t(h.bits & 0x8000u) << 16;
-  const std::uint32_t exp = (h.bits >> 10) & 0x1fu, mant = h.bits & 0x3ffu;
-  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
-    const float magnitude = float(mant) * 0x1p-24f;
-    return detail::bits_float(sign | detail::float_bits(magnitude));
-  }
-  if (exp == 31) return detail::bits_float(sign | 0x7f800000u | (mant << 13));  // inf, NaN
-  return detail::bits_float(sign | ((exp + 112u) << 23) | (mant << 13));
+  const std::uint32_t em = h.bits & 0x7fffu;  // exponent and mantissa
+  const std::uint32_t subnormal = detail::float_bits(float(std::int32_t(em)) * 0x1p-24f);  // zero too; exact
+  const std::uint32_t normal = (em << 13) + (112u << 23);
+  const std::uint32_t special = 0x7f800000u | ((em & 0x3ffu) << 13);  // inf, NaN
+  return detail::bits_float(sign | detail::select(em >= 0x7c00u, special, detail::select(em < 0x400u, subnormal, normal)));
 }
 
 namespace detail {
 
-// `value` (magnitude bits) without its low `shift` bits, rounded: to_nearest, ties to even;
-// else toward zero. Shared by both types' finite paths.
-inline std::uint32_t drop_bits(std::uint32_t value, int shift, bool to_nearest) noexcept {
-  if (shift >= 32) return 0;  // everything dropped, and below half of the last kept bit
-  const std::uint32_t kept = value >> shift;
-  if (!to_nearest || shift == 0) return kept;
-  const std::uint32_t rest = value & ((std::uint32_t(1) << shift) - 1);
-  const std::uint32_t half = std::uint32_t(1) << (shift - 1);
-  return kept + (rest > half || (rest == half && (kept & 1u)));
-}
-
-// The same, rounded stochastically with 16 random bits: up with probability (dropped bits) /
+// `value` (magnitude bits) without its low `shift` bits, rounded stochastically with 16 random bits: up with probability (dropped bits) /
 // 2^shift, exactly for shift <= 16 (adding the random bits below the kept ones carries into
 // them with that probability), and quantised to 2^-16 beyond (float16 subnormals only).
 inline std::uint32_t drop_bits_stochastic(std::uint32_t value, int shift, std::uint32_t random16) noexcept {
@@ -112,28 +113,22 @@ inline bfloat16 to_bfloat16(float x, bool to_nearest) noexcept {
   return bfloat16{bfloat16_bits(u, u + add)};
 }
 
-inline float16 to_float16(float x, bool to_nearest) noexcept {
+// To the nearest float16, ties to even. Branch-free, as widen(float16). Normal results: drop 13
+// mantissa bits of the rebased pattern, rounding (a carry may reach the next binade, or
+// infinity from 65520 up). Subnormal results (|x| < 2^-14): adding 0.5 rounds |x| to a multiple
+// of 2^-24, the float16 subnormal step, in the FPU's rounding (ties to even), and the low bits
+// of the sum are the result. NaN follows NumPy: sign and top payload bits, kept a NaN.
+inline float16 to_float16_nearest(float x) noexcept {
   const std::uint32_t u = float_bits(x);
-  const std::uint16_t sign = std::uint16_t((u >> 16) & 0x8000u);
+  const std::uint32_t sign = (u >> 16) & 0x8000u;
   const std::uint32_t a = u & 0x7fffffffu;
-  if (a >= 0x7f800000u) {  // inf, or NaN (NumPy's rule: top payload bits, never turned into inf)
-    std::uint16_t h = std::uint16_t(0x7c00u | (a > 0x7f800000u ? (a & 0x7fffffu) >> 13 : 0u));
-    if (a > 0x7f800000u && h == 0x7c00u) h = 0x7c01u;
-    return float16{std::uint16_t(sign | h)};
-  }
-  const int e = int(a >> 23) - 127;  // float's unbiased exponent (-127 for float subnormals)
-  if (e > 15) return float16{std::uint16_t(sign | (to_nearest ? 0x7c00u : 0x7bffu))};
-  if (e >= -14) {  // a normal float16: rebias, drop 13 mantissa bits (a carry may give inf)
-    const std::uint32_t rebased = (std::uint32_t(e + 15) << 23) | (a & 0x7fffffu);
-    std::uint32_t h = drop_bits(rebased, 13, to_nearest);
-    if (!to_nearest && h > 0x7bffu) h = 0x7bffu;
-    return float16{std::uint16_t(sign | h)};
-  }
-  // float16 subnormal (or zero): m * 2^-24 with m = significand * 2^(e - 23) / 2^-24, i.e. the
-  // 24-bit significand shifted right by -(e + 1) places.
-  if (e == -127) return float16{sign};  // float subnormals are below 2^-126: far below 2^-25
-  const std::uint32_t significand = (a & 0x7fffffu) | 0x800000u;
-  return float16{std::uint16_t(sign | drop_bits(significand, -(e + 1), to_nearest))};
+  const std::uint32_t normal = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;  // 0xc8000000: -112 << 23
+  const std::uint32_t subnormal = float_bits(bits_float(a) + 0.5f) - 0x3f000000u;
+  const std::uint32_t payload = (a & 0x7fffffu) >> 13;
+  const std::uint32_t nan = 0x7c00u | select(payload != 0, payload, 1u);
+  const std::uint32_t h = select(a > 0x7f800000u, nan,
+                                 select(a >= 0x47800000u, 0x7c00u, select(a < 0x38800000u, subnormal, normal)));
+  return float16{std::uint16_t(sign | h)};
 }
 
 
@@ -167,7 +162,7 @@ H narrow_nearest(float x) noexcept {
   if constexpr (std::is_same_v<H, bfloat16>)
     return detail::to_bfloat16(x, true);
   else
-    return detail::to_float16(x, true);
+    return detail::to_float16_nearest(x);
 }
 
 namespace detail {
@@ -183,7 +178,7 @@ inline float16 to_float16_stochastic(float x, std::uint32_t random16) noexcept {
   const std::uint16_t sign = std::uint16_t((u >> 16) & 0x8000u);
   const std::uint32_t a = u & 0x7fffffffu;
   const int e = int(a >> 23) - 127;
-  if (a >= 0x7f800000u || e > 15) return to_float16(x, true);  // inf, NaN; beyond 65536: inf
+  if (a >= 0x7f800000u || e > 15) return to_float16_nearest(x);  // inf, NaN; beyond 65536: inf
   if (e >= -14) {
     const std::uint32_t rebased = (std::uint32_t(e + 15) << 23) | (a & 0x7fffffu);
     return float16{std::uint16_t(sign | drop_bits_stochastic(rebased, 13, random16))};

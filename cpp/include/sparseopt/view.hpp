@@ -2,6 +2,7 @@
 // gradient. The caller owns the memory (a NumPy array, a std::vector, shared memory).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -36,7 +37,8 @@ struct RowSparse {
 
 namespace detail {
 
-// Asks the cache for the start of a row that will be written soon (a hint: no effect on results).
+// Asks the cache for a row that will be written soon, up to max_lines lines of it (a hint: no
+// effect on results).
 // Always inlined: GCC finds that an out-of-line function which only prefetches has no effect
 // and deletes the calls to it (which it does in simd.hpp's AVX2 copies of loops, where it
 // does not inline this on its own); the empty asm below keeps the callers of this one alive.
@@ -49,8 +51,13 @@ inline void prefetch_row(const T* row, std::int64_t row_width) noexcept {
   constexpr std::int64_t line = 64, max_lines = 8;
   const std::int64_t bytes = row_width * std::int64_t(sizeof(T));
   const char* p = reinterpret_cast<const char*>(row);
-  for (std::int64_t off = 0; off < bytes && off < line * max_lines; off += line)
-    __builtin_prefetch(p + off, 1, 3);
+  // From the line holding the row's first byte to the one holding its last (capped): a row
+  // that does not start on a line boundary ends in one line more than bytes / line.
+  const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t(line - 1);
+  const std::int64_t span = std::min<std::int64_t>(bytes + std::int64_t(reinterpret_cast<std::uintptr_t>(p) - first),
+                                                   line * max_lines);
+  for (std::int64_t off = 0; off < span; off += line)
+    __builtin_prefetch(reinterpret_cast<const char*>(first) + off, 1, 3);
   // An empty volatile asm: it emits nothing, but a function that contains it has an effect
   // as far as GCC is concerned. Without it GCC deletes calls to an out-of-line callable that
   // only prefetches (an optimizer's prefetch lambda too large to inline, say) as calls without
