@@ -55,6 +55,8 @@ def _bytes_per_step(cfg, touched, table_dtype, state_dtype, states):
 def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dict:
     import ml_dtypes
 
+    import sparseopt
+
     cfg = QUICK if quick else FULL
     bf16 = np.dtype(ml_dtypes.bfloat16)
     rng = np.random.default_rng(seed)
@@ -70,7 +72,9 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
         opts = {}
         for n in names:
             table_dtype = variants[n][0]
-            opts[n] = variants[n][2](start.astype(table_dtype))
+            table = sparseopt.zeros(start.shape, table_dtype)  # rows on cache-line boundaries
+            table[...] = start.astype(table_dtype)
+            opts[n] = variants[n][2](table)
         for w in range(cfg["warmup"]):
             for n in names:
                 opts[n].step(*batches[w % len(batches)])
@@ -99,8 +103,6 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
              f"{cfg['rounds']} rounds: ms median (min–max); speedup: median of per-round paired "
              f"ratios against the float32 table of the same optimizer. Command: "
              f"`python bench/run.py --only half`.")
-    import sparseopt
-
     data = {"name": NAME, "quick": quick, "config": cfg, "results": results, "sparseopt": sparseopt.__version__,
             "machine": machine or harness.machine_info(), "copy_bandwidth": bandwidth}
     data["markdown"] = harness.report(table_md, notes, data)
