@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _corpus, also when loaded by path
 from _corpus import DEFAULT_DATA, DEFAULT_OUT, output_folder, resolve_corpus  # noqa: E402
 
 TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*")

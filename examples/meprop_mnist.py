@@ -65,6 +65,7 @@ from sparseopt.optim import Adagrad, Adam
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "mnist"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _corpus, also when loaded by path
 from _corpus import DEFAULT_OUT, output_folder  # noqa: E402
 
 OPTIMIZERS = {

@@ -51,6 +51,7 @@ import sparseopt.torch as st
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _corpus, also when loaded by path
 from _corpus import DEFAULT_DATA, SAMPLE_DATA, output_folder, resolve_corpus  # noqa: E402
 GENRES = ("comedy", "tragedy", "history")
 HISTORY = {"john", "richard_ii", "henry_iv_part_1", "henry_iv_part_2", "henry_v",

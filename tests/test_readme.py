@@ -35,7 +35,7 @@ PYTHON_BLOCKS = _blocks("python")
 
 
 def test_the_readme_is_short_and_has_its_parts():
-    assert len(TEXT.splitlines()) < 280
+    assert len(TEXT.splitlines()) < 300
     # the two set-up commands, exactly as CI (.ci/run) runs the second
     assert "```bash\npip install . && python -m sparseopt demo\n```" in TEXT
     assert "```bash\npip install \".[test]\" && python -m pytest\n```" in TEXT
