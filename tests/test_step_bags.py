@@ -210,3 +210,11 @@ def test_grad_out_sharing_memory_with_the_table_is_refused(rng):
         opt.step_bags(table[:2], np.array([0, 1, 2]), np.array([3, 4]))
     np.testing.assert_array_equal(table, params)
     assert opt.step_count == 0
+
+
+def test_gather_sum_backward_names_torch_offsets_too(rng):
+    """The same hint where the two calls would fail: an indptr one entry short."""
+    grad_out = rng.standard_normal((3, 4)).astype(np.float32)
+    offsets = np.array([0, 2, 2], np.int64)  # torch's: one per bag
+    with pytest.raises(ValueError, match="len\\(indices\\) appended"):
+        sparseopt.gather_sum_backward(grad_out, offsets, np.array([1, 3, 1, 0, 9]), num_rows=10)

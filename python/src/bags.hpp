@@ -15,10 +15,19 @@ namespace sparseopt::bind {
 struct Names {
   detail::BagNames bag;
   const char* weights_owner;  // a weights dtype is fixed by <owner>.astype(...)
+  bool torch_offsets;         // the arrays could be torch's offsets (not a CSR matrix's parts)
+
+  // What to add to a "grad_out has the wrong number of rows" message when it has one row per
+  // entry of indptr: the caller most likely passed torch's offsets (one per bag) as indptr.
+  std::string offsets_hint(std::int64_t grad_out_rows, std::int64_t num_bags) const {
+    if (!torch_offsets || grad_out_rows != num_bags + 1) return "";
+    return "; indptr holds num_bags + 1 offsets, the last one len(indices): torch's offsets (one per "
+           "bag) become it with len(indices) appended";
+  }
 };
 
-inline const Names plain_names{{"indptr", "indices", "weights"}, "weights"};
-inline const Names csr_names{{"x.indptr", "x.indices", "x.data"}, "x"};
+inline const Names plain_names{{"indptr", "indices", "weights"}, "weights", true};
+inline const Names csr_names{{"x.indptr", "x.indices", "x.data"}, "x", false};
 
 struct BagArrays {
   py::array indptr, indices, weights;

@@ -107,10 +107,7 @@ py::tuple backward(py::handle grad_out_obj, py::handle indptr_obj, py::handle in
   if (grad_out.shape(0) != bags.num_bags)
     throw py::value_error("grad_out must have one row per bag, shape (" + std::to_string(bags.num_bags) +
                           ", *row_shape) with " + num_bags_hint + ", got " + shape_str(grad_out) +
-                          (grad_out.shape(0) == bags.num_bags + 1 && names.bag.indptr == plain_names.bag.indptr
-                               ? "; indptr holds num_bags + 1 offsets, the last one len(indices): torch's "
-                                 "offsets (one per bag) become it with len(indices) appended"
-                               : ""));
+                          names.offsets_hint(grad_out.shape(0), bags.num_bags));
   return dispatch(grad_out, bags.indices, [&](auto value_tag, auto index_tag) -> py::tuple {
     using T = typename decltype(value_tag)::type;
     using I = typename decltype(index_tag)::type;

@@ -32,12 +32,9 @@ void run_step(py::handle param_obj, py::handle indices_obj, py::handle values_ob
     if (!ok) {
       std::vector<py::ssize_t> want(param.shape(), param.shape() + param.ndim());
       want[0] = bags.num_bags;
-      const bool offsets = grad_out.ndim() >= 1 && grad_out.shape(0) == bags.num_bags + 1;
       throw py::value_error("grad_out must have shape " + shape_str(want) +
                             " (num_bags = len(indptr) - 1, *param.shape[1:]), got " + shape_str(grad_out) +
-                            (offsets ? "; indptr holds num_bags + 1 offsets, the last one len(indices): "
-                                       "torch's offsets (one per bag) become it with len(indices) appended"
-                                     : ""));
+                            (grad_out.ndim() >= 1 ? plain_names.offsets_hint(grad_out.shape(0), bags.num_bags) : ""));
     }
     const BagReduction mode = reduction(py::cast<bool>(spec[2]));
     dispatch(grad_out, bags.indices, [&](auto value_tag, auto index_tag) {

@@ -638,6 +638,38 @@ const T* bag_terms(Table<const T> grad_out, const Bags<T, I>& bags, BagReduction
   return divided.data();
 }
 
+// The terms of the sorted layout (GatherPlan::by_row): the k-th sorted position adds
+// scale(k) * row(k), row(k) the bag_terms row of its bag and scale(k) its weight, and
+// ahead_row(k) / ahead_scale(k) give the addresses of a later term's row and weight to request
+// from memory (null: nothing to fetch; arrays small enough to stay in cache between uses get no
+// hints). gather_sum_backward and the fused optimizer step both sum through it, so alike.
+template <class T>
+struct SortedTerms {
+  const T* source;             // bag_terms' rows, num_bags x w
+  const std::int64_t* bag;     // the bag of each sorted position
+  const std::int64_t* order;   // the input position of each sorted position
+  const T* weights;            // per input position, or null
+  std::int64_t n, w;
+  bool fetch_rows, fetch_weights;
+
+  SortedTerms(const T* source_rows, const std::int64_t* bags_sorted, const std::int64_t* positions,
+              const T* weights_or_null, std::int64_t num_bags, std::int64_t size, std::int64_t width) noexcept
+      : source(source_rows), bag(bags_sorted), order(positions), weights(weights_or_null), n(size), w(width),
+        fetch_rows(num_bags * width * std::int64_t(sizeof(T)) > cache_resident_bytes),
+        fetch_weights(weights_or_null && size * std::int64_t(sizeof(T)) > cache_resident_bytes) {}
+
+  const T* row(std::int64_t k) const noexcept { return source + bag[k] * w; }
+  T scale(std::int64_t k) const noexcept { return weights[order[k]]; }
+  const T* ahead_row(std::int64_t k) const noexcept {
+    return fetch_rows && k + gather_ahead < n ? row(k + gather_ahead) : nullptr;
+  }
+  // the weights are read in the order of the sorted positions: scattered, fetched early
+  const T* ahead_scale(std::int64_t k) const noexcept {
+    constexpr std::int64_t far = 4 * gather_ahead;
+    return fetch_weights && k + far < n ? weights + order[k + far] : nullptr;
+  }
+};
+
 }  // namespace detail
 
 // The gradient of the table for out = gather_sum(table, bags, mode), given grad_out (num_bags
@@ -734,36 +766,22 @@ void gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, const 
     return;
   }
 
-  const CoalescePlan<I>& cp = plan.coalesce_;
-  const std::int64_t* SPARSEOPT_RESTRICT bag = plan.bag_sorted_.data();
-  const std::int64_t* SPARSEOPT_RESTRICT order = cp.order.data();
-  const std::int64_t* SPARSEOPT_RESTRICT offsets = cp.offsets.data();
+  const std::int64_t* SPARSEOPT_RESTRICT offsets = plan.coalesce_.offsets.data();
+  const detail::SortedTerms<T> sorted(source, plan.bag_sorted_.data(), plan.coalesce_.order.data(), weights, nb, n, w);
   detail::for_each_tile(
       nu, threads, (n + nu) * w, detail::sum_tile_cost, [&](std::int64_t u) { return offsets[u] + u; },
       [&](std::int64_t first, std::int64_t last) {
         auto out_row = [&](std::int64_t u) { return values_out.row(u); };
         auto bounds = [&](std::int64_t u) { return std::pair<std::int64_t, std::int64_t>(offsets[u], offsets[u + 1]); };
-        auto row = [&](std::int64_t k) { return source + bag[k] * w; };
-        // grad_out (or the weights) small enough to stay in cache between uses: no hints.
-        const bool fetch_rows = nb * w * std::int64_t(sizeof(T)) > detail::cache_resident_bytes;
-        const bool fetch_weights = n * std::int64_t(sizeof(T)) > detail::cache_resident_bytes;
-        auto ahead = [&](std::int64_t k) -> const T* {
-          return fetch_rows && k + detail::gather_ahead < n ? row(k + detail::gather_ahead) : nullptr;
-        };
+        auto row = [&](std::int64_t k) { return sorted.row(k); };
+        auto scale = [&](std::int64_t k) { return sorted.scale(k); };
+        auto ahead_row = [&](std::int64_t k) { return sorted.ahead_row(k); };
+        auto ahead_scale = [&](std::int64_t k) { return sorted.ahead_scale(k); };
         const std::int64_t terms = offsets[last] - offsets[first];
-        if (weights) {
-          // the weights are read in the order of the sorted positions: scattered, fetched early
-          constexpr std::int64_t far = 4 * detail::gather_ahead;
-          detail::sum_rows<true, T>(
-              first, last, terms, w, out_row, bounds, row, [&](std::int64_t k) { return weights[order[k]]; }, ahead,
-              [&](std::int64_t k) -> const T* {
-                return fetch_weights && k + far < n ? weights + order[k + far] : nullptr;
-              });
-        } else {
-          detail::sum_rows<false, T>(
-              first, last, terms, w, out_row, bounds, row, [](std::int64_t) { return T(1); }, ahead,
-              [](std::int64_t) -> const T* { return nullptr; });
-        }
+        if (weights)
+          detail::sum_rows<true, T>(first, last, terms, w, out_row, bounds, row, scale, ahead_row, ahead_scale);
+        else
+          detail::sum_rows<false, T>(first, last, terms, w, out_row, bounds, row, scale, ahead_row, ahead_scale);
       });
 }
 
@@ -817,28 +835,21 @@ void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int 
   std::vector<T> divided;
   const T* source = bag_terms(grad.grad_out, grad.bags, grad.mode, threads, divided);
   std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
-  const T* SPARSEOPT_RESTRICT weights = grad.bags.weights;
-  const std::int64_t* SPARSEOPT_RESTRICT bag = plan.bag_of_sorted();
-  const std::int64_t* SPARSEOPT_RESTRICT order = cp.order.data();
+  const bool weighted = grad.bags.weights != nullptr;
+  const SortedTerms<T> sorted(source, plan.bag_of_sorted(), cp.order.data(), grad.bags.weights, grad.bags.num_bags,
+                              n, w);
   const std::int64_t* SPARSEOPT_RESTRICT offsets = cp.offsets.data();
   const I* SPARSEOPT_RESTRICT rows = cp.rows.data();
-  // grad_out (or the weights) small enough to stay in cache between uses: no hints for them.
-  const bool fetch_terms = grad.bags.num_bags * w * std::int64_t(sizeof(T)) > cache_resident_bytes;
-  const bool fetch_weights = weights && n * std::int64_t(sizeof(T)) > cache_resident_bytes;
-  auto term = [&](std::int64_t k) { return source + bag[k] * w; };
-  auto scale = [&](std::int64_t k) { return weights[order[k]]; };
-  auto ahead_term = [&](std::int64_t k) -> const T* {
-    return fetch_terms && k + gather_ahead < n ? term(k + gather_ahead) : nullptr;
-  };
-  auto ahead_scale = [&](std::int64_t k) -> const T* {
-    return fetch_weights && k + 4 * gather_ahead < n ? weights + order[k + 4 * gather_ahead] : nullptr;
-  };
+  auto term = [&](std::int64_t k) { return sorted.row(k); };
+  auto scale = [&](std::int64_t k) { return sorted.scale(k); };
+  auto ahead_term = [&](std::int64_t k) { return sorted.ahead_row(k); };
+  auto ahead_scale = [&](std::int64_t k) { return sorted.ahead_scale(k); };
   parallel_for(
       nu, threads, (n + nu) * w,
       [&](std::int64_t u, int slot) {
         if (u + ahead < nu) prefetch(static_cast<std::int64_t>(rows[u + ahead]));
         const std::int64_t begin = offsets[u], end = offsets[u + 1];
-        if (end - begin == 1 && !weights) return update(static_cast<std::int64_t>(rows[u]), term(begin));
+        if (end - begin == 1 && !weighted) return update(static_cast<std::int64_t>(rows[u]), term(begin));
         T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
         auto sum = [&](auto scaled, auto rolling) SPARSEOPT_INLINE_BODY {
           simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
@@ -847,7 +858,7 @@ void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int 
           });
         };
         const bool long_row = end - begin > gather_ahead;
-        if (weights)
+        if (weighted)
           long_row ? sum(std::true_type{}, std::true_type{}) : sum(std::true_type{}, std::false_type{});
         else
           long_row ? sum(std::false_type{}, std::true_type{}) : sum(std::false_type{}, std::false_type{});
