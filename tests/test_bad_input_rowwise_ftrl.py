@@ -178,7 +178,7 @@ def _bad_params():
     ro.flags.writeable = False
     return {
         "list": [[1.0, 2.0], [3.0, 4.0]],
-        "float16": np.ones((NUM_ROWS, 3), np.float16),
+        "int16": np.ones((NUM_ROWS, 3), np.int16),  # 2 bytes, but not a half float
         "int64": np.ones((NUM_ROWS, 3), np.int64),
         "transposed": np.ones((3, NUM_ROWS)).T,
         "row_strided": np.ones((2 * NUM_ROWS, 3))[::2],

@@ -287,6 +287,89 @@ def test_stochastic_tracks_a_float32_run(rng, half, name, kw, ref_kw):
     assert err.max() < 64 * eps
 
 
+# Every optimizer, both modes. The float32 steps are checked against torch and NumPy in their own
+# test files; here a half table must follow them: with nearest rounding, each step equals the
+# float32 step from the widened table, rounded to nearest by NumPy's / ml_dtypes' astype.
+ALL_CASES = [
+    ("SGD", {"lr": 0.05}),
+    ("SGD", {"lr": 0.05, "weight_decay": 0.02}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.02}),
+    ("Adam", {"lr": 1e-2}),
+    ("Adam", {"lr": 1e-2, "amsgrad": True}),
+    ("AdamW", {"lr": 1e-2, "weight_decay": 0.1}),
+    ("RMSprop", {"lr": 1e-2}),
+    ("RMSprop", {"lr": 1e-2, "momentum": 0.9, "centered": True}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
+    ("RowWiseAdagrad", {"lr": 0.1}),
+    ("FTRL", {"lr": 0.1, "l1": 0.01, "l2": 0.01}),
+]
+ALL_IDS = [f"{name}-{i}" for i, (name, _) in enumerate(ALL_CASES)]
+
+
+def _round_to_half(opt, half, state_half):
+    """Rounds a float32 optimizer's table (and, with half state, its state arrays) to `half`
+    and back, as a half table's step stores them: rows a step did not write are half values
+    already, which rounding leaves alone."""
+    opt.param[...] = widened(opt.param.astype(half))
+    if state_half:
+        for a in opt.state.values():
+            if a.dtype == np.float32:
+                a[...] = widened(a.astype(half))
+
+
+@pytest.mark.parametrize("mode", ["lazy", "exact"])
+@pytest.mark.parametrize("state", ["float32", "half"])
+@pytest.mark.parametrize("name,kw", ALL_CASES, ids=ALL_IDS)
+def test_every_optimizer_nearest_is_the_float32_step_rounded(rng, half, name, kw, mode, state):
+    num_rows, width = 30, 20
+    table = rng.standard_normal((num_rows, width)).astype(half)
+    state_dtype = half if state == "half" else np.dtype(np.float32)
+    opt = getattr(optim, name)(table, mode=mode, rounding="nearest", state_dtype=state_dtype, **kw)
+    ref = getattr(optim, name)(widened(table), mode=mode, **kw)
+    for key, a in opt.state.items():  # the same start (FTRL's accumulator starts at 0.1, rounded)
+        ref.state[key][...] = a.astype(ref.state[key].dtype)
+
+    def same(where):
+        assert np.array_equal(widened(table), ref.param), where
+        for key, a in opt.state.items():
+            want = ref.state[key]
+            got = widened(a) if a.dtype == state_dtype and state == "half" else a
+            assert got.dtype == want.dtype and np.array_equal(got, want), (where, key)
+
+    for t, (idx, g) in enumerate(_steps(rng, num_rows, width, 10, np.int64), start=1):
+        opt.step(idx, g)
+        ref.step(idx, g)
+        _round_to_half(ref, half, state == "half")
+        same(f"step {t}")
+        if t in (5, 10):  # rows caught up by flush are rounded once too
+            opt.flush(np.array([0, 3, 3, 29]) if t == 5 else None)
+            ref.flush(np.array([0, 3, 3, 29]) if t == 5 else None)
+            _round_to_half(ref, half, state == "half")
+            same(f"flush after step {t}")
+
+
+@pytest.mark.parametrize("mode", ["lazy", "exact"])
+@pytest.mark.parametrize("name,kw", ALL_CASES, ids=ALL_IDS)
+def test_every_optimizer_with_stochastic_rounding_tracks_float32(rng, half, name, kw, mode):
+    num_rows, width = 20, 64
+    start = rng.standard_normal((num_rows, width)).astype(half)
+    table, table32 = start.copy(), widened(start)
+    opt = getattr(optim, name)(table, mode=mode, seed=5, **kw)
+    opt32 = getattr(optim, name)(table32, mode=mode, **kw)
+    for idx, g in _steps(rng, num_rows, width, 30, np.int64):
+        opt.step(idx, g)
+        opt32.step(idx, g)
+    opt.flush()
+    opt32.flush()
+    eps = 2.0**-10 if half == np.float16 else 2.0**-7
+    err = np.abs(widened(table) - table32) / (np.abs(table32) + kw["lr"])
+    # Each step rounds once: an error below one ulp, zero on average. A momentum buffer carries
+    # a rounding into the next ~1 / (1 - momentum) = 10 steps, so the worst element drifts more.
+    assert err.mean() < 2 * eps
+    assert err.max() < (256 if kw.get("momentum") else 64) * eps
+
+
 def test_tiny_updates_move_the_mean_only_with_stochastic_rounding(half):
     # 400 SGD steps of lr * g = ulp/20 on a table of ones: float32 moves by 20 ulps, nearest
     # rounding never leaves 1.0, stochastic rounding follows float32 on average.
@@ -307,10 +390,15 @@ def test_tiny_updates_move_the_mean_only_with_stochastic_rounding(half):
     assert abs(runs["stochastic"].mean() - 1 - moved32) < 0.05 * moved32
 
 
-@pytest.mark.parametrize("name,kw", [("Adam", {}), ("SGD", {"momentum": 0.9})])
+@pytest.mark.parametrize("name,kw", [("Adam", {}), ("SGD", {"momentum": 0.9}),
+                                     ("Adam", {"mode": "exact"}),
+                                     ("SGD", {"momentum": 0.9, "weight_decay": 0.01, "mode": "exact"}),
+                                     ("RMSprop", {"mode": "exact", "momentum": 0.5}),
+                                     ("Adagrad", {}), ("RowWiseAdagrad", {}), ("FTRL", {})])
 def test_same_bits_for_any_thread_count_and_rerun_and_seed_matters(rng, half, name, kw):
-    start = rng.standard_normal((300, 16)).astype(half)
-    steps = _steps(rng, 300, 16, 6, np.int64)
+    # wide enough that a step is worth threads (kernels stay on one below 32k elements)
+    start = rng.standard_normal((300, 128)).astype(half)
+    steps = _steps(rng, 300, 128, 6, np.int64)
 
     def run(threads, seed=0):
         table = start.copy()
@@ -327,7 +415,9 @@ def test_same_bits_for_any_thread_count_and_rerun_and_seed_matters(rng, half, na
 
 
 @pytest.mark.parametrize("name,kw", [("Adam", {"amsgrad": True, "bias_correction": "row"}),
-                                     ("SGD", {"momentum": 0.9})])
+                                     ("SGD", {"momentum": 0.9}), ("Adam", {"mode": "exact"}),
+                                     ("RMSprop", {"mode": "exact", "momentum": 0.9, "centered": True}),
+                                     ("RowWiseAdagrad", {}), ("FTRL", {})])
 @pytest.mark.parametrize("state", ["float32", "half"])
 def test_state_dict_round_trip_continues_with_the_same_bits(rng, half, name, kw, state, tmp_path):
     state_dtype = half if state == "half" else np.float32
@@ -387,21 +477,9 @@ def test_defaults_and_state_dtypes(half):
         opt.state_dtype = "float32"
 
 
-@pytest.mark.parametrize("cls", ["Adagrad", "RMSprop", "RowWiseAdagrad", "FTRL"])
-def test_other_optimizers_refuse_half_tables(half, cls):
-    args = {"lr": 0.1}
-    with pytest.raises(TypeError, match="param must have dtype float32 or float64 for .*float16 and bfloat16 tables are taken by SGD, Adam, AdamW"):
-        getattr(optim, cls)(np.zeros((4, 2), half), **args)
-
-
-def test_exact_mode_refused(half):
-    with pytest.raises(ValueError, match="mode='lazy'"):
-        optim.Adam(np.zeros((4, 2), half), mode="exact")
-    with pytest.raises(ValueError, match="mode='lazy'"):
-        optim.SGD(np.zeros((4, 2), half), lr=0.1, momentum=0.9, mode="exact")
-
-
-@pytest.mark.parametrize("name,kw", [("Adam", {"amsgrad": True}), ("SGD", {"momentum": 0.9})])
+@pytest.mark.parametrize("name,kw", [("Adam", {"amsgrad": True}), ("SGD", {"momentum": 0.9}),
+                                     ("RMSprop", {"momentum": 0.9, "mode": "exact"}),
+                                     ("RowWiseAdagrad", {}), ("FTRL", {})])
 def test_bad_input_changes_nothing(rng, half, name, kw):
     table = rng.standard_normal((10, 4)).astype(half)
     opt = _make(name, table, 1e-2, kw, state_dtype=half)
@@ -444,15 +522,20 @@ def test_core_refuses_mismatched_arrays(half):
     o = _core.AdamOptions()
     m32, v16 = np.zeros((4, 2), np.float32), np.zeros((4, 2), half)
     before = bits(table).copy()
-    with pytest.raises(TypeError, match="exp_avg_sq must have dtype float32, float16 or bfloat16"):
-        _core.adam_half_step(table, idx, g, m32, v16, None, None, o, 1, "stochastic", 0, 1)
+
+    def adam(param, m, v, rounding=("nearest", 0)):
+        _core.adam_step(param, idx, g, None, m, v, None, None, None, None, None, None, o, 1, 1, rounding)
+
+    with pytest.raises(TypeError, match="exp_avg_sq must have dtype float32 .the state_dtype"):
+        adam(table, m32, v16)
+    with pytest.raises(TypeError, match="exp_avg must have dtype float32, float16 or bfloat16"):
+        adam(table, m32.astype(np.float64), m32)
     with pytest.raises(ValueError, match="rounding must be"):
-        _core.adam_half_step(table, idx, g, m32, m32.copy(), None, None, o, 1, "up", 0, 1)
+        adam(table, m32, m32.copy(), ("up", 0))
     with pytest.raises(ValueError, match="must not share memory"):
-        _core.adam_half_step(table, idx, g, m32, m32, None, None, o, 1, "nearest", 0, 1)
-    with pytest.raises(TypeError, match="float16 or bfloat16"):
-        _core.adam_half_step(np.zeros((4, 2), np.float32), idx, g, m32, m32.copy(), None, None, o, 1,
-                             "nearest", 0, 1)
+        adam(table, m32, m32)
+    with pytest.raises(TypeError, match="values must have the dtype of param .float64."):
+        adam(np.zeros((4, 2)), m32, m32.copy())
     assert np.array_equal(bits(table), before) and not m32.any() and not v16.astype(np.float32).any()
 
 

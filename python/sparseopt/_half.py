@@ -74,11 +74,8 @@ def hyperparams(rounding: object, seed: object, state_dtype: object) -> dict[str
             "state_dtype": "float32" if state_dtype is None else state_dtype}
 
 
-def check(h: dict[str, Any], lazy: bool) -> None:
+def check(h: dict[str, Any]) -> None:
     """Checks and normalises the half-table hyper-parameters in `h` in place."""
-    if not lazy:
-        raise ValueError("mode='exact' takes float32 or float64 tables; a float16 or bfloat16 "
-                         "table takes mode='lazy'")
     h["rounding"] = _args.choice("rounding", h["rounding"], ROUNDINGS)
     h["seed"] = _args.count("seed", h["seed"], maximum=_args.UINT64_MAX)
     h["state_dtype"] = _state_dtype_name(h["state_dtype"])

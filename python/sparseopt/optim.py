@@ -62,12 +62,10 @@ class Optimizer:
     up and restarts ``history`` at itself, so exact mode's memory does not grow with the
     number of steps (that step costs one :meth:`flush` more).
 
-    Half-precision tables (float16, bfloat16; subclasses with ``_takes_half``): ``half`` holds
-    the constructor's ``(rounding, seed, state_dtype)``; for a half table they become
-    hyper-parameters (so snapshots carry them), for a float table they are checked and ignored.
+    Half-precision tables (float16, bfloat16): ``half`` holds the constructor's ``(rounding,
+    seed, state_dtype)``; for a half table they become hyper-parameters (so snapshots carry
+    them), for a float table they are checked and ignored.
     """
-
-    _takes_half = False
 
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0,
                  half: tuple[Any, Any, Any] = (None, 0, None)):
@@ -75,10 +73,6 @@ class Optimizer:
         if self._half is None:
             _core.check_param(param)
             _half.check_ignored(param.dtype, *half)
-        elif not self._takes_half:
-            raise TypeError(f"param must have dtype float32 or float64 for "
-                            f"{type(self).__name__}, got {self._half}; float16 and bfloat16 "
-                            f"tables are taken by {', '.join(_HALF_OPTIMIZERS)} (mode='lazy')")
         else:
             _half.check_table(param)
             hyperparams = {**hyperparams, **_half.hyperparams(*half)}
@@ -133,6 +127,42 @@ class Optimizer:
     def half(self) -> str | None:
         """``"float16"`` or ``"bfloat16"`` for a half-precision table, else None."""
         return self._half
+
+    @property
+    def rounding(self) -> str | None:
+        """Half tables: ``"stochastic"`` or ``"nearest"`` (settable between steps); None for a
+        float table, which ignores it."""
+        return self._hyperparams.get("rounding")
+
+    @rounding.setter
+    def rounding(self, value: str) -> None:
+        self._set_half_hyperparameter("rounding", value)
+
+    @property
+    def seed(self) -> int | None:
+        """Half tables: the stochastic rounding's seed (settable between steps); None for a
+        float table."""
+        return self._hyperparams.get("seed")
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._set_half_hyperparameter("seed", value)
+
+    @property
+    def state_dtype(self) -> str | None:
+        """Half tables: the state arrays' dtype name (fixed at construction); None for a float
+        table, whose state has the table's dtype."""
+        return self._hyperparams.get("state_dtype")
+
+    @state_dtype.setter
+    def state_dtype(self, value: Any) -> None:
+        self._set_half_hyperparameter("state_dtype", value)
+
+    def _set_half_hyperparameter(self, name: str, value: Any) -> None:
+        if not self._half:
+            raise ValueError(f"{name} applies to float16 and bfloat16 tables; this table is "
+                             f"{self._param.dtype}")
+        self._set_hyperparameter(name, value)
 
     @property
     def state(self) -> dict[str, np.ndarray]:
@@ -433,20 +463,16 @@ class Optimizer:
     def _flush(self, indices: np.ndarray | None) -> None:
         raise NotImplementedError
 
-    def _apply_half(self, kernel: Any, indices: Any, values: Any, step: int,
-                    bags: tuple[Any, Any, bool] | None, *state: Any) -> None:
-        """One step on a half table: `kernel` is the core's ``*_half_step``."""
-        if bags is not None:
-            raise TypeError(f"step_bags takes float32 or float64 tables; for a {self._half} "
-                            f"table compute the rows' gradient (float32) and call step()")
-        h = self._hyperparams
-        kernel(self._param, indices, values, *state, self._options, step, h["rounding"],
-               h["seed"], self._num_threads)
+    def _rounding(self) -> tuple[str, int] | None:
+        """The kernels' ``rounding`` argument: ``(rounding, seed)`` for a half table, else None."""
+        if not self._half:
+            return None
+        return (self._hyperparams["rounding"], self._hyperparams["seed"])
 
     def _options_from_half(self, h: dict[str, Any], options: Any) -> Any:
         """Checks a half table's own hyper-parameters in `h`; returns `options`."""
         if self._half:
-            _half.check(h, options.mode == _core.Mode.lazy)
+            _half.check(h)
         return options
 
 
@@ -503,38 +529,21 @@ def _check_state_array(name: str, given: Any, own: np.ndarray, step: int, start:
                              f"snapshot is corrupt")
 
 
-# The optimizers that take float16 and bfloat16 tables.
-_HALF_OPTIMIZERS = ("SGD", "Adam", "AdamW")
-
 _HALF_DOC = """
-    Half-precision tables (lazy mode): ``param`` may be ``np.float16`` or bfloat16
+    Half-precision tables (both modes): ``param`` may be ``np.float16`` or bfloat16
     (``ml_dtypes.bfloat16``, extra ``sparseopt[bf16]``). Each update is computed in float32 from
-    the widened row, exactly as for a float32 table, and stored with ``rounding``:
-    ``"stochastic"`` (the default: rounded up or down with probabilities that make the stored
-    value right on average, so updates far below one unit in the last place still count) or
-    ``"nearest"``. The random bits are a hash of ``(seed, step, row, column, array)``: the same
-    bits for any ``num_threads``, on rerun, and after ``load_state_dict``. Gradient ``values``
-    are float32 (summed and applied in float32). State arrays have ``state_dtype``: float32 (the
-    default), or float16/bfloat16 (half the memory, rounded like the table). ``rounding`` and
-    ``seed`` may be set between steps; ``state_dtype`` is fixed. A float32/float64 table ignores
-    ``rounding`` and ``seed`` and keeps its state in its own dtype. Not for half tables:
-    ``mode="exact"`` and :meth:`step_bags` (ValueError / TypeError).
+    the widened row, exactly as for a float32 table (exact mode's catch-up included), and
+    stored with ``rounding``: ``"stochastic"`` (the default: rounded up or down with
+    probabilities that make the stored value right on average, so updates far below one unit
+    in the last place still count) or ``"nearest"``. The random bits are a hash of ``(seed,
+    step, row, column, array)``: the same bits for any ``num_threads``, on rerun, and after
+    ``load_state_dict``. Gradient ``values`` are float32 (summed and applied in float32). State
+    arrays have ``state_dtype``: float32 (the default), or float16/bfloat16 (half the memory,
+    rounded like the table). ``rounding`` and ``seed`` may be set between steps;
+    ``state_dtype`` is fixed. A float32/float64 table ignores ``rounding`` and ``seed`` and
+    keeps its state in its own dtype. Not for half tables: :meth:`step_bags` (TypeError:
+    compute the rows' float32 gradient with ``gather_sum_backward`` and call :meth:`step`).
 """
-
-
-def _half_hyperparameter(name: str, doc: str) -> property:
-    """A half table's hyper-parameter (None for a float table, which ignores it)."""
-
-    def get(self: Optimizer) -> Any:
-        return self._hyperparams.get(name)
-
-    def set_(self: Optimizer, value: Any) -> None:
-        if not self._half:
-            raise ValueError(f"{name} applies to float16 and bfloat16 tables; this table is "
-                             f"{self._param.dtype}")
-        self._set_hyperparameter(name, value)
-
-    return property(get, set_, doc=doc)
 
 
 def _hyperparameter(name: str, doc: str) -> property:
@@ -609,16 +618,11 @@ class SGD(Optimizer):
                                      nesterov=nesterov, weight_decay=weight_decay, mode=mode),
                          num_threads=num_threads, half=(rounding, seed, state_dtype))
 
-    _takes_half = True
-
     momentum = _hyperparameter("momentum", "Momentum factor (settable between steps in lazy mode).")
     dampening = _hyperparameter("dampening", "Dampening of the momentum (settable between steps in lazy mode).")
     nesterov = _hyperparameter("nesterov", "Nesterov momentum (settable between steps in lazy mode).")
     weight_decay = _hyperparameter("weight_decay", "L2 weight decay (settable between steps in lazy mode).")
     mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
-    rounding = _half_hyperparameter("rounding", "Half tables: 'stochastic' or 'nearest' (settable between steps).")
-    seed = _half_hyperparameter("seed", "Half tables: the stochastic rounding's seed (settable between steps).")
-    state_dtype = _half_hyperparameter("state_dtype", "Half tables: the state arrays' dtype name (fixed).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
         o = _core.SgdOptions()
@@ -641,19 +645,13 @@ class SGD(Optimizer):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
-        if self._half:
-            return self._apply_half(_core.sgd_half_step, indices, values, step, bags,
-                                    self._state.get("momentum_buffer"), self._state.get("row_steps"))
         _core.sgd_step(self._param, indices, values, bags, self._state.get("momentum_buffer"),
                        self._state.get("row_steps"), *self._exact_args(), self._options, step,
-                       self._num_threads)
+                       self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
         _core.sgd_flush(self._param, indices, self._state.get("momentum_buffer"), *self._exact_args(),
-                        self._options, self._step, self._num_threads)
-
-
-SGD.__doc__ = (SGD.__doc__ or "") + _HALF_DOC
+                        self._options, self._step, self._num_threads, self._rounding())
 
 
 class Adagrad(_ModesCoincide):
@@ -670,11 +668,12 @@ class Adagrad(_ModesCoincide):
 
     def __init__(self, param: np.ndarray, lr: float = 1e-2, lr_decay: float = 0.0,
                  eps: float = 1e-10, initial_accumulator_value: float = 0.0,
-                 mode: str = "lazy", *, num_threads: int = 0):
+                 mode: str = "lazy", *, num_threads: int = 0, rounding: str | None = None,
+                 seed: int = 0, state_dtype: Any = None):
         self._set_mode(mode)
         super().__init__(param, dict(lr=lr, lr_decay=lr_decay, eps=eps,
                                      initial_accumulator_value=initial_accumulator_value),
-                         num_threads=num_threads)
+                         num_threads=num_threads, half=(rounding, seed, state_dtype))
 
     lr_decay = _hyperparameter("lr_decay", "Learning-rate decay (settable between steps).")
     eps = _hyperparameter("eps", "Term added to the denominator (settable between steps).")
@@ -690,7 +689,7 @@ class Adagrad(_ModesCoincide):
         if not (np.isfinite(initial) and initial >= 0.0):
             raise ValueError(f"initial_accumulator_value must be a finite number >= 0, got {initial}")
         o.validate()
-        return o
+        return self._options_from_half(h, o)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         return {"sum": (None, hyperparams["initial_accumulator_value"])}
@@ -698,7 +697,7 @@ class Adagrad(_ModesCoincide):
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
         _core.adagrad_step(self._param, indices, values, bags, self._state["sum"], self._options,
-                           step, self._num_threads)
+                           step, self._num_threads, self._rounding())
 
 
 class RMSprop(Optimizer):
@@ -719,9 +718,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, param: np.ndarray, lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, momentum: float = 0.0, centered: bool = False,
-                 mode: str = "lazy", *, num_threads: int = 0):
+                 mode: str = "lazy", *, num_threads: int = 0, rounding: str | None = None,
+                 seed: int = 0, state_dtype: Any = None):
         super().__init__(param, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
-                                     centered=centered, mode=mode), num_threads=num_threads)
+                                     centered=centered, mode=mode), num_threads=num_threads,
+                         half=(rounding, seed, state_dtype))
 
     alpha = _hyperparameter("alpha", "Smoothing constant (settable between steps in lazy mode).")
     eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
@@ -738,7 +739,7 @@ class RMSprop(Optimizer):
         o.centered = h["centered"] = _flag("centered", h["centered"])
         o.mode = _mode(h["mode"])
         o.validate()
-        return o
+        return self._options_from_half(h, o)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         spec: dict[str, tuple[Any, float]] = {"square_avg": (None, 0.0)}
@@ -755,11 +756,11 @@ class RMSprop(Optimizer):
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
         _core.rmsprop_step(self._param, indices, values, bags, *self._arrays(), self._options, step,
-                           self._num_threads)
+                           self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
         _core.rmsprop_flush(self._param, indices, *self._arrays(), self._options, self._step,
-                            self._num_threads)
+                            self._num_threads, self._rounding())
 
 
 class Adam(Optimizer):
@@ -795,16 +796,12 @@ class Adam(Optimizer):
                                      amsgrad=amsgrad, mode=mode, bias_correction=bias_correction),
                          num_threads=num_threads, half=(rounding, seed, state_dtype))
 
-    _takes_half = True
 
     betas = _hyperparameter("betas", "(beta1, beta2) (settable between steps in lazy mode).")
     eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
     weight_decay = _hyperparameter("weight_decay", "Weight decay (settable between steps in lazy mode).")
     amsgrad = _hyperparameter("amsgrad", "AMSGrad variant (fixed by the state it needs).")
     mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
-    rounding = _half_hyperparameter("rounding", "Half tables: 'stochastic' or 'nearest' (settable between steps).")
-    seed = _half_hyperparameter("seed", "Half tables: the stochastic rounding's seed (settable between steps).")
-    state_dtype = _half_hyperparameter("state_dtype", "Half tables: the state arrays' dtype name (fixed).")
     bias_correction = _hyperparameter("bias_correction", "'global', 'row' or 'none' (settable in lazy mode where the state stays the same).")
 
     def _options_from(self, h: dict[str, Any]) -> Any:
@@ -836,22 +833,15 @@ class Adam(Optimizer):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
-        if self._half:
-            return self._apply_half(_core.adam_half_step, indices, values, step, bags,
-                                    self._state["exp_avg"], self._state["exp_avg_sq"],
-                                    self._state.get("max_exp_avg_sq"), self._state.get("row_steps"))
         _core.adam_step(self._param, indices, values, bags, self._state["exp_avg"],
                         self._state["exp_avg_sq"], self._state.get("max_exp_avg_sq"),
                         self._state.get("row_steps"), *self._exact_args(), self._options, step,
-                        self._num_threads)
+                        self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
         _core.adam_flush(self._param, indices, self._state["exp_avg"], self._state["exp_avg_sq"],
                          self._state.get("max_exp_avg_sq"), *self._exact_args(), self._options,
-                         self._step, self._num_threads)
-
-
-Adam.__doc__ = (Adam.__doc__ or "") + _HALF_DOC
+                         self._step, self._num_threads, self._rounding())
 
 
 class AdamW(Adam):
@@ -911,9 +901,11 @@ class RowWiseAdagrad(_ModesCoincide):
     """
 
     def __init__(self, param: np.ndarray, lr: float = 1e-2, eps: float = 1e-10,
-                 mode: str = "lazy", *, num_threads: int = 0):
+                 mode: str = "lazy", *, num_threads: int = 0, rounding: str | None = None,
+                 seed: int = 0, state_dtype: Any = None):
         self._set_mode(mode)
-        super().__init__(param, dict(lr=lr, eps=eps), num_threads=num_threads)
+        super().__init__(param, dict(lr=lr, eps=eps), num_threads=num_threads,
+                         half=(rounding, seed, state_dtype))
 
     eps = _hyperparameter("eps", "Term added to the denominator (settable between steps).")
 
@@ -922,16 +914,18 @@ class RowWiseAdagrad(_ModesCoincide):
         o.lr = h["lr"] = _args.real("lr", h["lr"])
         o.eps = h["eps"] = _args.real("eps", h["eps"])
         o.validate()
-        return o
+        return self._options_from_half(h, o)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
-        # A dtype (here the parameter's) gives one value per row instead of the param's shape.
-        return {"sum": (self._param.dtype, 0.0)}
+        # A dtype (the parameter's, or a half table's state_dtype) gives one value per row
+        # instead of the param's shape.
+        dtype = _half.dtype(hyperparams["state_dtype"]) if self._half else self._param.dtype
+        return {"sum": (dtype, 0.0)}
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
         _core.rowwise_adagrad_step(self._param, indices, values, bags, self._state["sum"],
-                                   self._options, self._num_threads)
+                                   self._options, self._num_threads, self._rounding(), step)
 
 
 class FTRL(_ModesCoincide):
@@ -986,11 +980,12 @@ class FTRL(_ModesCoincide):
 
     def __init__(self, param: np.ndarray, lr: float, lr_power: float = -0.5, l1: float = 0.0,
                  l2: float = 0.0, initial_accumulator_value: float = 0.1, mode: str = "lazy",
-                 *, num_threads: int = 0):
+                 *, num_threads: int = 0, rounding: str | None = None, seed: int = 0,
+                 state_dtype: Any = None):
         self._set_mode(mode)
         super().__init__(param, dict(lr=lr, lr_power=lr_power, l1=l1, l2=l2,
                                      initial_accumulator_value=initial_accumulator_value),
-                         num_threads=num_threads)
+                         num_threads=num_threads, half=(rounding, seed, state_dtype))
 
     lr_power = _hyperparameter("lr_power", "Power of the learning-rate schedule (settable between steps).")
     l1 = _hyperparameter("l1", "L1 regularisation strength (settable between steps).")
@@ -1006,7 +1001,7 @@ class FTRL(_ModesCoincide):
         # Every step also checks the bounds in the table's dtype; checking them now makes
         # construction and load_state_dict refuse such options rather than the first step.
         _core.ftrl_check_options(self._param, o)
-        return o
+        return self._options_from_half(h, o)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         return {"accumulator": (None, hyperparams["initial_accumulator_value"]),
@@ -1015,4 +1010,9 @@ class FTRL(_ModesCoincide):
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
         _core.ftrl_step(self._param, indices, values, bags, self._state["accumulator"],
-                        self._state["linear"], self._options, self._num_threads)
+                        self._state["linear"], self._options, self._num_threads, self._rounding(),
+                        step)
+
+
+for _optimizer in (SGD, Adagrad, RMSprop, Adam, AdamW, RowWiseAdagrad, FTRL):
+    _optimizer.__doc__ = (_optimizer.__doc__ or "") + _HALF_DOC

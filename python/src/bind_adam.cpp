@@ -46,36 +46,38 @@ void bind_adam(py::module_& m) {
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle exp_avg,
          py::handle exp_avg_sq, py::handle max_exp_avg_sq, py::handle row_steps,
          py::handle last_step, py::handle history, py::handle window, py::handle history_start, const AdamOptions& options,
-         std::int64_t step, int num_threads) {
+         std::int64_t step, int num_threads, py::handle rounding) {
         options.validate();
-        run_step(param, indices, values, bags, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
+        run_step(param, indices, values, bags, rounding, exp_avg, "exp_avg",
+                 [&](const py::array& p, auto value_tag, auto, auto table, auto grad, const HalfRounding& how) {
           using T = typename decltype(value_tag)::type;
           const AdamState<T> state = adam_state<T>(p, options, exp_avg, exp_avg_sq, max_exp_avg_sq,
                                                    row_steps, last_step, history, window, history_start);
-          return [=] { adam_step(table, grad, state, options, step, num_threads); };
+          return [=] { adam_step(table, grad, state, options, step, num_threads, how); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("bags"), py::arg("exp_avg"),
       py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"), py::arg("row_steps"),
       py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("history_start"), py::arg("options"),
-      py::arg("step"), py::arg("num_threads"));
+      py::arg("step"), py::arg("num_threads"), py::arg("rounding") = py::none());
 
   m.def(
       "adam_flush",
       [](py::handle param, py::handle indices, py::handle exp_avg, py::handle exp_avg_sq, py::handle max_exp_avg_sq,
          py::handle last_step, py::handle history, py::handle window, py::handle history_start, const AdamOptions& options,
-         std::int64_t step, int num_threads) {
+         std::int64_t step, int num_threads, py::handle rounding) {
         options.validate();
-        run_flush(param, indices, [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n) {
+        run_flush(param, indices, rounding, exp_avg, "exp_avg",
+                  [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n, const HalfRounding& how) {
           using T = typename decltype(value_tag)::type;
           const AdamState<T> state = adam_state<T>(p, options, exp_avg, exp_avg_sq, max_exp_avg_sq,
                                                    py::none(), last_step, history, window, history_start);
-          return [=] { adam_flush(table, state, options, step, num_threads, ptr, n); };
+          return [=] { adam_flush(table, state, options, step, num_threads, ptr, n, how); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"),
       py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("history_start"), py::arg("options"),
-      py::arg("step"), py::arg("num_threads"));
+      py::arg("step"), py::arg("num_threads"), py::arg("rounding") = py::none());
 }
 
 }  // namespace sparseopt::bind

@@ -42,35 +42,37 @@ void bind_rmsprop(py::module_& m) {
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle square_avg,
          py::handle momentum_buffer, py::handle grad_avg, py::handle last_step,
          py::handle history, py::handle window, py::handle history_start, const RmspropOptions& options,
-         std::int64_t step, int num_threads) {
+         std::int64_t step, int num_threads, py::handle rounding) {
         options.validate();
-        run_step(param, indices, values, bags, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
+        run_step(param, indices, values, bags, rounding, square_avg, "square_avg",
+                 [&](const py::array& p, auto value_tag, auto, auto table, auto grad, const HalfRounding& how) {
           using T = typename decltype(value_tag)::type;
           const RmspropState<T> state = rmsprop_state<T>(p, options, square_avg, momentum_buffer,
                                                          grad_avg, last_step, history, window, history_start);
-          return [=] { rmsprop_step(table, grad, state, options, step, num_threads); };
+          return [=] { rmsprop_step(table, grad, state, options, step, num_threads, how); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("bags"), py::arg("square_avg"),
       py::arg("momentum_buffer"), py::arg("grad_avg"), py::arg("last_step"), py::arg("history"),
-      py::arg("window"), py::arg("history_start"), py::arg("options"), py::arg("step"), py::arg("num_threads"));
+      py::arg("window"), py::arg("history_start"), py::arg("options"), py::arg("step"), py::arg("num_threads"), py::arg("rounding") = py::none());
 
   m.def(
       "rmsprop_flush",
       [](py::handle param, py::handle indices, py::handle square_avg, py::handle momentum_buffer, py::handle grad_avg,
          py::handle last_step, py::handle history, py::handle window, py::handle history_start,
-         const RmspropOptions& options, std::int64_t step, int num_threads) {
+         const RmspropOptions& options, std::int64_t step, int num_threads, py::handle rounding) {
         options.validate();
-        run_flush(param, indices, [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n) {
+        run_flush(param, indices, rounding, square_avg, "square_avg",
+                  [&](const py::array& p, auto value_tag, auto table, auto ptr, std::int64_t n, const HalfRounding& how) {
           using T = typename decltype(value_tag)::type;
           const RmspropState<T> state = rmsprop_state<T>(p, options, square_avg, momentum_buffer,
                                                          grad_avg, last_step, history, window, history_start);
-          return [=] { rmsprop_flush(table, state, options, step, num_threads, ptr, n); };
+          return [=] { rmsprop_flush(table, state, options, step, num_threads, ptr, n, how); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("square_avg"), py::arg("momentum_buffer"), py::arg("grad_avg"),
       py::arg("last_step"), py::arg("history"), py::arg("window"), py::arg("history_start"), py::arg("options"),
-      py::arg("step"), py::arg("num_threads"));
+      py::arg("step"), py::arg("num_threads"), py::arg("rounding") = py::none());
 }
 
 }  // namespace sparseopt::bind

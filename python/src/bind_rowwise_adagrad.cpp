@@ -16,16 +16,16 @@ void bind_rowwise_adagrad(py::module_& m) {
   m.def(
       "rowwise_adagrad_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle sum,
-         const RowWiseAdagradOptions& options, int num_threads) {
-        run_step(param, indices, values, bags, [&](const py::array& p, auto value_tag, auto, auto table, auto grad) {
+         const RowWiseAdagradOptions& options, int num_threads, py::handle rounding, std::int64_t step) {
+        run_step(param, indices, values, bags, rounding, sum, "sum",
+                 [&](const py::array& p, auto value_tag, auto, auto table, auto grad, const HalfRounding& how) {
           using T = typename decltype(value_tag)::type;
-          py::array sum_array = require_row_state(sum, p, "sum");
-          const RowWiseAdagradState<T> state{static_cast<T*>(sum_array.mutable_data())};
-          return [=] { rowwise_adagrad_step(table, grad, state, options, num_threads); };
+          const RowWiseAdagradState<T> state{row_state<T>(sum, p, "sum")};
+          return [=] { rowwise_adagrad_step(table, grad, state, options, num_threads, how, step); };
         });
       },
       py::arg("param"), py::arg("indices"), py::arg("values"), py::arg("bags"), py::arg("sum"), py::arg("options"),
-      py::arg("num_threads"));
+      py::arg("num_threads"), py::arg("rounding") = py::none(), py::arg("step") = 0);
 }
 
 }  // namespace sparseopt::bind

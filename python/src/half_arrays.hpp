@@ -4,8 +4,11 @@
 #pragma once
 
 #include <sparseopt/half.hpp>
+#include <sparseopt/optim/rows.hpp>
 
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "dispatch.hpp"
 
@@ -52,6 +55,81 @@ inline bool is_half_array(py::handle obj) {
   if (!py::isinstance<py::array>(obj)) return false;
   const Element e = element_of(py::reinterpret_borrow<py::array>(obj));
   return e == Element::float16 || e == Element::bfloat16;
+}
+
+// The Element of a C++ element type.
+template <class S>
+inline constexpr Element element_kind = std::is_same_v<S, float>      ? Element::float32
+                                        : std::is_same_v<S, float16>  ? Element::float16
+                                        : std::is_same_v<S, bfloat16> ? Element::bfloat16
+                                                                      : Element::other;
+
+inline const char* element_name(Element e) {
+  return e == Element::float32 ? "float32" : e == Element::float16 ? "float16" : "bfloat16";
+}
+
+// The state type of a half table's step, read off its first state array (None: float32, the
+// step has no state): float32, float16 or bfloat16.
+inline Element half_state_kind(py::handle first_state, const char* name) {
+  if (first_state.is_none()) return Element::float32;
+  py::array a = require_writeable(first_state, name);
+  const Element e = element_of(a);
+  if (e == Element::other)
+    throw py::type_error(std::string(name) + " must have dtype float32, float16 or bfloat16 (the state_dtype), got " +
+                         dtype_name(a) + "; sparseopt updates it in place, so create it with that dtype");
+  return e;
+}
+
+// A half table's state array: writeable, dtype S (the state_dtype: the same for every state
+// array), and `shape` (the parameter's, or (num_rows,) for a per-row array).
+template <class S>
+py::array require_half_state(py::handle obj, const py::array& param, const char* name, bool per_row) {
+  py::array a = require_writeable(obj, name);
+  if (element_of(a) != element_kind<S>)
+    throw py::type_error(std::string(name) + " must have dtype " + element_name(element_kind<S>) +
+                         " (the state_dtype, the same for every state array of a " + dtype_name(param) +
+                         " table), got " + dtype_name(a) + "; sparseopt updates it in place, so create it with that dtype");
+  bool same = per_row ? a.ndim() == 1 && a.shape(0) == param.shape(0) : a.ndim() == param.ndim();
+  for (py::ssize_t d = 0; same && !per_row && d < a.ndim(); ++d) same = a.shape(d) == param.shape(d);
+  if (!same)
+    throw py::value_error(std::string(name) + " must have shape " +
+                          (per_row ? "(" + std::to_string(param.shape(0)) + ",), one value per row of param"
+                                   : "the parameter's shape " + shape_str(param)) +
+                          ", got " + shape_str(a));
+  return a;
+}
+
+// The gradient of a half table: int32/int64 indices, float32 values of shape
+// (len(indices), *param.shape[1:]).
+inline GradientArrays require_float_gradient(py::handle indices, py::handle values, const py::array& param) {
+  GradientArrays g = require_gradient(indices, values, nullptr);
+  if (!has_dtype<float>(g.values))
+    throw py::type_error("values must have dtype float32 for a " + dtype_name(param) +
+                         " table (gradients are summed and applied in float32), got " + dtype_name(g.values) +
+                         "; pass values.astype(np.float32)");
+  bool ok = g.values.ndim() == param.ndim();
+  for (py::ssize_t d = 1; ok && d < param.ndim(); ++d) ok = g.values.shape(d) == param.shape(d);
+  if (!ok) {
+    std::vector<py::ssize_t> want(param.shape(), param.shape() + param.ndim());
+    want[0] = g.indices.shape(0);
+    throw py::value_error("values must have shape " + shape_str(want) + " (len(indices), *param.shape[1:]), got " +
+                          shape_str(g.values));
+  }
+  return g;
+}
+
+inline HalfRounding rounding_of(const std::string& rounding, std::uint64_t seed) {
+  if (rounding != "stochastic" && rounding != "nearest")
+    throw py::value_error("rounding must be 'stochastic' or 'nearest', got '" + rounding + "'");
+  return HalfRounding{rounding == "stochastic" ? Rounding::stochastic : Rounding::nearest, seed};
+}
+
+// A step's `rounding` argument: None (the defaults: stochastic, seed 0) or (rounding, seed).
+inline HalfRounding rounding_of(py::handle obj) {
+  if (obj.is_none()) return HalfRounding{};
+  const auto spec = py::cast<py::tuple>(obj);
+  if (spec.size() != 2) throw py::value_error("rounding must be None or (rounding, seed)");
+  return rounding_of(py::cast<std::string>(spec[0]), py::cast<std::uint64_t>(spec[1]));
 }
 
 }  // namespace sparseopt::bind

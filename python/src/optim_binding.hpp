@@ -9,17 +9,43 @@
 
 #include "bags.hpp"
 #include "dispatch.hpp"
+#include "half_arrays.hpp"
 
 namespace sparseopt::bind {
 
-// Checks param and the gradient, then asks make_call(param, value_tag, index_tag, table, grad)
-// (GIL held: it checks its state arrays) for the kernel call, and runs that without the GIL.
+// Checks param and the gradient, then asks make_call(param, state_tag, index_tag, table, grad,
+// how) (GIL held: it checks its state arrays) for the kernel call, and runs that without the
+// GIL. state_tag names the state arrays' type: the table's for float32/float64 tables; for a
+// float16/bfloat16 table the type of `first_state` (its first state array; None: float32),
+// whose gradient is float32 and whose rounding is `rounding_obj` (None or (rounding, seed)).
 // The gradient is row-sparse, (indices, values), when `bags` is None; else it is the fused
 // step's: values is grad_out (one row per bag, the parameter's dtype and row shape) and `bags`
 // the tuple (indptr, weights or None, mean) of the bags over `indices`.
 template <class MakeCall>
 void run_step(py::handle param_obj, py::handle indices_obj, py::handle values_obj, py::handle bags_obj,
+              py::handle rounding_obj, py::handle first_state, const char* first_state_name,
               MakeCall&& make_call) {
+  if (is_half_array(param_obj)) {
+    py::array param = require_half_table(param_obj, "param");
+    if (!bags_obj.is_none())
+      throw py::type_error("step_bags takes float32 or float64 tables; for a " + dtype_name(param) +
+                           " table compute the rows' gradient (float32) with gather_sum_backward and call step()");
+    const GradientArrays g = require_float_gradient(indices_obj, values_obj, param);
+    const HalfRounding how = rounding_of(rounding_obj);
+    const Element state_kind = half_state_kind(first_state, first_state_name);
+    dispatch_half(element_of(param), [&](auto param_tag) {
+      using P = typename decltype(param_tag)::type;
+      dispatch_state(state_kind, [&](auto state_tag) {
+        dispatch_index(g.indices, [&](auto index_tag) {
+          using I = typename decltype(index_tag)::type;
+          auto call = make_call(param, state_tag, index_tag, table_of<P>(param), row_sparse_of<float, I>(g), how);
+          py::gil_scoped_release release;
+          call();
+        });
+      });
+    });
+    return;
+  }
   py::array param = require_param(param_obj);
   if (!bags_obj.is_none()) {
     const auto spec = py::cast<py::tuple>(bags_obj);
@@ -41,7 +67,7 @@ void run_step(py::handle param_obj, py::handle indices_obj, py::handle values_ob
       using T = typename decltype(value_tag)::type;
       using I = typename decltype(index_tag)::type;
       const BagGradient<T, I> grad{read_table<T>(grad_out), bags.view<T, I>(), mode};
-      auto call = make_call(param, value_tag, index_tag, table_of<T>(param), grad);
+      auto call = make_call(param, value_tag, index_tag, table_of<T>(param), grad, HalfRounding{});
       py::gil_scoped_release release;
       call();
     });
@@ -51,16 +77,27 @@ void run_step(py::handle param_obj, py::handle indices_obj, py::handle values_ob
   dispatch(g.values, g.indices, [&](auto value_tag, auto index_tag) {
     using T = typename decltype(value_tag)::type;
     using I = typename decltype(index_tag)::type;
-    auto call = make_call(param, value_tag, index_tag, table_of<T>(param), row_sparse_of<T, I>(g));
+    auto call = make_call(param, value_tag, index_tag, table_of<T>(param), row_sparse_of<T, I>(g), HalfRounding{});
     py::gil_scoped_release release;
     call();
   });
 }
 
-template <class T>
-Table<T> state_table(py::handle obj, const py::array& param, const char* name) {
-  py::array a = require_state_like(obj, param, name);
-  return table_of<T>(a);
+// A state array of the parameter's shape and of type S: the parameter's dtype for a float
+// table, the state_dtype for a half table.
+template <class S>
+Table<S> state_table(py::handle obj, const py::array& param, const char* name) {
+  py::array a = is_half_array(param) ? require_half_state<S>(obj, param, name, false)
+                                     : require_state_like(obj, param, name);
+  return table_of<S>(a);
+}
+
+// A state array of one S per row (shape (num_rows,)).
+template <class S>
+S* row_state(py::handle obj, const py::array& param, const char* name) {
+  py::array a = is_half_array(param) ? require_half_state<S>(obj, param, name, true)
+                                     : require_row_state(obj, param, name);
+  return static_cast<S*>(a.mutable_data());
 }
 
 inline std::int64_t* optional_row_counts(py::handle obj, const py::array& param, const char* name) {
@@ -68,10 +105,13 @@ inline std::int64_t* optional_row_counts(py::handle obj, const py::array& param,
 }
 
 // For flush: checks the parameter and `indices` (None for every row, else a 1-D int32/int64
-// array), then runs make_call(param, value_tag, table, indices_ptr, n)'s result without the GIL.
+// array), then runs make_call(param, state_tag, table, indices_ptr, n, how)'s result without
+// the GIL (state_tag, how: as run_step's).
 template <class MakeCall>
-void run_flush(py::handle param_obj, py::handle indices_obj, MakeCall&& make_call) {
-  py::array param = require_param(param_obj);
+void run_flush(py::handle param_obj, py::handle indices_obj, py::handle rounding_obj, py::handle first_state,
+               const char* first_state_name, MakeCall&& make_call) {
+  const bool half = is_half_array(param_obj);
+  py::array param = half ? require_half_table(param_obj, "param") : require_param(param_obj);
   const bool some = !indices_obj.is_none();
   py::array indices;
   if (some) {
@@ -80,13 +120,13 @@ void run_flush(py::handle param_obj, py::handle indices_obj, MakeCall&& make_cal
     if (indices.ndim() != 1)
       throw py::value_error("indices must be 1-D, got shape " + shape_str(indices));
   }
-  dispatch_float(param, [&](auto value_tag) {
-    using T = typename decltype(value_tag)::type;
+  auto with_types = [&](auto param_tag, auto state_tag, const HalfRounding& how) {
+    using P = typename decltype(param_tag)::type;
     auto run = [&](auto index_tag) {
       using I = typename decltype(index_tag)::type;
       const I* ptr = some ? static_cast<const I*>(indices.data()) : nullptr;
       const std::int64_t n = some ? indices.shape(0) : 0;
-      auto call = make_call(param, value_tag, table_of<T>(param), ptr, n);
+      auto call = make_call(param, state_tag, table_of<P>(param), ptr, n, how);
       py::gil_scoped_release release;
       call();
     };
@@ -94,7 +134,16 @@ void run_flush(py::handle param_obj, py::handle indices_obj, MakeCall&& make_cal
       dispatch_index(indices, run);
     else
       run(tag<std::int64_t>{});
-  });
+  };
+  if (half) {
+    const HalfRounding how = rounding_of(rounding_obj);
+    const Element state_kind = half_state_kind(first_state, first_state_name);
+    dispatch_half(element_of(param), [&](auto param_tag) {
+      dispatch_state(state_kind, [&](auto state_tag) { with_types(param_tag, state_tag, how); });
+    });
+    return;
+  }
+  dispatch_float(param, [&](auto value_tag) { with_types(value_tag, value_tag, HalfRounding{}); });
 }
 
 // A writeable, C-contiguous float64 array of exactly `rows` x `cols` (rows < 0: any).

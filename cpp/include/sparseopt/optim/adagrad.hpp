@@ -41,11 +41,14 @@ void adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s, const T* SPAR
 
 }  // namespace detail
 
-// `step` counts this step too (1 on the first call).
-template <class T, class Grad>
-void adagrad_step(const Table<T>& param, const Grad& grad, const AdagradState<T>& state,
-                  const AdagradOptions& options, std::int64_t step, int num_threads = 0) {
-  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
+// `step` counts this step too (1 on the first call). Half tables: see adam_step.
+template <class P, class S, class Grad>
+void adagrad_step(const Table<P>& param, const Grad& grad, const AdagradState<S>& state,
+                  const AdagradOptions& options, std::int64_t step, int num_threads = 0,
+                  const HalfRounding& how = {}) {
+  using T = compute_t<P>;
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I> (T: float for half tables)");
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::require_same_rows(param, state.sum, "sum");
@@ -55,8 +58,11 @@ void adagrad_step(const Table<T>& param, const Grad& grad, const AdagradState<T>
   const std::int64_t w = param.row_width;
   const T clr = T(options.lr / (1.0 + double(step - 1) * options.lr_decay));
   const T eps = T(options.eps);
+  const detail::RowAccess<T> access(how, step, detail::resolve_threads(num_threads), w, 2,
+                                    detail::any_wide_v<T, P, S>);
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
-    detail::adagrad_row(param.row(r), state.sum.row(r), g, w, clr, eps);
+    detail::on_rows(access, r, [&](T* p, T* sum) { detail::adagrad_row(p, sum, g, w, clr, eps); },
+                    param.row(r), state.sum.row(r));
   },
       [&](std::int64_t r) {
         detail::prefetch_row(param.row(r), w);

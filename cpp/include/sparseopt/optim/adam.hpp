@@ -41,6 +41,7 @@
 #include "../simd.hpp"
 #include "common.hpp"
 #include "exact.hpp"
+#include "rows.hpp"
 
 namespace sparseopt {
 
@@ -345,22 +346,20 @@ const AdamExactConstants<T>& adam_exact_constants(const AdamOptions& o) {
   return *cache.value;
 }
 
-// Exact mode: brings row r from step s (its last) to step e, the latest recorded step, as if
-// it had seen zero gradients (see the top of this file).
+// Exact mode: brings a row (p, m, v and, with amsgrad, vmax: w elements each) from step s (its
+// last) to step e, the latest recorded step, as if it had seen zero gradients (see the top of
+// this file).
 template <class T>
 void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCatchUpTables& tables,
-                   const ExactBook& book, const Table<T>& param, const AdamState<T>& state,
-                   std::int64_t r, std::int64_t s, std::int64_t e) noexcept {
+                   const ExactBook& book, std::int64_t w, T* p, T* m, T* v, const T* vmax,
+                   std::int64_t s, std::int64_t e) noexcept {
   const std::int64_t k = e - s;
   if (k <= 0) return;
-  const std::int64_t w = param.row_width, h = book.layout().window;
+  const std::int64_t h = book.layout().window;
   const bool decays = o.weight_decay != 0.0;
   const double decay = decays ? book.decay(s, e) : 1.0;
   const double m_fade = tables.m_fade(k), v_fade = tables.v_fade(k), v_min = tables.v_min(k);
-  T* p = param.row(r);
-  T* m = state.exp_avg.row(r);
-  T* v = state.exp_avg_sq.row(r);
-  const T* v_hat = o.amsgrad ? state.max_exp_avg_sq.row(r) : v;  // read only where v is not
+  const T* v_hat = o.amsgrad ? vmax : v;  // read only where v is not
   // Elements whose sqrt(v) is well above eps take the series, vectorised; the smallest such v
   // among the moving (m != 0) elements decides how many terms it needs. Elements with m = 0,
   // which do not move, take it too. The others (tiny gradients: sqrt(v) near eps) take the
@@ -495,8 +494,6 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
   });
 }
 
-// Checks the state against the parameter; returns the arrays a step or flush writes (exact
-// mode's record is added by the step and by flush_rows).
 // Asks for row r of the parameter and of every moment array (a hint: no effect on results).
 template <class T, class S>
 void prefetch_adam_rows(const Table<T>& param, const AdamState<S>& state, const AdamOptions& o,
@@ -508,6 +505,8 @@ void prefetch_adam_rows(const Table<T>& param, const AdamState<S>& state, const 
   if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
 }
 
+// Checks the state against the parameter; returns the arrays a step or flush writes (exact
+// mode's record is added by the step and by flush_rows).
 template <class T, class S>
 WrittenArrays require_adam_state(const Table<T>& param, const AdamState<S>& state,
                                  const AdamOptions& o) {
@@ -526,10 +525,27 @@ WrittenArrays require_adam_state(const Table<T>& param, const AdamState<S>& stat
   return written;
 }
 
-template <class T, class Grad, class Plan>
-void adam_lazy_step(const Table<T>& param, const Grad& grad, const AdamState<T>& state,
+// body(p, m, v, vmax) on row r as T (vmax null without amsgrad), stored back after.
+template <class T, class P, class S, class Body>
+SPARSEOPT_ALWAYS_INLINE void on_adam_rows(const RowAccess<T>& access, const Table<P>& param,
+                                          const AdamState<S>& state, const AdamOptions& o, std::int64_t r,
+                                          Body&& body) {
+  on_rows(access, r, body, param.row(r), state.exp_avg.row(r), state.exp_avg_sq.row(r),
+          o.amsgrad ? state.max_exp_avg_sq.row(r) : static_cast<S*>(nullptr));
+}
+
+template <class P, class S>
+RowAccess<compute_t<P>> adam_access(const Table<P>& param, const AdamOptions& o, const HalfRounding& how,
+                                    std::int64_t step, int num_threads) {
+  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, o.amsgrad ? 4 : 3,
+                                 any_wide_v<compute_t<P>, P, S>);
+}
+
+template <class P, class S, class Grad, class Plan>
+void adam_lazy_step(const Table<P>& param, const Grad& grad, const AdamState<S>& state,
                     const AdamOptions& o, std::int64_t step, int num_threads,
-                    const Plan& plan) {
+                    const Plan& plan, const RowAccess<compute_t<P>>& access) {
+  using T = compute_t<P>;
   const std::int64_t w = param.row_width;
   const T keep1 = T(1.0 - o.beta1), keep2 = T(1.0 - o.beta2), eps = T(o.eps);
   const bool per_row = o.bias_correction == BiasCorrection::row;
@@ -541,14 +557,12 @@ void adam_lazy_step(const Table<T>& param, const Grad& grad, const AdamState<T>&
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
         const T step_size = per_row ? T(adam_step_size(o, ++state.row_steps[r])) : global_step_size;
-        T* p = param.row(r);
-        T* vmax = o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr;
+        on_adam_rows(access, param, state, o, r, [&](T* p, T* m, T* v, T* vmax) {
         simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // AVX2 where the CPU has it, same bits
           if (decoupled) scale_row(p, w, shrink);
           auto row = [&](auto amsgrad, auto l2) SPARSEOPT_INLINE_BODY {
             adam_lazy_row<decltype(amsgrad)::value, decltype(l2)::value>(
-                p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w, keep1, keep2, eps,
-                step_size, coupled);
+                p, m, v, vmax, g, w, keep1, keep2, eps, step_size, coupled);
           };
           using yes = std::true_type;
           using no = std::false_type;
@@ -557,6 +571,7 @@ void adam_lazy_step(const Table<T>& param, const Grad& grad, const AdamState<T>&
           } else {
             coupled != T(0) ? row(no{}, yes{}) : row(no{}, no{});
           }
+        });
         });
       },
       [&](std::int64_t r) { prefetch_adam_rows(param, state, o, r); });
@@ -580,10 +595,11 @@ AdamStepScalars adam_step_scalars(const AdamOptions& o, std::int64_t t) {
   return s;
 }
 
-template <class T, class Grad, class Plan>
-void adam_exact_step(const Table<T>& param, const Grad& grad, const AdamState<T>& state,
+template <class P, class S, class Grad, class Plan>
+void adam_exact_step(const Table<P>& param, const Grad& grad, const AdamState<S>& state,
                      const AdamOptions& o, std::int64_t step, int num_threads,
-                     const Plan& plan) {
+                     const Plan& plan, const RowAccess<compute_t<P>>& access) {
+  using T = compute_t<P>;
   const AdamExactConstants<T>& constants = adam_exact_constants<T>(o);
   const ExactLayout& layout = constants.layout;
   const ExactBook book(layout, state.exact);
@@ -601,18 +617,16 @@ void adam_exact_step(const Table<T>& param, const Grad& grad, const AdamState<T>
   for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
-        adam_catch_up(o, series, tables, book, param, state, r, last[r], step - 1);
+        on_adam_rows(access, param, state, o, r, [&](T* p, T* m, T* v, T* vmax) {
+        adam_catch_up(o, series, tables, book, w, p, m, v, vmax, last[r], step - 1);
         last[r] = step;
-        T* p = param.row(r);
-        T* vmax = o.amsgrad ? state.max_exp_avg_sq.row(r) : nullptr;
         simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // AVX2 where the CPU has it, same bits
           if (now.delta != 1.0) scale_row(p, w, shrink);
           if (o.amsgrad)
-            adam_dense_row<true>(p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w, beta2,
-                                 keep1, keep2, eps, bias_sqrt2, step_size);
+            adam_dense_row<true>(p, m, v, vmax, g, w, beta2, keep1, keep2, eps, bias_sqrt2, step_size);
           else
-            adam_dense_row<false>(p, state.exp_avg.row(r), state.exp_avg_sq.row(r), vmax, g, w,
-                                  beta2, keep1, keep2, eps, bias_sqrt2, step_size);
+            adam_dense_row<false>(p, m, v, vmax, g, w, beta2, keep1, keep2, eps, bias_sqrt2, step_size);
+        });
         });
       },
       [&](std::int64_t r) {
@@ -625,7 +639,9 @@ void adam_exact_step(const Table<T>& param, const Grad& grad, const AdamState<T>
   book.advance(step, now.delta, f, series.ratio);
   restart_record(layout, state.exact, param, step, num_threads,
                  [&](const ExactBook& b, std::int64_t r, std::int64_t from) {
-                   adam_catch_up(o, series, tables, b, param, state, r, from, step);
+                   on_adam_rows(access, param, state, o, r, [&](T* p, T* m, T* v, T* vmax) {
+                     adam_catch_up(o, series, tables, b, w, p, m, v, vmax, from, step);
+                   });
                  });
 }
 
@@ -633,28 +649,36 @@ void adam_exact_step(const Table<T>& param, const Grad& grad, const AdamState<T>
 
 // One Adam step. `step` is the optimizer's step count including this step (1 on the first
 // call); in exact mode it must be the step after the last one recorded in state.exact.
-template <class T, class Grad>
-void adam_step(const Table<T>& param, const Grad& grad, const AdamState<T>& state,
-               const AdamOptions& options, std::int64_t step, int num_threads = 0) {
-  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
+// A float16/bfloat16 table (P) takes float gradients and float or half state (S), computes in
+// float and stores with `how` (rows.hpp); float and double tables ignore `how`.
+template <class P, class S, class Grad>
+void adam_step(const Table<P>& param, const Grad& grad, const AdamState<S>& state,
+               const AdamOptions& options, std::int64_t step, int num_threads = 0,
+               const HalfRounding& how = {}) {
+  using T = compute_t<P>;
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I> (T: float for half tables)");
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::WrittenArrays written = detail::require_adam_state(param, state, options);
   if (options.mode == Mode::exact)
     detail::add_exact_arrays(written, state.exact, detail::adam_exact_constants<T>(options).layout, param.num_rows);
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
+  const auto access = detail::adam_access<P, S>(param, options, how, step, num_threads);
   if (options.mode == Mode::exact)
-    detail::adam_exact_step(param, grad, state, options, step, num_threads, plan);
+    detail::adam_exact_step(param, grad, state, options, step, num_threads, plan, access);
   else
-    detail::adam_lazy_step(param, grad, state, options, step, num_threads, plan);
+    detail::adam_lazy_step(param, grad, state, options, step, num_threads, plan, access);
 }
 
 // Exact mode: brings every row (or the rows in indices[0, n)) up to `step`, the last step taken, as the dense optimizer
 // has them. Lazy mode has nothing to do.
-template <class T, class I = std::int64_t>
-void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOptions& options,
+template <class P, class S, class I = std::int64_t>
+void adam_flush(const Table<P>& param, const AdamState<S>& state, const AdamOptions& options,
                 std::int64_t step, int num_threads = 0,
-               const I* indices = nullptr, std::int64_t n = 0) {
+               const I* indices = nullptr, std::int64_t n = 0, const HalfRounding& how = {}) {
+  using T = compute_t<P>;
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
   const detail::WrittenArrays written = detail::require_adam_state(param, state, options);
   if (options.mode != Mode::exact) return;
@@ -663,9 +687,13 @@ void adam_flush(const Table<T>& param, const AdamState<T>& state, const AdamOpti
   const ExactLayout& layout = constants.layout;
   const detail::AdamSeries& series = constants.series;
   const detail::AdamCatchUpTables& tables = constants.tables;
+  const auto access = detail::adam_access<P, S>(param, options, how, step, num_threads);
+  const std::int64_t w = param.row_width;
   detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n, written,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
-                       detail::adam_catch_up(options, series, tables, book, param, state, r, last, step);
+                       detail::on_adam_rows(access, param, state, options, r, [&](T* p, T* m, T* v, T* vmax) {
+                         detail::adam_catch_up(options, series, tables, book, w, p, m, v, vmax, last, step);
+                       });
                      },
                      [&](std::int64_t r) { detail::prefetch_adam_rows(param, state, options, r); });
 }

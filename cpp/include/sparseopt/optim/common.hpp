@@ -16,6 +16,7 @@
 #include "../errors.hpp"
 #include "../parallel.hpp"
 #include "../view.hpp"
+#include "rows.hpp"
 
 namespace sparseopt {
 
@@ -59,8 +60,8 @@ const CoalescePlan<I>& plan_step(const Table<P>& param, const RowSparse<T, I>& g
 // The same checks for the fused step's gradient: grad_out one row per bag of the parameter's
 // row width, the bags well-formed over the parameter's rows, nothing the step reads sharing
 // memory with what it writes. Returns the bags laid out by row.
-template <class T, class I>
-const GatherPlan<I>& plan_step(const Table<T>& param, const BagGradient<T, I>& grad, int num_threads,
+template <class P, class T, class I>
+const GatherPlan<I>& plan_step(const Table<P>& param, const BagGradient<T, I>& grad, int num_threads,
                                const WrittenArrays& written) {
   resolve_threads(num_threads);
   const Table<const T>& g = grad.grad_out;

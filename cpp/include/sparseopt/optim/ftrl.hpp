@@ -154,10 +154,15 @@ void ftrl_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT accum, T* SPARSEOPT
 
 }  // namespace detail
 
-template <class T, class Grad>
-void ftrl_step(const Table<T>& param, const Grad& grad, const FtrlState<T>& state,
-               const FtrlOptions& options, int num_threads = 0) {
-  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
+// Half tables (see adam_step) also take `step`, the optimizer's step count, which keys the
+// stochastic rounding's random bits (float and double tables ignore both).
+template <class P, class S, class Grad>
+void ftrl_step(const Table<P>& param, const Grad& grad, const FtrlState<S>& state,
+               const FtrlOptions& options, int num_threads = 0, const HalfRounding& how = {},
+               std::int64_t step = 0) {
+  using T = compute_t<P>;
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I> (T: float for half tables)");
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate_in<T>();
   detail::require_same_rows(param, state.accumulator, "accumulator");
   detail::require_same_rows(param, state.linear, "linear");
@@ -167,14 +172,15 @@ void ftrl_step(const Table<T>& param, const Grad& grad, const FtrlState<T>& stat
 
   const std::int64_t w = param.row_width;
   const detail::FtrlScalars<T> c(options);
+  const detail::RowAccess<T> access(how, step, detail::resolve_threads(num_threads), w, 3,
+                                    detail::any_wide_v<T, P, S>);
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
-    T* p = param.row(r);
-    T* a = state.accumulator.row(r);
-    T* z = state.linear.row(r);
-    if (c.sqrt_power)
-      detail::ftrl_row<T, true>(p, a, z, g, w, c.lr, c.neg_lr_power, c.l1, c.two_l2);
-    else
-      detail::ftrl_row<T, false>(p, a, z, g, w, c.lr, c.neg_lr_power, c.l1, c.two_l2);
+    detail::on_rows(access, r, [&](T* p, T* a, T* z) {
+      if (c.sqrt_power)
+        detail::ftrl_row<T, true>(p, a, z, g, w, c.lr, c.neg_lr_power, c.l1, c.two_l2);
+      else
+        detail::ftrl_row<T, false>(p, a, z, g, w, c.lr, c.neg_lr_power, c.l1, c.two_l2);
+    }, param.row(r), state.accumulator.row(r), state.linear.row(r));
   },
       [&](std::int64_t r) {
         detail::prefetch_row(param.row(r), w);

@@ -77,28 +77,27 @@ void rmsprop_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT sq, T* SPARSEOPT
   }
 }
 
+// Exact mode: a row (p, sq, ga with centered, b with momentum: w elements each) from step s
+// to e, the latest recorded step, under zero gradients.
 template <class T>
 void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const PowerTable& alpha_pow,
-                      const PowerTable& momentum_pow, const Table<T>& param,
-                      const RmspropState<T>& state, std::int64_t r, std::int64_t s, std::int64_t e) {
+                      const PowerTable& momentum_pow, std::int64_t w, T* p, T* sq, T* ga, T* b,
+                      std::int64_t s, std::int64_t e) {
   if (e <= s) return;
-  const std::int64_t w = param.row_width, k = e - s;
+  const std::int64_t k = e - s;
   const double fade = alpha_pow(k);
-  T* sq = state.square_avg.row(r);
   for (std::int64_t j = 0; j < w; ++j) sq[j] = T(double(sq[j]) * fade);
   if (o.centered) {
-    T* ga = state.grad_avg.row(r);
     for (std::int64_t j = 0; j < w; ++j) ga[j] = T(double(ga[j]) * fade);
   }
   if (o.momentum != 0.0) {
-    momentum_catch_up(param.row(r), state.momentum_buffer.row(r), w, book.window_sum(0, s, e),
-                      momentum_pow(k));
+    momentum_catch_up(p, b, w, book.window_sum(0, s, e), momentum_pow(k));
   }
 }
 
 // Asks for row r of the parameter and of the averages and buffer (a hint: no effect on results).
-template <class T>
-void prefetch_rmsprop_rows(const Table<T>& param, const RmspropState<T>& state,
+template <class P, class S>
+void prefetch_rmsprop_rows(const Table<P>& param, const RmspropState<S>& state,
                            std::int64_t r) noexcept {
   const std::int64_t w = param.row_width;
   prefetch_row(param.row(r), w);
@@ -109,8 +108,8 @@ void prefetch_rmsprop_rows(const Table<T>& param, const RmspropState<T>& state,
 
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
 // mode's record is added by the step and by flush_rows).
-template <class T>
-WrittenArrays require_rmsprop_state(const Table<T>& param, const RmspropState<T>& state,
+template <class P, class S>
+WrittenArrays require_rmsprop_state(const Table<P>& param, const RmspropState<S>& state,
                                     const RmspropOptions& o) {
   WrittenArrays written(param);
   require_same_rows(param, state.square_avg, "square_avg");
@@ -126,13 +125,35 @@ WrittenArrays require_rmsprop_state(const Table<T>& param, const RmspropState<T>
   return written;
 }
 
+// body(p, sq, ga, b) on row r as T (ga null unless centered, b null without momentum), stored
+// back after.
+template <class T, class P, class S, class Body>
+SPARSEOPT_ALWAYS_INLINE void on_rmsprop_rows(const RowAccess<T>& access, const Table<P>& param,
+                                             const RmspropState<S>& state, const RmspropOptions& o,
+                                             std::int64_t r, Body&& body) {
+  on_rows(access, r, body, param.row(r), state.square_avg.row(r),
+          o.centered ? state.grad_avg.row(r) : static_cast<S*>(nullptr),
+          o.momentum != 0.0 ? state.momentum_buffer.row(r) : static_cast<S*>(nullptr));
+}
+
+template <class P, class S>
+RowAccess<compute_t<P>> rmsprop_access(const Table<P>& param, const HalfRounding& how, std::int64_t step,
+                                       int num_threads) {
+  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, 4,
+                                 any_wide_v<compute_t<P>, P, S>);
+}
+
 }  // namespace detail
 
 // One RMSprop step; `step` counts this step (1 on the first call; exact mode records it).
-template <class T, class Grad>
-void rmsprop_step(const Table<T>& param, const Grad& grad, const RmspropState<T>& state,
-                  const RmspropOptions& options, std::int64_t step, int num_threads = 0) {
-  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
+// Half tables: see adam_step.
+template <class P, class S, class Grad>
+void rmsprop_step(const Table<P>& param, const Grad& grad, const RmspropState<S>& state,
+                  const RmspropOptions& options, std::int64_t step, int num_threads = 0,
+                  const HalfRounding& how = {}) {
+  using T = compute_t<P>;
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I> (T: float for half tables)");
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::WrittenArrays written = detail::require_rmsprop_state(param, state, options);
@@ -153,24 +174,23 @@ void rmsprop_step(const Table<T>& param, const Grad& grad, const RmspropState<T>
   const bool momentum = options.momentum != 0.0, centered = options.centered;
   const std::int64_t table_size = exact ? detail::PowerTable::default_size : 0;
   const detail::PowerTable alpha_pow(options.alpha, table_size), momentum_pow(options.momentum, table_size);
+  const auto access = detail::rmsprop_access<P, S>(param, how, step, num_threads);
   detail::for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
+        detail::on_rmsprop_rows(access, param, state, options, r, [&](T* p, T* sq, T* ga, T* b) {
         if (exact) {
-          detail::rmsprop_catch_up(options, book, alpha_pow, momentum_pow, param, state, r,
+          detail::rmsprop_catch_up(options, book, alpha_pow, momentum_pow, w, p, sq, ga, b,
                                    state.exact.last_step[r], step - 1);
           state.exact.last_step[r] = step;
         }
-        T* p = param.row(r);
-        T* sq = state.square_avg.row(r);
-        T* ga = centered ? state.grad_avg.row(r) : nullptr;
-        T* b = momentum ? state.momentum_buffer.row(r) : nullptr;
         if (centered)
           momentum ? detail::rmsprop_row<true, true>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu)
                    : detail::rmsprop_row<true, false>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu);
         else
           momentum ? detail::rmsprop_row<false, true>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu)
                    : detail::rmsprop_row<false, false>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu);
+        });
       },
       [&](std::int64_t r) {
         if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
@@ -179,26 +199,34 @@ void rmsprop_step(const Table<T>& param, const Grad& grad, const RmspropState<T>
   if (exact) {
     book.advance(step, 1.0, &options.lr, &options.momentum);
     detail::restart_record(layout, state.exact, param, step, num_threads,
-                           [&](const detail::ExactBook& b, std::int64_t r, std::int64_t from) {
-                             detail::rmsprop_catch_up(options, b, alpha_pow, momentum_pow, param, state, r,
-                                                      from, step);
+                           [&](const detail::ExactBook& book_, std::int64_t r, std::int64_t from) {
+                             detail::on_rmsprop_rows(access, param, state, options, r, [&](T* p, T* sq, T* ga, T* b) {
+                               detail::rmsprop_catch_up(options, book_, alpha_pow, momentum_pow, w, p, sq, ga, b,
+                                                        from, step);
+                             });
                            });
   }
 }
 
 // Exact mode: brings every row (or the rows in indices[0, n)) up to `step`, the last step taken. Lazy mode: nothing to do.
-template <class T, class I = std::int64_t>
-void rmsprop_flush(const Table<T>& param, const RmspropState<T>& state,
+template <class P, class S, class I = std::int64_t>
+void rmsprop_flush(const Table<P>& param, const RmspropState<S>& state,
                    const RmspropOptions& options, std::int64_t step, int num_threads = 0,
-                  const I* indices = nullptr, std::int64_t n = 0) {
+                  const I* indices = nullptr, std::int64_t n = 0, const HalfRounding& how = {}) {
+  using T = compute_t<P>;
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
   const detail::WrittenArrays written = detail::require_rmsprop_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const detail::PowerTable alpha_pow(options.alpha), momentum_pow(options.momentum);
+  const auto access = detail::rmsprop_access<P, S>(param, how, step, num_threads);
+  const std::int64_t w = param.row_width;
   detail::flush_rows(rmsprop_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
-                       detail::rmsprop_catch_up(options, book, alpha_pow, momentum_pow, param, state, r, last,
-                                                step);
+                       detail::on_rmsprop_rows(access, param, state, options, r, [&](T* p, T* sq, T* ga, T* b) {
+                         detail::rmsprop_catch_up(options, book, alpha_pow, momentum_pow, w, p, sq, ga, b, last,
+                                                  step);
+                       });
                      },
                      [&](std::int64_t r) { detail::prefetch_rmsprop_rows(param, state, r); });
 }

@@ -74,24 +74,35 @@ SPARSEOPT_ALWAYS_INLINE void rowwise_adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPA
 
 }  // namespace detail
 
-template <class T, class Grad>
-void rowwise_adagrad_step(const Table<T>& param, const Grad& grad,
-                          const RowWiseAdagradState<T>& state,
-                          const RowWiseAdagradOptions& options, int num_threads = 0) {
-  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
+// Half tables (see adam_step) also take `step`, the optimizer's step count, which keys the
+// stochastic rounding's random bits (float and double tables ignore both).
+template <class P, class S, class Grad>
+void rowwise_adagrad_step(const Table<P>& param, const Grad& grad,
+                          const RowWiseAdagradState<S>& state,
+                          const RowWiseAdagradOptions& options, int num_threads = 0,
+                          const HalfRounding& how = {}, std::int64_t step = 0) {
+  using T = compute_t<P>;
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I> (T: float for half tables)");
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
-  const std::int64_t sum_bytes = param.num_rows * std::int64_t(sizeof(T));
+  const std::int64_t sum_bytes = param.num_rows * std::int64_t(sizeof(S));
   detail::require(state.sum != nullptr || param.num_rows == 0, "sum is null");
   const auto& plan = detail::plan_step(
       param, grad, num_threads, detail::WrittenArrays(param).add(state.sum, sum_bytes, "sum"));
 
   const std::int64_t w = param.row_width;
   const double lr = options.lr, eps = options.eps;
+  const detail::RowAccess<T> access(how, step, detail::resolve_threads(num_threads), w, 2,
+                                    detail::any_wide_v<T, P, S>);
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
-    // AVX2 where the CPU has it (simd.hpp): the same double arithmetic, four lanes at a time.
-    detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
-      detail::rowwise_adagrad_row(param.row(r), state.sum + r, g, w, lr, eps);
-    });
+    detail::on_rows(access, r, [&](T* p) {
+      T sum = access.load(state.sum[r]);
+      // AVX2 where the CPU has it (simd.hpp): the same double arithmetic, four lanes at a time.
+      detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+        detail::rowwise_adagrad_row(p, &sum, g, w, lr, eps);
+      });
+      access.store(state.sum[r], sum, r, 1);
+    }, param.row(r));
   },
       [&](std::int64_t r) {
         detail::prefetch_row(param.row(r), w);

@@ -128,18 +128,16 @@ struct SgdStepMatrices {
   }
 };
 
-// Exact mode: row r from step s to e, the latest recorded step, under zero gradients.
+// Exact mode: a row (p and, with momentum, its buffer b: w elements each) from step s to e,
+// the latest recorded step, under zero gradients.
 template <class T>
 void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const PowerTable& momentum_pow,
-                  const Table<T>& param, const SgdState<T>& state, std::int64_t r, std::int64_t s,
-                  std::int64_t e) {
+                  std::int64_t w, T* p, T* buffer, std::int64_t s, std::int64_t e) {
   if (e <= s) return;
-  const std::int64_t w = param.row_width;
-  T* p = param.row(r);
   if (book.layout().pair_products) {
     const Mat2 m = book.range_product(s, e, SgdStepMatrices{o, book});
     T* SPARSEOPT_RESTRICT pp = p;
-    T* SPARSEOPT_RESTRICT b = state.momentum_buffer.row(r);
+    T* SPARSEOPT_RESTRICT b = buffer;
     for (std::int64_t j = 0; j < w; ++j) {
       const double pj = pp[j], bj = b[j];
       pp[j] = T(m.a * pj + m.b * bj);
@@ -153,7 +151,7 @@ void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const PowerTable& 
       for (std::int64_t j = 0; j < w; ++j) p[j] = T(double(p[j]) * decay);
     return;
   }
-  momentum_catch_up(p, state.momentum_buffer.row(r), w, book.window_sum(0, s, e), momentum_pow(e - s));
+  momentum_catch_up(p, buffer, w, book.window_sum(0, s, e), momentum_pow(e - s));
 }
 
 // Asks for row r of the parameter and of the momentum buffer (a hint: no effect on results).
@@ -178,13 +176,32 @@ WrittenArrays require_sgd_state(const Table<T>& param, const SgdState<S>& state,
   return written;
 }
 
+// body(p, buffer) on row r as T (buffer null without momentum), stored back after.
+template <class T, class P, class S, class Body>
+SPARSEOPT_ALWAYS_INLINE void on_sgd_rows(const RowAccess<T>& access, const Table<P>& param,
+                                         const SgdState<S>& state, std::int64_t r, Body&& body) {
+  on_rows(access, r, body, param.row(r),
+          state.momentum_buffer.data ? state.momentum_buffer.row(r) : static_cast<S*>(nullptr));
+}
+
+template <class P, class S>
+RowAccess<compute_t<P>> sgd_access(const Table<P>& param, const HalfRounding& how, std::int64_t step,
+                                   int num_threads) {
+  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, 2,
+                                 any_wide_v<compute_t<P>, P, S>);
+}
+
 }  // namespace detail
 
 // One SGD step; `step` counts this step (1 on the first call; exact mode records it).
-template <class T, class Grad>
-void sgd_step(const Table<T>& param, const Grad& grad, const SgdState<T>& state,
-              const SgdOptions& options, std::int64_t step, int num_threads = 0) {
-  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I>");
+// Half tables: see adam_step.
+template <class P, class S, class Grad>
+void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
+              const SgdOptions& options, std::int64_t step, int num_threads = 0,
+              const HalfRounding& how = {}) {
+  using T = compute_t<P>;
+  static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I> (T: float for half tables)");
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
   detail::require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   detail::WrittenArrays written = detail::require_sgd_state(param, state, options);
@@ -206,24 +223,25 @@ void sgd_step(const Table<T>& param, const Grad& grad, const SgdState<T>& state,
   const T wd = T(options.weight_decay);
   const bool nesterov = options.nesterov, coupled = options.weight_decay != 0.0;
   const detail::PowerTable momentum_pow(options.momentum, exact ? detail::PowerTable::default_size : 0);
+  const auto access = detail::sgd_access<P, S>(param, how, step, num_threads);
   detail::for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
+        detail::on_sgd_rows(access, param, state, r, [&](T* p, T* b) {
         if (exact) {
-          detail::sgd_catch_up(options, book, momentum_pow, param, state, r, state.exact.last_step[r], step - 1);
+          detail::sgd_catch_up(options, book, momentum_pow, w, p, b, state.exact.last_step[r], step - 1);
           state.exact.last_step[r] = step;
         }
-        T* p = param.row(r);
         if (!momentum)
           return coupled ? detail::sgd_row<true>(p, g, w, lr, wd) : detail::sgd_row<false>(p, g, w, lr, wd);
         // PyTorch creates the buffer at its first step: the global first step in exact mode,
         // the row's first touch in lazy mode.
         const bool first = exact ? step == 1 : state.row_steps[r]++ == 0;
-        T* b = state.momentum_buffer.row(r);
         if (coupled)
           detail::sgd_momentum_row<true>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
         else
           detail::sgd_momentum_row<false>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
+        });
       },
       [&](std::int64_t r) {
         if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
@@ -234,24 +252,32 @@ void sgd_step(const Table<T>& param, const Grad& grad, const SgdState<T>& state,
     book.advance(step, delta, &f, &options.momentum);
     if (layout.pair_products) book.append_product(step, detail::SgdStepMatrices{options, book});
     detail::restart_record(layout, state.exact, param, step, num_threads,
-                           [&](const detail::ExactBook& b, std::int64_t r, std::int64_t from) {
-                             detail::sgd_catch_up(options, b, momentum_pow, param, state, r, from, step);
+                           [&](const detail::ExactBook& book_, std::int64_t r, std::int64_t from) {
+                             detail::on_sgd_rows(access, param, state, r, [&](T* p, T* b) {
+                               detail::sgd_catch_up(options, book_, momentum_pow, w, p, b, from, step);
+                             });
                            });
   }
 }
 
 // Exact mode: brings every row (or the rows in indices[0, n)) up to `step`, the last step taken. Lazy mode: nothing to do.
-template <class T, class I = std::int64_t>
-void sgd_flush(const Table<T>& param, const SgdState<T>& state, const SgdOptions& options,
+template <class P, class S, class I = std::int64_t>
+void sgd_flush(const Table<P>& param, const SgdState<S>& state, const SgdOptions& options,
                std::int64_t step, int num_threads = 0,
-              const I* indices = nullptr, std::int64_t n = 0) {
+              const I* indices = nullptr, std::int64_t n = 0, const HalfRounding& how = {}) {
+  using T = compute_t<P>;
+  static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
   const detail::WrittenArrays written = detail::require_sgd_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const detail::PowerTable momentum_pow(options.momentum);
+  const auto access = detail::sgd_access<P, S>(param, how, step, num_threads);
+  const std::int64_t w = param.row_width;
   detail::flush_rows(sgd_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
-                       detail::sgd_catch_up(options, book, momentum_pow, param, state, r, last, step);
+                       detail::on_sgd_rows(access, param, state, r, [&](T* p, T* b) {
+                         detail::sgd_catch_up(options, book, momentum_pow, w, p, b, last, step);
+                       });
                      },
                      [&](std::int64_t r) { detail::prefetch_sgd_rows(param, state, r); });
 }
