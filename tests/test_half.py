@@ -592,3 +592,45 @@ def test_gather_sum_bad_input(half):
 def test_info_lists_the_table_dtypes():
     _bf16()
     assert sparseopt.info()["table_dtypes"] == ["float32", "float64", "float16", "bfloat16"]
+
+
+# -- topk -------------------------------------------------------------------------------------
+
+def _rank_order(row, largest, magnitude):
+    """Positions of a row from best to worst, written from topk's rules: NaN above every
+    number, -0.0 == 0.0, ties by the lower index (np.lexsort: the last key is the primary)."""
+    score = widened(row).astype(np.float64)
+    score = np.abs(score) if magnitude else score
+    nan = np.isnan(score)
+    score = np.where(nan, 0.0, score) + 0.0
+    idx = np.arange(row.size)
+    return np.lexsort((idx, -score, ~nan)) if largest else np.lexsort((idx, score, nan))
+
+
+@pytest.mark.parametrize("largest,magnitude", [(True, False), (False, False), (True, True), (False, True)])
+@pytest.mark.parametrize("rows,n,k", [(1, 7, 3), (40, 300, 20), (3, 70_000, 5), (0, 5, 2)])
+def test_topk_on_half_rows(rng, half, largest, magnitude, rows, n, k):
+    x = rng.standard_normal((rows, n)) * 4
+    specials = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0])
+    mask = rng.random(x.shape) < 0.1
+    x[mask] = rng.choice(specials, size=int(mask.sum()))
+    x = x.astype(half)  # many ties: half values are coarse
+    for threads in (1, 2):
+        values, indices = sparseopt.topk(x, k, largest=largest, magnitude=magnitude, num_threads=threads)
+        assert values.dtype == half and indices.dtype == np.int64 and values.shape == (rows, k)
+        want = np.array([_rank_order(r, largest, magnitude)[:k] for r in x], np.int64).reshape(rows, k)
+        assert np.array_equal(indices, want)
+        assert np.array_equal(bits(values), bits(np.take_along_axis(x, want, axis=-1)))  # NaN bits kept
+    unsorted = sparseopt.topk(x, k, largest=largest, magnitude=magnitude, sorted=False)[1]
+    assert np.array_equal(np.sort(unsorted, axis=-1), np.sort(want, axis=-1))
+    one = sparseopt.topk(x[0], k)[1] if rows else None
+    if rows:
+        assert np.array_equal(one, sparseopt.topk(x[:1], k)[1][0])
+
+
+def test_topk_half_bad_input(half):
+    x = np.zeros((4, 6), half)
+    with pytest.raises(ValueError, match=r"k must be in \[1, n\]"):
+        sparseopt.topk(x, 7)
+    with pytest.raises(TypeError, match="C-contiguous"):
+        sparseopt.topk(np.zeros((4, 12), half)[:, ::2], 2)

@@ -391,11 +391,11 @@ def test_empty_rows_have_no_topk(shape):
 
 
 @pytest.mark.parametrize("bad", [
-    np.zeros(10, np.float16), np.zeros(10, np.int64), np.zeros(10, np.int32),
+    np.zeros(10, np.int16), np.zeros(10, np.int64), np.zeros(10, np.int32), np.zeros(10, ">f2"),
     np.zeros(10, np.complex128), np.zeros(10, bool), np.zeros(10, ">f4"), np.zeros(10, ">f8"),
 ], ids=lambda a: a.dtype.str)
 def test_wrong_dtype(bad):
-    with pytest.raises(TypeError, match=r"x must have dtype float32 or float64.*astype"):
+    with pytest.raises(TypeError, match=r"x must have dtype float32, float64, float16 or bfloat16.*astype"):
         sparseopt.topk(bad, 2)
 
 

@@ -40,9 +40,10 @@ def topk(x: np.ndarray, k: int, *, largest: bool = True, magnitude: bool = False
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, shape (n,) or (rows, n)
+    x : ndarray of float32, float64, float16 or bfloat16, shape (n,) or (rows, n)
         C-contiguous (a view that is not is a TypeError: pass ``np.ascontiguousarray(x)``).
-        It may be read-only. A 2-D array with 0 rows is fine.
+        It may be read-only. A 2-D array with 0 rows is fine. A float16/bfloat16 row is
+        ranked by its values widened to float32 (exact), one row per thread.
     k : int
         How many elements per row, ``1 <= k <= n`` (ValueError otherwise).
     largest : bool

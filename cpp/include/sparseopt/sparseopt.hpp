@@ -27,6 +27,7 @@
 #include "optim/ftrl.hpp"
 #include "half.hpp"
 #include "half_gather.hpp"
+#include "half_topk.hpp"
 #include "topk.hpp"
 #include "meprop.hpp"
 #include "sampling.hpp"
