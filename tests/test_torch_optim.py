@@ -257,8 +257,8 @@ def test_bad_input_is_refused_and_changes_nothing():
         st.Adam([meta])
     with pytest.raises(ValueError, match="contiguous"):
         st.Adam([torch.nn.Parameter(torch.randn(4, 3).t())])
-    with pytest.raises(ValueError, match="float32 or float64"):
-        st.Adam([torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float16))])
+    with pytest.raises(ValueError, match="float32, float64, float16 or bfloat16"):
+        st.Adam([torch.nn.Parameter(torch.zeros(4, 3, dtype=torch.complex64))])
     with pytest.raises(ValueError, match="mode"):
         st.Adam(_model(True).parameters(), mode="fast")
 

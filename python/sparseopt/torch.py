@@ -41,8 +41,13 @@ holds, so that the rows each forward reads are caught up first: with it, exact-m
 equals dense torch training. Without it (or with ``F.embedding`` on a raw tensor), call
 ``opt.flush(weight, ids)`` before the forward, or ``opt.flush()`` before evaluation.
 
-Only CPU tensors, float32 or float64, contiguous, are supported (CUDA tensors: a clear error,
-until sparseopt's CUDA build exists).
+Only CPU tensors, contiguous, are supported (CUDA tensors: a clear error, until sparseopt's
+CUDA build exists), of dtype float32, float64, float16 or bfloat16. A float16/bfloat16
+parameter is a half table (:mod:`sparseopt.optim`): each update is computed in float32 and
+stored with the group's ``rounding`` (``"stochastic"``, the default, or ``"nearest"``) and
+``seed``; its state has the group's ``state_dtype`` (float32 by default). Its gradient, which
+autograd makes in the parameter's dtype, is widened to float32 (exact) for the step. bfloat16
+needs ml_dtypes (``pip install 'sparseopt[bf16]'``).
 """
 
 from __future__ import annotations
@@ -59,8 +64,40 @@ from . import optim as _optim
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL",
            "MePropLinear"]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64)
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 _MODES = ("lazy", "exact")
+# A half parameter's options (param-group entries; float parameters ignore them).
+_HALF_DEFAULTS = {"rounding": "stochastic", "seed": 0, "state_dtype": None}
+
+
+def _bfloat16() -> Any:
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError("bfloat16 parameters need the ml_dtypes package: pip install "
+                          "'sparseopt[bf16]' (or pip install ml_dtypes)") from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's memory as a NumPy array (bfloat16 through ml_dtypes' dtype)."""
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(_bfloat16())
+    return t.numpy()
+
+
+def _torch(a: np.ndarray) -> torch.Tensor:
+    """A NumPy array's memory as a tensor (ml_dtypes' bfloat16 as torch.bfloat16)."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _float32_values(t: torch.Tensor) -> np.ndarray:
+    """Gradient values as the step takes them: a half parameter's widened to float32."""
+    t = t.detach().contiguous()
+    return (t.float() if t.dtype in _HALF_DTYPES else t).numpy()
 
 
 class _Optimizer(torch.optim.Optimizer):
@@ -72,6 +109,7 @@ class _Optimizer(torch.optim.Optimizer):
     _hyper: tuple[str, ...] = ()
 
     def __init__(self, params: Any, defaults: dict[str, Any]):
+        defaults = {**_HALF_DEFAULTS, **defaults}
         _check_mode(defaults["mode"], "mode")
         defaults["num_threads"] = _args.threads("num_threads", defaults["num_threads"])
         super().__init__(params, defaults)
@@ -83,7 +121,9 @@ class _Optimizer(torch.optim.Optimizer):
             # step: the inner class validates them over a one-element probe table.
             try:
                 self._new_inner(torch.zeros(1, 1, dtype=torch.float64), group, "sparse")
-            except (ValueError, TypeError) as exc:
+                if any(p.dtype in _HALF_DTYPES for p in group["params"]):  # and the half options
+                    self._new_inner(torch.zeros(1, 1, dtype=torch.float16), group, "sparse")
+            except (ValueError, TypeError, ImportError) as exc:
                 raise type(exc)(f"param group {number}: {exc}") from exc
         # param -> (inner optimizer, "sparse" or "dense"); the numpy view the inner updates
         self._inners: dict[torch.Tensor, tuple[_optim.Optimizer, str]] = {}
@@ -183,10 +223,12 @@ class _Optimizer(torch.optim.Optimizer):
         return inner
 
     def _new_inner(self, p: torch.Tensor, group: dict[str, Any], layout: str) -> _optim.Optimizer:
-        table = p.detach().numpy()  # the tensor's memory: updated in place
+        table = _numpy(p.detach())  # the tensor's memory: updated in place
         if layout == "dense" or table.ndim == 0:
             table = table.reshape(1, -1)  # one row, touched by every step
         kwargs = {name: group[name] for name in self._hyper}
+        if p.dtype in _HALF_DTYPES:
+            kwargs.update({name: group[name] for name in _HALF_DEFAULTS})
         kwargs["mode"] = group["mode"] if layout == "sparse" else self._dense_mode(group)
         return self._inner(table, group["lr"], **kwargs, num_threads=group["num_threads"])
 
@@ -203,7 +245,7 @@ class _Optimizer(torch.optim.Optimizer):
             raise ValueError(f"param group {number}: cannot set mode to {group['mode']!r}: a "
                              f"parameter has stepped in mode {inner.mode!r}, and the mode is "
                              f"fixed by its first step; build a new optimizer for another mode")
-        for name in ("lr", *self._hyper):
+        for name in ("lr", *self._hyper, *(("rounding", "seed") if inner.half else ())):
             value = group[name]
             if _differs(getattr(inner, name), value):
                 try:
@@ -225,7 +267,7 @@ class _Optimizer(torch.optim.Optimizer):
             entry: dict[str, Any] = {"step": torch.tensor(snapshot["step"], dtype=torch.int64),
                                      "layout": layout}
             for name, array in snapshot["state"].items():
-                entry[name] = torch.from_numpy(array)
+                entry[name] = _torch(array)
             self.state[p] = entry
         try:
             return super().state_dict()
@@ -275,7 +317,7 @@ class _Optimizer(torch.optim.Optimizer):
                 if not isinstance(value, torch.Tensor) or value.device.type != "cpu":
                     raise ValueError(f"state_dict['state'][{index}][{name!r}] must be a CPU "
                                      f"tensor")
-                arrays[name] = value.detach().contiguous().numpy()
+                arrays[name] = _numpy(value.detach().contiguous())
             step = entry.get("step")
             if isinstance(step, torch.Tensor):
                 if step.numel() != 1 or step.is_floating_point() and step.item() != int(step.item()):
@@ -317,9 +359,9 @@ def _check_param(p: Any) -> None:
                          f"{p.device} (CUDA support comes with sparseopt's CUDA build): use "
                          f"torch.optim for it, or keep the table on the CPU")
     if p.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"parameters must be float32 or float64, got {p.dtype}; create the "
-                         f"module with dtype=torch.float32 (a converted copy would be trained "
-                         f"instead)")
+        raise ValueError(f"parameters must be float32, float64, float16 or bfloat16, got "
+                         f"{p.dtype}; create the module with dtype=torch.float32 (a converted "
+                         f"copy would be trained instead)")
     if p.is_sparse or not p.is_contiguous():
         raise ValueError(f"parameters must be dense and contiguous (sparseopt updates their "
                          f"memory in place), got one of shape {tuple(p.shape)} with strides "
@@ -339,7 +381,7 @@ def _sparse_parts(p: torch.Tensor, grad: torch.Tensor) -> tuple[np.ndarray, np.n
         raise ValueError(f"the gradient's dtype {grad.dtype} differs from the parameter's "
                          f"{p.dtype}")
     indices = grad._indices()[0].contiguous().numpy()
-    values = grad._values().contiguous().numpy()
+    values = _float32_values(grad._values())
     if indices.size:
         low, high = int(indices.min()), int(indices.max())
         if low < 0 or high >= p.shape[0]:
@@ -355,7 +397,7 @@ def _dense_parts(p: torch.Tensor, grad: torch.Tensor) -> tuple[np.ndarray, np.nd
     if grad.dtype != p.dtype:
         raise ValueError(f"the gradient's dtype {grad.dtype} differs from the parameter's "
                          f"{p.dtype}")
-    return np.zeros(1, np.int64), grad.detach().contiguous().numpy().reshape(1, -1)
+    return np.zeros(1, np.int64), _float32_values(grad).reshape(1, -1)
 
 
 def _ids(ids: Any, what: str) -> np.ndarray:
@@ -375,10 +417,12 @@ class SGD(_Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
                  dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                 mode: str = "lazy", *, num_threads: int = 0):
+                 mode: str = "lazy", *, num_threads: int = 0,
+                 rounding: str = "stochastic", seed: int = 0, state_dtype: Any = None):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       nesterov=nesterov, weight_decay=weight_decay, mode=mode,
-                                      num_threads=num_threads))
+                                      num_threads=num_threads,
+                                      rounding=rounding, seed=seed, state_dtype=state_dtype))
 
 
 class Adagrad(_Optimizer):
@@ -390,10 +434,12 @@ class Adagrad(_Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0,
                  eps: float = 1e-10, initial_accumulator_value: float = 0.0,
-                 mode: str = "lazy", *, num_threads: int = 0):
+                 mode: str = "lazy", *, num_threads: int = 0,
+                 rounding: str = "stochastic", seed: int = 0, state_dtype: Any = None):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      mode=mode, num_threads=num_threads))
+                                      mode=mode, num_threads=num_threads,
+                                      rounding=rounding, seed=seed, state_dtype=state_dtype))
 
 
 class RMSprop(_Optimizer):
@@ -405,9 +451,11 @@ class RMSprop(_Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, momentum: float = 0.0, centered: bool = False,
-                 mode: str = "lazy", *, num_threads: int = 0):
+                 mode: str = "lazy", *, num_threads: int = 0,
+                 rounding: str = "stochastic", seed: int = 0, state_dtype: Any = None):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
-                                      centered=centered, mode=mode, num_threads=num_threads))
+                                      centered=centered, mode=mode, num_threads=num_threads,
+                                      rounding=rounding, seed=seed, state_dtype=state_dtype))
 
 
 class Adam(_Optimizer):
@@ -429,10 +477,12 @@ class Adam(_Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, mode: str = "lazy",
-                 bias_correction: str = "global", *, num_threads: int = 0):
+                 bias_correction: str = "global", *, num_threads: int = 0,
+                 rounding: str = "stochastic", seed: int = 0, state_dtype: Any = None):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad, mode=mode,
-                                      bias_correction=bias_correction, num_threads=num_threads))
+                                      bias_correction=bias_correction, num_threads=num_threads,
+                                      rounding=rounding, seed=seed, state_dtype=state_dtype))
 
 
 class AdamW(Adam):
@@ -444,10 +494,12 @@ class AdamW(Adam):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, mode: str = "lazy",
-                 bias_correction: str = "global", *, num_threads: int = 0):
+                 bias_correction: str = "global", *, num_threads: int = 0,
+                 rounding: str = "stochastic", seed: int = 0, state_dtype: Any = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, mode=mode, bias_correction=bias_correction,
-                         num_threads=num_threads)
+                         num_threads=num_threads, rounding=rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class RowWiseAdagrad(_Optimizer):
@@ -458,8 +510,10 @@ class RowWiseAdagrad(_Optimizer):
     _hyper = ("eps",)
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, eps: float = 1e-10,
-                 mode: str = "lazy", *, num_threads: int = 0):
-        super().__init__(params, dict(lr=lr, eps=eps, mode=mode, num_threads=num_threads))
+                 mode: str = "lazy", *, num_threads: int = 0,
+                 rounding: str = "stochastic", seed: int = 0, state_dtype: Any = None):
+        super().__init__(params, dict(lr=lr, eps=eps, mode=mode, num_threads=num_threads,
+                                      rounding=rounding, seed=seed, state_dtype=state_dtype))
 
 
 class FTRL(_Optimizer):
@@ -470,10 +524,12 @@ class FTRL(_Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float, lr_power: float = -0.5, l1: float = 0.0,
                  l2: float = 0.0, initial_accumulator_value: float = 0.1, mode: str = "lazy", *,
-                 num_threads: int = 0):
+                 num_threads: int = 0,
+                 rounding: str = "stochastic", seed: int = 0, state_dtype: Any = None):
         super().__init__(params, dict(lr=lr, lr_power=lr_power, l1=l1, l2=l2,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      mode=mode, num_threads=num_threads))
+                                      mode=mode, num_threads=num_threads,
+                                      rounding=rounding, seed=seed, state_dtype=state_dtype))
 
 
 # -- meProp --------------------------------------------------------------------------------------
