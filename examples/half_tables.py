@@ -15,7 +15,7 @@ Each step's update is computed in float32 from the widened rows; only the stored
 As the learning rate decays, an update falls below half a bfloat16 unit in the last place
 (2^-9 of the weight): rounding to nearest drops it, stochastic rounding keeps it on average.
 
-    python examples/half_tables.py                   # about a minute on 2 cores
+    python examples/half_tables.py                   # about 3 minutes on 2 cores (3 seeds)
     python examples/half_tables.py --quick           # a smaller run, seconds (writes to a temp dir)
     python examples/half_tables.py --update-readme   # ... and rewrite its table in examples/README.md
 
@@ -115,6 +115,18 @@ def train(cfg, data, run_name, seed):
     }
 
 
+# The runs repeated from other seeds (--seeds).
+SEED_RUNS = ("float32", "bf16 nearest", "bf16 stochastic")
+
+
+def _data(cfg, seed):
+    """The synthetic rating log of one seed, split into train and held-out ids."""
+    rng = np.random.default_rng(seed)
+    users, items, ratings = _ratings(rng, cfg["users"], cfg["items"], cfg["ratings"], rank=8, noise=0.1)
+    held_out = rng.random(cfg["ratings"]) < 0.05
+    return users, items, ratings, np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+
 def table(results, cfg) -> str:
     ref = results["runs"]["float32"]
     lines = ["| run | table | state | rounding | final train MSE | vs float32 | held-out RMSE | bytes per row (table + Adam state) |",
@@ -129,6 +141,13 @@ def table(results, cfg) -> str:
             rel = e["train_mse"] / ref["train_mse"] - 1
             lines.append(f"| float32, rounded to bfloat16 once at the end | bfloat16 | - | nearest | "
                          f"{e['train_mse']:.5f} | {rel:+.2%} | {e['test_rmse']:.4f} | - |")
+    seeds = results.get("seeds", {})
+    if seeds:  # the same study from other seeds: how far the differences move with the data
+        def spread(name):
+            rels = [r[name] / r["float32"] - 1 for r in seeds.values()]
+            return f"{np.mean(rels):+.2%} (from {min(rels):+.2%} to {max(rels):+.2%})"
+        lines.append(f"\nFinal train MSE against float32 over seeds {', '.join(seeds)}: bf16 stochastic "
+                     f"{spread('bf16 stochastic')}, bf16 nearest {spread('bf16 nearest')}.")
     notes = (f"\n{cfg['users']:,} users x {cfg['items']:,} items, {cfg['dim']}-dim rows, "
              f"{cfg['ratings']:,} synthetic ratings (5% held out; noise floor MSE 0.01), lazy Adam, "
              f"lr {cfg['lr']} cosine-decayed to {cfg['lr_min']} over {cfg['epochs']} epochs of batch "
@@ -181,6 +200,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default examples/output/, "
                     "or a temporary folder with --quick)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="also repeat the float32 and bfloat16 (stochastic, nearest) runs from this "
+                         "many seeds in all, from --seed on (default 3, or 1 with --quick)")
     ap.add_argument("--update-readme", action="store_true",
                     help="rewrite the table in examples/README.md (full run only)")
     args = ap.parse_args(argv)
@@ -190,16 +212,21 @@ def main(argv=None) -> dict:
     out = args.out or (Path(tempfile.mkdtemp(prefix="half-tables-")) if args.quick else DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
 
-    rng = np.random.default_rng(args.seed)
-    users, items, ratings = _ratings(rng, cfg["users"], cfg["items"], cfg["ratings"], rank=8, noise=0.1)
-    held_out = rng.random(cfg["ratings"]) < 0.05
-    data = (users, items, ratings, np.flatnonzero(~held_out), np.flatnonzero(held_out))
     results = {"name": NAME, "quick": args.quick, "seed": args.seed, "config": cfg,
                "sparseopt": sparseopt.__version__, "runs": {}}
+    data = _data(cfg, args.seed)
     for name in RUNS:
         results["runs"][name] = r = train(cfg, data, name, args.seed)
         print(f"{name:>22}: train MSE {r['train_mse']:.5f}, held-out RMSE {r['test_rmse']:.4f}, "
               f"{r['bytes_per_row']} bytes/row, optimizer {r['optimizer_seconds']:.1f} s", flush=True)
+    seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    if seeds > 1:
+        results["seeds"] = {str(args.seed): {k: results["runs"][k]["train_mse"] for k in SEED_RUNS}}
+        for seed in range(args.seed + 1, args.seed + seeds):
+            other = _data(cfg, seed)
+            results["seeds"][str(seed)] = {k: train(cfg, other, k, seed)["train_mse"] for k in SEED_RUNS}
+            print(f"seed {seed}: " + ", ".join(f"{k} {v:.5f}" for k, v in results["seeds"][str(seed)].items()),
+                  flush=True)
     markdown = table(results, cfg)
     (out / f"{NAME}.md").write_text(markdown)
     (out / f"{NAME}.json").write_text(json.dumps(results, indent=1))

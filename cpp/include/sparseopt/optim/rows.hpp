@@ -69,7 +69,9 @@ class RowAccess {
       if (row == nullptr) return nullptr;
       const std::int64_t w = w_;
       simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
-        for (std::int64_t j = 0; j < w; ++j) out[j] = widen(row[j]);
+        float* SPARSEOPT_RESTRICT o = out;  // scratch never overlaps a table: the loop vectorises
+        const S* SPARSEOPT_RESTRICT x = row;
+        for (std::int64_t j = 0; j < w; ++j) o[j] = widen(x[j]);
       });
       return out;
     }
@@ -84,7 +86,9 @@ class RowAccess {
       const std::int64_t w = w_;
       if (how_.rounding == Rounding::nearest) {
         simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
-          for (std::int64_t j = 0; j < w; ++j) row[j] = narrow_nearest<S>(in[j]);
+          S* SPARSEOPT_RESTRICT o = row;
+          const float* SPARSEOPT_RESTRICT x = in;
+          for (std::int64_t j = 0; j < w; ++j) o[j] = narrow_nearest<S>(x[j]);
         });
         return;
       }
@@ -99,7 +103,10 @@ class RowAccess {
             const std::uint64_t z = stream.group(r, (j0 + j) >> 2);
             for (int i = 0; i < 4; ++i) random[j + i] = std::uint16_t(z >> (16 * i));
           }
-          for (std::int64_t j = 0; j < n; ++j) row[j0 + j] = narrow_stochastic<S>(in[j0 + j], random[j]);
+          S* SPARSEOPT_RESTRICT o = row + j0;
+          const float* SPARSEOPT_RESTRICT x = in + j0;
+          const std::uint16_t* SPARSEOPT_RESTRICT bits = random;
+          for (std::int64_t j = 0; j < n; ++j) o[j] = narrow_stochastic<S>(x[j], bits[j]);
         });
       }
     } else {
