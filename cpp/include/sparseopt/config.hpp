@@ -20,6 +20,15 @@
 #define SPARSEOPT_RESTRICT
 #endif
 
+// Functions that compile for the host and, under nvcc, for the device too: the per-element
+// update formulas (optim/formulas.hpp), which the CPU row loops and the CUDA kernels both call,
+// so that the two paths run the same arithmetic. Empty in a plain C++ build.
+#if defined(__CUDACC__)
+#define SPARSEOPT_HD __host__ __device__
+#else
+#define SPARSEOPT_HD
+#endif
+
 namespace sparseopt {
 
 // Whether the kernels in this translation unit can use more than one thread.

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "common.hpp"
+#include "formulas.hpp"
 
 namespace sparseopt {
 
@@ -33,10 +34,7 @@ namespace detail {
 template <class T>
 void adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s, const T* SPARSEOPT_RESTRICT g,
                  std::int64_t w, T clr, T eps) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) {
-    s[j] += g[j] * g[j];
-    p[j] -= clr * (g[j] / (std::sqrt(s[j]) + eps));
-  }
+  for (std::int64_t j = 0; j < w; ++j) formulas::adagrad(p, s, j, g[j], clr, eps);
 }
 
 }  // namespace detail

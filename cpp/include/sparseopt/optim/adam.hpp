@@ -40,6 +40,7 @@
 
 #include "../simd.hpp"
 #include "common.hpp"
+#include "formulas.hpp"
 #include "exact.hpp"
 #include "rows.hpp"
 
@@ -157,12 +158,12 @@ namespace detail {
 // sqrt(1 - beta2^t), after t steps.
 inline double adam_bias_sqrt2(const AdamOptions& o, std::int64_t t) {
   if (o.bias_correction == BiasCorrection::none) return 1.0;
-  return std::sqrt(1.0 - std::pow(o.beta2, double(t)));
+  return formulas::adam_bias_sqrt2(o.beta2, double(t));
 }
 
 inline double adam_step_size(const AdamOptions& o, std::int64_t t) {
   if (o.bias_correction == BiasCorrection::none) return o.lr;
-  return o.lr * adam_bias_sqrt2(o, t) / (1.0 - std::pow(o.beta1, double(t)));
+  return formulas::adam_step_size(o.lr, o.beta1, o.beta2, double(t));
 }
 
 // One touched row in lazy mode, written as SparseAdam writes it (old + (1 - beta) (new - old))
@@ -171,16 +172,8 @@ template <bool Amsgrad, bool Coupled, class T>
 SPARSEOPT_ALWAYS_INLINE void adam_lazy_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
                    T* SPARSEOPT_RESTRICT vmax, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
                    T keep1, T keep2, T eps, T step_size, T wd) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) {
-    const T gj = Coupled ? g[j] + wd * p[j] : g[j];
-    const T m_new = m[j] + (gj - m[j]) * keep1;
-    const T v_new = v[j] + (gj * gj - v[j]) * keep2;
-    m[j] = m_new;
-    v[j] = v_new;
-    T v_hat = v_new;
-    if constexpr (Amsgrad) v_hat = vmax[j] = std::max(vmax[j], v_new);
-    p[j] -= step_size * (m_new / (std::sqrt(v_hat) + eps));
-  }
+  for (std::int64_t j = 0; j < w; ++j)
+    formulas::adam_lazy<Amsgrad, Coupled>(p, m, v, vmax, j, g[j], keep1, keep2, eps, step_size, wd);
 }
 
 // One touched row in exact mode: torch.optim.Adam's dense formula for this step.
@@ -188,20 +181,13 @@ template <bool Amsgrad, class T>
 SPARSEOPT_ALWAYS_INLINE void adam_dense_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT m, T* SPARSEOPT_RESTRICT v,
                     T* SPARSEOPT_RESTRICT vmax, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
                     T beta2, T keep1, T keep2, T eps, T bias_sqrt2, T step_size) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) {
-    const T m_new = m[j] + (g[j] - m[j]) * keep1;
-    const T v_new = v[j] * beta2 + keep2 * g[j] * g[j];
-    m[j] = m_new;
-    v[j] = v_new;
-    T v_hat = v_new;
-    if constexpr (Amsgrad) v_hat = vmax[j] = std::max(vmax[j], v_new);
-    p[j] -= step_size * (m_new / (std::sqrt(v_hat) / bias_sqrt2 + eps));
-  }
+  for (std::int64_t j = 0; j < w; ++j)
+    formulas::adam_dense<Amsgrad>(p, m, v, vmax, j, g[j], beta2, keep1, keep2, eps, bias_sqrt2, step_size);
 }
 
 template <class T>
 SPARSEOPT_ALWAYS_INLINE void scale_row(T* SPARSEOPT_RESTRICT p, std::int64_t w, T factor) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) p[j] *= factor;
+  for (std::int64_t j = 0; j < w; ++j) formulas::scale(p, j, factor);
 }
 
 // s[K] - x (s[K+1] - x (... s[N-1])): the alternating series, unrolled at compile time so

@@ -36,6 +36,7 @@
 #include <cstdint>
 
 #include "common.hpp"
+#include "formulas.hpp"
 
 namespace sparseopt {
 
@@ -83,15 +84,7 @@ constexpr const char* float_name() noexcept {
   return sizeof(T) == 4 ? "float32" : sizeof(T) == 8 ? "float64" : "this floating-point type";
 }
 
-// accum**(-lr_power), through sqrt on TF's lr_power == -0.5 path.
-template <bool SqrtPower, class T>
-T ftrl_power(T accum, T neg_lr_power) noexcept {
-  if constexpr (SqrtPower) {
-    return std::sqrt(accum);
-  } else {
-    return std::pow(accum, neg_lr_power);
-  }
-}
+using formulas::ftrl_power;  // accum**(-lr_power), through sqrt on TF's lr_power == -0.5 path
 
 // The hyper-parameters in T, as the row kernel uses them.
 template <class T>
@@ -140,16 +133,8 @@ template <class T, bool SqrtPower>
 void ftrl_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT accum, T* SPARSEOPT_RESTRICT linear,
               const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr, T neg_lr_power, T l1,
               T two_l2) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) {
-    const T accum_new = accum[j] + g[j] * g[j];
-    const T power_new = ftrl_power<SqrtPower>(accum_new, neg_lr_power);
-    const T sigma = (power_new - ftrl_power<SqrtPower>(accum[j], neg_lr_power)) / lr;
-    const T z = linear[j] + (g[j] - sigma * p[j]);
-    const T quadratic = power_new / lr + two_l2;
-    p[j] = (std::max(std::min(z, l1), -l1) - z) / quadratic;
-    linear[j] = z;
-    accum[j] = accum_new;
-  }
+  for (std::int64_t j = 0; j < w; ++j)
+    formulas::ftrl<SqrtPower>(p, accum, linear, j, g[j], lr, neg_lr_power, l1, two_l2);
 }
 
 }  // namespace detail

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "common.hpp"
+#include "formulas.hpp"
 #include "exact.hpp"
 
 namespace sparseopt {
@@ -56,25 +57,8 @@ template <bool Centered, bool Momentum, class T>
 void rmsprop_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT sq, T* SPARSEOPT_RESTRICT ga,
                  T* SPARSEOPT_RESTRICT b, const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr,
                  T alpha, T keep, T eps, T mu) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) {
-    const T s = sq[j] * alpha + keep * g[j] * g[j];
-    sq[j] = s;
-    T avg;
-    if constexpr (Centered) {
-      const T a = ga[j] + (g[j] - ga[j]) * keep;
-      ga[j] = a;
-      avg = std::sqrt(s - a * a) + eps;
-    } else {
-      avg = std::sqrt(s) + eps;
-    }
-    if constexpr (Momentum) {
-      const T bj = b[j] * mu + g[j] / avg;
-      b[j] = bj;
-      p[j] -= lr * bj;
-    } else {
-      p[j] -= lr * (g[j] / avg);
-    }
-  }
+  for (std::int64_t j = 0; j < w; ++j)
+    formulas::rmsprop<Centered, Momentum>(p, sq, ga, b, j, g[j], lr, alpha, keep, eps, mu);
 }
 
 // Exact mode: a row (p, sq, ga with centered, b with momentum: w elements each) from step s

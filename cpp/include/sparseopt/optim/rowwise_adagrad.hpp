@@ -19,6 +19,7 @@
 
 #include "../simd.hpp"
 #include "common.hpp"
+#include "formulas.hpp"
 
 namespace sparseopt {
 
@@ -51,13 +52,13 @@ using rowwise_wide_t = std::conditional_t<(sizeof(T) > sizeof(double)), T, doubl
 // w, and lanes that vectorise without reassociating anything.
 template <class W, class T>
 SPARSEOPT_ALWAYS_INLINE W sum_of_squares(const T* SPARSEOPT_RESTRICT g, std::int64_t w) noexcept {
-  constexpr std::int64_t lanes = 8;
+  constexpr std::int64_t lanes = formulas::rowwise_parts;
   W part[lanes] = {};
   std::int64_t j = 0;
   for (; j + lanes <= w; j += lanes)
-    for (std::int64_t l = 0; l < lanes; ++l) part[l] += W(g[j + l]) * W(g[j + l]);
-  for (std::int64_t l = 0; j < w; ++j, ++l) part[l] += W(g[j]) * W(g[j]);
-  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    for (std::int64_t l = 0; l < lanes; ++l) formulas::rowwise_square_add(part[l], g[j + l]);
+  for (std::int64_t l = 0; j < w; ++j, ++l) formulas::rowwise_square_add(part[l], g[j]);
+  return formulas::rowwise_combine_parts(part);
 }
 
 template <class T>
@@ -66,10 +67,10 @@ SPARSEOPT_ALWAYS_INLINE void rowwise_adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPA
                          double eps) noexcept {
   using W = rowwise_wide_t<T>;
   if (w == 0) return;
-  const T s_new = T(W(*s) + sum_of_squares<W>(g, w) / W(w));
+  const T s_new = formulas::rowwise_new_sum(*s, sum_of_squares<W>(g, w), w);
   *s = s_new;
-  const W multiplier = W(lr) / (std::sqrt(W(s_new)) + W(eps));
-  for (std::int64_t j = 0; j < w; ++j) p[j] = T(W(p[j]) - multiplier * W(g[j]));
+  const W multiplier = formulas::rowwise_multiplier(s_new, W(lr), W(eps));
+  for (std::int64_t j = 0; j < w; ++j) formulas::rowwise_adagrad(p, j, g[j], multiplier);
 }
 
 }  // namespace detail

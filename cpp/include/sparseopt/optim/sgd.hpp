@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "common.hpp"
+#include "formulas.hpp"
 #include "exact.hpp"
 
 namespace sparseopt {
@@ -80,7 +81,7 @@ namespace detail {
 template <bool Coupled, class T>
 void sgd_row(T* SPARSEOPT_RESTRICT p, const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr,
              T wd) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) p[j] -= lr * (Coupled ? g[j] + wd * p[j] : g[j]);
+  for (std::int64_t j = 0; j < w; ++j) formulas::sgd<Coupled>(p, j, g[j], lr, wd);
 }
 
 // first: the row's buffer does not exist yet and starts as g (undampened), as in PyTorch.
@@ -88,12 +89,8 @@ template <bool Coupled, class T>
 void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
                       const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr, T mu, T keep,
                       bool nesterov, bool first, T wd) noexcept {
-  for (std::int64_t j = 0; j < w; ++j) {
-    const T gj = Coupled ? g[j] + wd * p[j] : g[j];
-    const T bj = first ? gj : mu * b[j] + keep * gj;
-    b[j] = bj;
-    p[j] -= lr * (nesterov ? gj + mu * bj : bj);
-  }
+  for (std::int64_t j = 0; j < w; ++j)
+    formulas::sgd_momentum<Coupled>(p, b, j, g[j], lr, mu, keep, nesterov, first, wd);
 }
 
 // Momentum and weight decay, exact mode: step t with a zero data gradient (g = wd p) maps each
