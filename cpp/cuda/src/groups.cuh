@@ -1,0 +1,147 @@
+// Host side of the CUDA kernels: errors, per-call device memory, and the deterministic
+// grouping of repeated indices (a stable CUB radix sort of (index, position) pairs).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_run_length_encode.cuh>
+#include <cub/device/device_scan.cuh>
+
+#include <sparseopt/cuda/device.cuh>
+#include <sparseopt/cuda/sparseopt_cuda.hpp>
+#include <sparseopt/errors.hpp>
+
+namespace sparseopt {
+namespace cuda {
+namespace detail {
+
+inline void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess)
+    throw cuda_error(sparseopt::detail::concat("sparseopt CUDA: ", what, " failed: ", cudaGetErrorString(status)));
+}
+
+// Device memory for one call, freed in stream order when the call ends (also when it throws).
+class Scratch {
+ public:
+  explicit Scratch(cudaStream_t stream) : stream_(stream) {}
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() {
+    for (void* p : blocks_) cudaFreeAsync(p, stream_);
+  }
+  template <class U>
+  U* get(std::int64_t count) {
+    void* p = nullptr;
+    if (count <= 0) return nullptr;
+    check(cudaMallocAsync(&p, std::size_t(count) * sizeof(U), stream_), "cudaMallocAsync");
+    blocks_.push_back(p);
+    return static_cast<U*>(p);
+  }
+  cudaStream_t stream() const noexcept { return stream_; }
+
+ private:
+  cudaStream_t stream_;
+  std::vector<void*> blocks_;
+};
+
+inline unsigned blocks_for(std::int64_t threads, int per_block) {
+  return unsigned((threads + per_block - 1) / per_block);
+}
+
+inline constexpr int block_threads = 256;
+inline constexpr int warps_per_block = block_threads / warp_size;
+
+template <class I>
+__global__ void first_out_of_range(const I* indices, std::int64_t n, std::int64_t num_rows,
+                                   unsigned long long* first) {
+  const std::int64_t k = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k < n && (indices[k] < 0 || std::int64_t(indices[k]) >= num_rows)) atomicMin(first, (unsigned long long)k);
+}
+
+template <class N>
+__global__ void iota(N* out, std::int64_t n) {
+  const std::int64_t k = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k < n) out[k] = N(k);
+}
+
+// Throws index_error (the CPU's message) for the first index outside [0, num_rows). Waits for
+// the stream: nothing is written before the indices are known to be good.
+template <class I>
+void check_indices(const I* indices, std::int64_t n, std::int64_t num_rows, const char* name, Scratch& scratch) {
+  if (n == 0) return;
+  cudaStream_t s = scratch.stream();
+  auto* first = scratch.get<unsigned long long>(1);
+  check(cudaMemsetAsync(first, 0xff, sizeof *first, s), "cudaMemsetAsync");
+  first_out_of_range<<<blocks_for(n, block_threads), block_threads, 0, s>>>(indices, n, num_rows, first);
+  check(cudaGetLastError(), "a kernel launch");
+  unsigned long long k = 0;
+  check(cudaMemcpyAsync(&k, first, sizeof k, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  if (k == std::numeric_limits<unsigned long long>::max()) return;
+  I bad = 0;
+  check(cudaMemcpy(&bad, indices + k, sizeof bad, cudaMemcpyDeviceToHost), "cudaMemcpy");
+  throw index_error(sparseopt::detail::concat(name, "[", k, "] = ", std::int64_t(bad),
+                                              " is out of range for a table of ", num_rows,
+                                              " rows; indices must be in [0, ", num_rows, ")"));
+}
+
+// CUB's item counts are int.
+inline void require_int_size(std::int64_t n) {
+  sparseopt::detail::require(n <= std::numeric_limits<int>::max(), "the CUDA kernels take at most 2^31 - 1 indices "
+                             "per call, got ", n, "; split the batch");
+}
+
+// Groups the positions of equal indices (checked to be in [0, num_rows) first).
+template <class I>
+Groups<I> group_indices(const I* indices, std::int64_t n, std::int64_t num_rows, const char* name,
+                        Scratch& scratch) {
+  Groups<I> g;
+  check_indices(indices, n, num_rows, name, scratch);
+  if (n == 0) return g;
+  require_int_size(n);
+  cudaStream_t s = scratch.stream();
+  I* keys = scratch.get<I>(n);
+  I* rows = scratch.get<I>(n);
+  std::int64_t* order = scratch.get<std::int64_t>(n);
+  std::int64_t* positions = scratch.get<std::int64_t>(n);
+  std::int64_t* counts = scratch.get<std::int64_t>(n);
+  std::int64_t* starts = scratch.get<std::int64_t>(n);
+  std::int64_t* num_groups = scratch.get<std::int64_t>(1);
+  iota<<<blocks_for(n, block_threads), block_threads, 0, s>>>(order, n);
+  check(cudaGetLastError(), "a kernel launch");
+  // Only the bits an index in [0, num_rows) can have: fewer radix passes.
+  int end_bit = 1;
+  while (end_bit < int(8 * sizeof(I)) - 1 && (std::int64_t(1) << end_bit) < num_rows) ++end_bit;
+  const int count = int(n);
+  std::size_t bytes = 0;
+  check(cub::DeviceRadixSort::SortPairs(nullptr, bytes, indices, keys, order, positions, count, 0, end_bit, s),
+        "cub::DeviceRadixSort::SortPairs");
+  void* temp = scratch.get<unsigned char>(std::int64_t(bytes));
+  check(cub::DeviceRadixSort::SortPairs(temp, bytes, indices, keys, order, positions, count, 0, end_bit, s),
+        "cub::DeviceRadixSort::SortPairs");
+  check(cudaMemsetAsync(counts, 0, sizeof(std::int64_t) * std::size_t(n), s), "cudaMemsetAsync");
+  bytes = 0;
+  check(cub::DeviceRunLengthEncode::Encode(nullptr, bytes, keys, rows, counts, num_groups, count, s),
+        "cub::DeviceRunLengthEncode::Encode");
+  temp = scratch.get<unsigned char>(std::int64_t(bytes));
+  check(cub::DeviceRunLengthEncode::Encode(temp, bytes, keys, rows, counts, num_groups, count, s),
+        "cub::DeviceRunLengthEncode::Encode");
+  bytes = 0;
+  check(cub::DeviceScan::ExclusiveSum(nullptr, bytes, counts, starts, count, s), "cub::DeviceScan::ExclusiveSum");
+  temp = scratch.get<unsigned char>(std::int64_t(bytes));
+  check(cub::DeviceScan::ExclusiveSum(temp, bytes, counts, starts, count, s), "cub::DeviceScan::ExclusiveSum");
+  g.rows = rows;
+  g.positions = positions;
+  g.starts = starts;
+  g.counts = counts;
+  g.num_groups = num_groups;
+  g.capacity = n;
+  return g;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace sparseopt
