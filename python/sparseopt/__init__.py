@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args, _core, distributed, hogwild, meprop, nn, optim, sampled
+from . import _args, _core, _device, distributed, hogwild, meprop, nn, optim, sampled
 from ._alloc import zeros
 from .checkpoint import load, save
 from ._topk import topk
@@ -26,7 +26,10 @@ __all__ = ["__version__", "info", "coalesce", "grad_norm", "clip_grad_norm", "to
 
 
 def info() -> dict:
-    """Build facts: ``version``, ``openmp`` (bool), ``max_threads`` (int), ``cuda`` (bool), ``compiler``,
+    """Build facts: ``version``, ``openmp`` (bool), ``max_threads`` (int), ``compiler``,
+    ``cuda``: whether the CUDA kernels were built (``pip install . -C
+    cmake.define.SPARSEOPT_CUDA=ON``), ``cuda_devices``: how many CUDA devices this process sees
+    now (0 without the kernels, a driver or a device; never an error),
     ``simd``: the compiled copy of the hot loops in use, ``"avx2"`` (chosen at run time on CPUs
     that have it; the build itself needs no -march flag) or ``"generic"``;
     ``table_dtypes``: the parameter dtypes of ``sparseopt.optim``'s SGD, Adam and AdamW (the
@@ -35,6 +38,8 @@ def info() -> dict:
     import importlib.util
 
     info = dict(_core.build_info())
+    info["cuda"] = _device.built()
+    info["cuda_devices"] = _device.device_count()
     bf16 = importlib.util.find_spec("ml_dtypes") is not None
     info["table_dtypes"] = ["float32", "float64", "float16"] + (["bfloat16"] if bf16 else [])
     return info

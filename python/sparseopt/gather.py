@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _args, _core
+from . import _args, _core, _device
 
 __all__ = ["gather_sum", "gather_sum_backward", "csr_matmul", "csr_matmul_backward"]
 
@@ -75,8 +75,12 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     term, then each next term added in order (``weights[p] * table[indices[p]]``).
     """
     mode = _args.choice("mode", mode, _MODES)
-    return _core.gather_sum(table, indptr, indices, weights, mode == "mean", out,
-                            _args.threads("num_threads", num_threads))
+    threads = _args.threads("num_threads", num_threads)
+    if _device.is_device(table):  # the CUDA kernel (see sparseopt._device)
+        return _device.gather_sum(table, indptr, indices, weights, mode == "mean", out)
+    _device.require_same_place("table", False, indptr=indptr, indices=indices, weights=weights,
+                               out=out)
+    return _core.gather_sum(table, indptr, indices, weights, mode == "mean", out, threads)
 
 
 def gather_sum_backward(grad_out: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
@@ -106,9 +110,14 @@ def gather_sum_backward(grad_out: np.ndarray, indptr: np.ndarray, indices: np.nd
         ``values`` of shape ``(len(rows), *row_shape)``. Pass them to ``opt.step(rows, values)``.
     """
     mode = _args.choice("mode", mode, _MODES)
+    num_rows = _args.count("num_rows", num_rows, maximum=_args.INT64_MAX)
+    threads = _args.threads("num_threads", num_threads)
+    if _device.is_device(grad_out):  # the CUDA kernel (see sparseopt._device)
+        return _device.gather_sum_backward(grad_out, indptr, indices, weights, mode == "mean",
+                                           num_rows)
+    _device.require_same_place("grad_out", False, indptr=indptr, indices=indices, weights=weights)
     return _core.gather_sum_backward(grad_out, indptr, indices, weights, mode == "mean",
-                                     _args.count("num_rows", num_rows, maximum=_args.INT64_MAX),
-                                     _args.threads("num_threads", num_threads))
+                                     num_rows, threads)
 
 
 def _csr_parts(x: Any) -> tuple[list[int], Any, Any, Any]:

@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import _args, _core, _half
+from . import _args, _core, _device, _half
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL"]
 
@@ -69,8 +69,12 @@ class Optimizer:
 
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0,
                  half: tuple[Any, Any, Any] = (None, 0, None)):
-        self._half = _half.kind(param)
-        if self._half is None:
+        # A device array (CuPy, Numba, torch CUDA): the CUDA kernels, state on its device.
+        self._on_device = _device.is_device(param)
+        self._half = None if self._on_device else _half.kind(param)
+        if self._on_device:
+            _device.module()  # or a RuntimeError saying how to build with CUDA
+        elif self._half is None:
             _core.check_param(param)
             _half.check_ignored(param.dtype, *half)
         else:
@@ -80,6 +84,10 @@ class Optimizer:
         self._param = param
         self._num_threads = _args.threads("num_threads", num_threads)
         self._options = self._options_from(hyperparams)
+        if self._on_device and getattr(self._options, "mode", None) == _core.Mode.exact:
+            raise NotImplementedError(f"{type(self).__name__}(mode='exact') is not implemented on "
+                                      f"a device yet (the CUDA kernels take lazy steps); use "
+                                      f"mode='lazy', or a table in host memory (NumPy)")
         self._hyperparams = dict(hyperparams)
         self._step = 0
         self._state = {name: self._new_state_array(dtype, fill)
@@ -221,6 +229,7 @@ class Optimizer:
         self._step_with(indices, grad_out, (indptr, weights, mode == "mean"))
 
     def _step_with(self, indices: Any, values: Any, bags: tuple[Any, Any, bool] | None) -> None:
+        _device.require_same_place("param", self._on_device, indices=indices, values=values)
         with self._lock:
             if self._step >= MAX_STEP:
                 raise ValueError(f"this optimizer has taken {self._step} steps, the most it "
@@ -430,7 +439,15 @@ class Optimizer:
             spec["window"] = ("window", (window, quantities))
         return spec
 
+    @property
+    def _kernels(self) -> Any:
+        """Where the steps run: _core, or the CUDA kernels for a device parameter."""
+        return _device.Kernels(self._param) if self._on_device else _core
+
     def _new_state_array(self, dtype: Any, fill: Any) -> np.ndarray:
+        if self._on_device:  # lazy mode only: the parameter's shape, or one value per row
+            shape = tuple(self._param.shape) if dtype is None else (int(self._param.shape[0]),)
+            return _device.full(self._param, shape, dtype, fill)
         if dtype is None:  # a half table's state has the state_dtype
             like = _half.dtype(self._hyperparams["state_dtype"]) if self._half else None
             return np.full_like(self._param, fill, dtype=like, order="C")
@@ -645,9 +662,10 @@ class SGD(Optimizer):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
-        _core.sgd_step(self._param, indices, values, bags, self._state.get("momentum_buffer"),
-                       self._state.get("row_steps"), *self._exact_args(), self._options, step,
-                       self._num_threads, self._rounding())
+        self._kernels.sgd_step(self._param, indices, values, bags,
+                               self._state.get("momentum_buffer"), self._state.get("row_steps"),
+                               *self._exact_args(), self._options, step, self._num_threads,
+                               self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
         _core.sgd_flush(self._param, indices, self._state.get("momentum_buffer"), *self._exact_args(),
@@ -696,8 +714,8 @@ class Adagrad(_ModesCoincide):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
-        _core.adagrad_step(self._param, indices, values, bags, self._state["sum"], self._options,
-                           step, self._num_threads, self._rounding())
+        self._kernels.adagrad_step(self._param, indices, values, bags, self._state["sum"],
+                                   self._options, step, self._num_threads, self._rounding())
 
 
 class RMSprop(Optimizer):
@@ -755,8 +773,8 @@ class RMSprop(Optimizer):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
-        _core.rmsprop_step(self._param, indices, values, bags, *self._arrays(), self._options, step,
-                           self._num_threads, self._rounding())
+        self._kernels.rmsprop_step(self._param, indices, values, bags, *self._arrays(),
+                                   self._options, step, self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
         _core.rmsprop_flush(self._param, indices, *self._arrays(), self._options, self._step,
@@ -833,10 +851,10 @@ class Adam(Optimizer):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
-        _core.adam_step(self._param, indices, values, bags, self._state["exp_avg"],
-                        self._state["exp_avg_sq"], self._state.get("max_exp_avg_sq"),
-                        self._state.get("row_steps"), *self._exact_args(), self._options, step,
-                        self._num_threads, self._rounding())
+        self._kernels.adam_step(self._param, indices, values, bags, self._state["exp_avg"],
+                                self._state["exp_avg_sq"], self._state.get("max_exp_avg_sq"),
+                                self._state.get("row_steps"), *self._exact_args(), self._options,
+                                step, self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
         _core.adam_flush(self._param, indices, self._state["exp_avg"], self._state["exp_avg_sq"],
@@ -924,8 +942,8 @@ class RowWiseAdagrad(_ModesCoincide):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
-        _core.rowwise_adagrad_step(self._param, indices, values, bags, self._state["sum"],
-                                   self._options, self._num_threads, self._rounding(), step)
+        self._kernels.rowwise_adagrad_step(self._param, indices, values, bags, self._state["sum"],
+                                           self._options, self._num_threads, self._rounding(), step)
 
 
 class FTRL(_ModesCoincide):
@@ -1009,9 +1027,9 @@ class FTRL(_ModesCoincide):
 
     def _apply(self, indices: np.ndarray, values: np.ndarray, step: int,
                bags: tuple[Any, Any, bool] | None = None) -> None:
-        _core.ftrl_step(self._param, indices, values, bags, self._state["accumulator"],
-                        self._state["linear"], self._options, self._num_threads, self._rounding(),
-                        step)
+        self._kernels.ftrl_step(self._param, indices, values, bags, self._state["accumulator"],
+                                self._state["linear"], self._options, self._num_threads,
+                                self._rounding(), step)
 
 
 for _optimizer in (SGD, Adagrad, RMSprop, Adam, AdamW, RowWiseAdagrad, FTRL):

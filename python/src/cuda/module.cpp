@@ -179,11 +179,6 @@ StepArrays step_arrays(py::handle param, py::handle indices, py::handle values, 
   return s;
 }
 
-void refuse_exact_state(py::handle last_step) {
-  if (!last_step.is_none())
-    throw sparseopt::cuda::not_implemented("mode='exact' is not implemented on the device yet; use mode='lazy'");
-}
-
 template <class F>
 void dispatch_types(const std::string& table, const std::string& index, F&& f);
 
@@ -248,9 +243,8 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "sgd_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle buffer,
-         py::handle row_steps, py::handle last_step, py::handle, py::handle, const sparseopt::SgdOptions& o,
+         py::handle row_steps, const sparseopt::SgdOptions& o,
          std::int64_t step, std::uintptr_t stream) {
-        refuse_exact_state(last_step);
         auto s = step_arrays(param, indices, values, bags, {{buffer, "momentum_buffer"}, {row_steps, "row_steps"}});
         Call(s.param).run([&] {
           dispatch(s, [&](auto t, auto i) {
@@ -262,13 +256,12 @@ PYBIND11_MODULE(_cuda, m) {
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("momentum_buffer"), arg("row_steps"),
-      arg("last_step"), arg("history"), arg("window"), arg("options"), arg("step"), arg("stream") = 0);
+      arg("options"), arg("step"), arg("stream") = 0);
   m.def(
       "adam_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle exp_avg,
-         py::handle exp_avg_sq, py::handle max_exp_avg_sq, py::handle row_steps, py::handle last_step, py::handle,
-         py::handle, const sparseopt::AdamOptions& o, std::int64_t step, std::uintptr_t stream) {
-        refuse_exact_state(last_step);
+         py::handle exp_avg_sq, py::handle max_exp_avg_sq, py::handle row_steps,
+         const sparseopt::AdamOptions& o, std::int64_t step, std::uintptr_t stream) {
         auto s = step_arrays(param, indices, values, bags,
                              {{exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}, {max_exp_avg_sq, "max_exp_avg_sq"},
                               {row_steps, "row_steps"}});
@@ -286,7 +279,7 @@ PYBIND11_MODULE(_cuda, m) {
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("exp_avg"), arg("exp_avg_sq"),
-      arg("max_exp_avg_sq"), arg("row_steps"), arg("last_step"), arg("history"), arg("window"), arg("options"),
+      arg("max_exp_avg_sq"), arg("row_steps"), arg("options"),
       arg("step"), arg("stream") = 0);
   m.def(
       "adagrad_step",
@@ -308,9 +301,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "rmsprop_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle square_avg,
-         py::handle momentum_buffer, py::handle grad_avg, py::handle last_step, py::handle, py::handle,
-         const sparseopt::RmspropOptions& o, std::int64_t step, std::uintptr_t stream) {
-        refuse_exact_state(last_step);
+         py::handle momentum_buffer, py::handle grad_avg, const sparseopt::RmspropOptions& o, std::int64_t step, std::uintptr_t stream) {
         auto s = step_arrays(param, indices, values, bags,
                              {{square_avg, "square_avg"}, {momentum_buffer, "momentum_buffer"}, {grad_avg, "grad_avg"}});
         Call(s.param).run([&] {
@@ -327,7 +318,7 @@ PYBIND11_MODULE(_cuda, m) {
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("square_avg"), arg("momentum_buffer"),
-      arg("grad_avg"), arg("last_step"), arg("history"), arg("window"), arg("options"), arg("step"),
+      arg("grad_avg"), arg("options"), arg("step"),
       arg("stream") = 0);
   m.def(
       "rowwise_adagrad_step",

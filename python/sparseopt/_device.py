@@ -1,0 +1,164 @@
+"""Device arrays: the dispatch from sparseopt's functions and optimizers to the CUDA kernels.
+
+A *device array* is anything with ``__cuda_array_interface__`` (CuPy, Numba) or a CUDA
+``torch.Tensor``. Such arrays go to ``sparseopt._cuda`` (built with
+``pip install . -C cmake.define.SPARSEOPT_CUDA=ON``) without a copy; the binding checks their
+dtype, layout, shape and device. Kernels are queued on the current stream of the array's library
+(``torch.cuda.current_stream()``, ``cupy.cuda.get_current_stream()``; the legacy default stream
+for others). No array library is imported here: torch and CuPy are asked only about arrays that
+are theirs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+BUILD_HINT = ("sparseopt was built without its CUDA kernels; rebuild it with them "
+              "(pip install sparseopt -C cmake.define.SPARSEOPT_CUDA=ON, nvcc on PATH) "
+              "or pass NumPy arrays")
+
+
+def _library(a: Any) -> str:
+    return type(a).__module__.split(".")[0]
+
+
+def is_device(a: Any) -> bool:
+    """Whether `a` lives in CUDA device memory (an array with __cuda_array_interface__ or a
+    CUDA torch tensor)."""
+    if _library(a) == "torch":
+        return bool(getattr(a, "is_cuda", False))
+    return hasattr(type(a), "__cuda_array_interface__") or hasattr(a, "__cuda_array_interface__")
+
+
+def module() -> Any:
+    """sparseopt._cuda, or a RuntimeError that says how to build it."""
+    try:
+        from . import _cuda
+    except ImportError as e:
+        raise RuntimeError(BUILD_HINT) from e
+    return _cuda
+
+
+def built() -> bool:
+    try:
+        from . import _cuda  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def device_count() -> int:
+    """CUDA devices this process sees; 0 without the module, a driver or a device."""
+    if not built():
+        return 0
+    try:
+        return int(module().device_count())
+    except Exception:  # never an error: info() reports, it does not fail
+        return 0
+
+
+def plain(a: Any) -> Any:
+    """The array the binding reads: a torch tensor without autograd (the same memory: torch
+    refuses __cuda_array_interface__ on tensors that require grad), anything else as it is."""
+    if a is not None and _library(a) == "torch":
+        return a.detach()
+    return a
+
+
+def stream(a: Any) -> int:
+    """The handle of the stream the kernels for `a` are queued on."""
+    lib = _library(a)
+    if lib == "torch":
+        import torch
+
+        return int(torch.cuda.current_stream(a.device).cuda_stream)
+    if lib == "cupy":
+        import cupy
+
+        return int(cupy.cuda.get_current_stream().ptr)
+    return 0
+
+
+def require_same_place(anchor: str, anchor_on_device: bool, **arrays: Any) -> None:
+    """Raises TypeError unless every array in `arrays` is where `anchor` is (host or device)."""
+    for name, a in arrays.items():
+        if a is None or is_device(a) == anchor_on_device:
+            continue
+        here, there = ("device", "host") if anchor_on_device else ("host", "device")
+        raise TypeError(f"{name} is in {there} memory but {anchor} is in {here} memory; keep "
+                        f"{anchor} and {name} on one side (sparseopt never copies between them)")
+
+
+def full(like: Any, shape: tuple[int, ...], dtype: Any, fill: float) -> Any:
+    """A new device array of `shape` filled with `fill`, from `like`'s library and on its device
+    (dtype None: like's dtype)."""
+    lib = _library(like)
+    if lib == "torch":
+        import torch
+
+        if dtype is not None and not isinstance(dtype, torch.dtype):
+            dtype = getattr(torch, np.dtype(dtype).name)
+        return torch.full(shape, fill, dtype=dtype or like.dtype, device=like.device)
+    if lib == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(like.device.id):
+            return cupy.full(shape, fill, dtype=dtype or like.dtype)
+    if lib == "numba":
+        from numba import cuda
+
+        return cuda.to_device(np.full(shape, fill, dtype=dtype or like.dtype))
+    raise TypeError(f"sparseopt allocates state and outputs for torch, CuPy and Numba device "
+                    f"arrays; got a {type(like).__name__}")
+
+
+class Kernels:
+    """The CUDA kernels behind the optimizer classes, called with _core's arguments:
+    ``(param, indices, values, bags, *state, [exact mode's 4 arrays,] options, ...)``; the
+    step count follows the options where the kernel takes one. Exact mode is refused on a
+    device before a step, so its arrays are None; num_threads and the half tables' rounding
+    have no meaning there."""
+
+    # name -> (state arrays, exact-mode arrays, whether the step count follows the options)
+    _STEPS = {"sgd_step": (2, 4, True), "adam_step": (4, 4, True), "rmsprop_step": (3, 4, True),
+              "adagrad_step": (1, 0, True), "rowwise_adagrad_step": (1, 0, False),
+              "ftrl_step": (2, 0, False)}
+
+    def __init__(self, param: Any):
+        self._cuda = module()
+        self._stream = stream(param)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._STEPS:
+            raise AttributeError(name)
+        states, exact, counted = self._STEPS[name]
+        kernel = getattr(self._cuda, name)
+
+        def step(param: Any, indices: Any, values: Any, bags: Any, *rest: Any) -> None:
+            at = states + exact  # where the options are
+            kernel(*map(plain, (param, indices, values)), bags, *map(plain, rest[:states]),
+                   *rest[at:at + 2 if counted else at + 1], self._stream)
+
+        return step
+
+
+def gather_sum(table: Any, indptr: Any, indices: Any, weights: Any, mean: bool, out: Any) -> Any:
+    require_same_place("table", True, indptr=indptr, indices=indices, weights=weights, out=out)
+    if out is None:
+        out = full(table, (int(indptr.shape[0]) - 1, *table.shape[1:]), None, 0.0)
+    module().gather_sum(*map(plain, (table, indptr, indices, weights)), mean, plain(out),
+                        stream(table))
+    return out
+
+
+def gather_sum_backward(grad_out: Any, indptr: Any, indices: Any, weights: Any, mean: bool,
+                        num_rows: int) -> tuple[Any, Any]:
+    require_same_place("grad_out", True, indptr=indptr, indices=indices, weights=weights)
+    capacity = min(int(indices.shape[0]), num_rows)
+    rows = full(grad_out, (capacity,), indices.dtype, 0)
+    values = full(grad_out, (capacity, *grad_out.shape[1:]), None, 0.0)
+    u = module().gather_sum_backward(*map(plain, (grad_out, indptr, indices, weights)), mean,
+                                     num_rows, plain(rows), plain(values), stream(grad_out))
+    return rows[:u], values[:u]
