@@ -39,6 +39,7 @@ BENCHMARKS = {
     "tbe": "bench_tbe",
     "size_curve": "bench_size_curve",
     "half": "bench_half",
+    "cuda": "bench_cuda",  # skipped (tables kept) without a CUDA device
 }
 
 

@@ -399,3 +399,21 @@ def build_cpp(source, exe, include: str, openmp: bool) -> None:
     if done.returncode != 0 and flags:  # a compiler without OpenMP: the serial build
         done = subprocess.run(base, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def load_bench(name: str):
+    """The module bench/<name>.py (importing bench/harness.py as it does), or a pytest skip
+    when bench/ is not next to the tests."""
+    import pytest
+
+    bench = Path(TESTS_DIR).parent / "bench"
+    if not (bench / f"{name}.py").exists():
+        pytest.skip("bench/ is not next to the tests")
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_{name}", bench / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench))
+    return module

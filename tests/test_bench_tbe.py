@@ -1,29 +1,15 @@
 """bench/bench_tbe.py (FBGEMM's CPU TBE as the peer of the fused step): its same-table check
 runs where fbgemm_gpu is installed, and without it the bench skips with a reason instead of
-failing. The only test that imports bench code besides the README-marker check."""
-
-import importlib.util
-import sys
-from pathlib import Path
+failing."""
 
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from _helpers import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench_tbe():
-    if not (BENCH / "bench_tbe.py").exists():
-        pytest.skip("bench/ is not next to the tests")
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("_bench_tbe", BENCH / "bench_tbe.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(BENCH))
+    return load_bench("bench_tbe")
 
 
 def test_same_table_as_fbgemm_or_a_clean_skip(bench_tbe):

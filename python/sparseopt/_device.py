@@ -59,6 +59,22 @@ def device_count() -> int:
         return 0
 
 
+def why_not_runnable() -> str | None:
+    """Why device arrays cannot be stepped here (None: they can): no CUDA build, no device, or
+    no torch with CUDA (the GPU tests' and benchmark's device arrays are torch tensors)."""
+    if not built():
+        return "sparseopt was built without SPARSEOPT_CUDA=ON"
+    if device_count() == 0:
+        return "no CUDA device"
+    try:
+        import torch
+    except ImportError:
+        return "needs torch with CUDA for device arrays"
+    if not torch.cuda.is_available():
+        return "torch was built without CUDA"
+    return None
+
+
 def plain(a: Any) -> Any:
     """The array the binding reads: a torch tensor without autograd (the same memory: torch
     refuses __cuda_array_interface__ on tensors that require grad), anything else as it is."""

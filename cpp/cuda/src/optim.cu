@@ -28,11 +28,15 @@ Groups<I> prepare(const Table<T>& param, const RowSparse<T, I>& grad, const spar
   return detail::group_indices(grad.indices, grad.size, param.num_rows, "indices", scratch);
 }
 
-void refuse_exact(Mode mode) {
-  if (mode == Mode::exact)
+// The options of an optimizer with two modes, and its step count: lazy mode only.
+template <class Options>
+void check_lazy_step(const Options& options, std::int64_t step) {
+  options.validate();
+  if (options.mode == Mode::exact)
     throw not_implemented("mode='exact' is not implemented on the device yet (sparseopt's CUDA kernels take "
                           "lazy steps only); use mode='lazy', or keep the table in host memory (NumPy) for "
                           "exact mode");
+  require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
 }
 
 // A warp per group: enough warps for every index (the number of groups is a device value).
@@ -178,9 +182,7 @@ __global__ void rowwise_adagrad_kernel(Groups<I> g, const T* values, std::int64_
 template <class T, class I>
 void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState<T>& state,
               const SgdOptions& options, std::int64_t step, cudaStream_t stream) {
-  options.validate();
-  refuse_exact(options.mode);
-  require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
+  check_lazy_step(options, step);
   const auto written = sparseopt::detail::require_sgd_state(param, state, options);
   Scratch scratch(stream);
   const Groups<I> g = prepare(param, grad, written, scratch);
@@ -200,9 +202,7 @@ void sgd_step(const Table<T>& param, const RowSparse<T, I>& grad, const SgdState
 template <class T, class I>
 void adam_step(const Table<T>& param, const RowSparse<T, I>& grad, const AdamState<T>& state,
                const AdamOptions& options, std::int64_t step, cudaStream_t stream) {
-  options.validate();
-  refuse_exact(options.mode);
-  require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
+  check_lazy_step(options, step);
   const auto written = sparseopt::detail::require_adam_state(param, state, options);
   Scratch scratch(stream);
   const Groups<I> g = prepare(param, grad, written, scratch);
@@ -245,9 +245,7 @@ void adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad, const Adag
 template <class T, class I>
 void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const RmspropState<T>& state,
                   const RmspropOptions& options, std::int64_t step, cudaStream_t stream) {
-  options.validate();
-  refuse_exact(options.mode);
-  require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
+  check_lazy_step(options, step);
   const auto written = sparseopt::detail::require_rmsprop_state(param, state, options);
   Scratch scratch(stream);
   const Groups<I> g = prepare(param, grad, written, scratch);
