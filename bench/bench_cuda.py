@@ -6,7 +6,7 @@
   Exact mode is not implemented on the device yet: no row.
 - gather_sum_backward (16,384 bags of 4 indices into 1M x 128) against the backward pass of
   torch.nn.functional.embedding_bag(mode="sum", sparse=True).
-- top-k per row (4096 x 4096, k = 32) has no CUDA kernel yet: no row.
+- top-k per row (4096 x 4096 float32, k = 32) against torch.topk (sorted output both).
 
 Each round steps the same batch once per variant, in rotating order, each step followed by
 torch.cuda.synchronize(); a variant's speedup is the median of the per-round paired ratios
@@ -31,9 +31,9 @@ import harness  # noqa: E402
 NAME = "cuda"
 
 FULL = dict(tables=(1_000_000, 16_000_000), dim=128, lookups=65_536, batches=8, warmup=3, rounds=20,
-            bags=16_384, bag_len=4)
+            bags=16_384, bag_len=4, topk=(4096, 4096, 32))
 QUICK = dict(tables=(100_000,), dim=128, lookups=8_192, batches=2, warmup=1, rounds=3,
-             bags=2_048, bag_len=4)
+             bags=2_048, bag_len=4, topk=(256, 4096, 32))
 
 
 def why_not() -> str | None:
@@ -131,6 +131,25 @@ def _gather_backward(torch, cfg: dict, rng) -> list:
             harness.paired_ratio(times["theirs"], times["ours"])["median"]]
 
 
+def _topk(torch, cfg: dict, rng) -> list:
+    import sparseopt
+
+    rows, n, k = cfg["topk"]
+    x = torch.from_numpy(rng.standard_normal((rows, n), dtype=np.float32)).cuda()
+
+    def ours(i):
+        sparseopt.topk(x, k)
+        torch.cuda.synchronize()
+
+    def theirs(i):
+        torch.topk(x, k, dim=-1, sorted=True)
+        torch.cuda.synchronize()
+
+    times = harness.paired_rounds({"ours": ours, "theirs": theirs}, rounds=cfg["rounds"], warmup=cfg["warmup"])
+    return [f"{rows:,} x {n:,}, k = {k}", float(np.median(times["ours"])) * 1e3,
+            harness.paired_ratio(times["theirs"], times["ours"])["median"]]
+
+
 def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dict:
     reason = why_not()
     if reason is not None:
@@ -147,8 +166,9 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
     for row in adam_rows:
         row.insert(3, row[2] / gbps)
     gather = _gather_backward(torch, cfg, rng)
+    topk = _topk(torch, cfg, rng)
     data = {"name": NAME, "quick": quick, "config": cfg, "device": device, "device_copy_gbps": gbps,
-            "adam": adam_rows, "gather_backward": gather, "machine": machine or harness.machine_info(),
+            "adam": adam_rows, "gather_backward": gather, "topk": topk, "machine": machine or harness.machine_info(),
             "copy_bandwidth": bandwidth}
     table = harness.markdown_table(
         ["lazy Adam, float32", "ms / step", "GB/s (model)", "of bandwidth", "vs SparseAdam", "vs fused dense Adam"],
@@ -156,8 +176,10 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
     table += "\n\n" + harness.markdown_table(
         ["gather_sum_backward", "ms", "vs embedding_bag backward"],
         [[gather[0], f"{gather[1]:.3f}", f"{gather[2]:.1f}x"]])
+    table += "\n\n" + harness.markdown_table(
+        ["top-k per row", "ms", "vs torch.topk"], [[topk[0], f"{topk[1]:.3f}", f"{topk[2]:.1f}x"]])
     notes = (f"Device: {device}, copy bandwidth {gbps:.0f} GB/s (1 GiB device-to-device). "
-             f"{cfg['lookups']:,} lookups per step; exact mode and top-k have no CUDA kernel yet.")
+             f"{cfg['lookups']:,} lookups per step; exact mode has no CUDA kernel yet.")
     data["markdown"] = harness.report(table, notes, data)
     return data
 

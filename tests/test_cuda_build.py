@@ -156,3 +156,16 @@ def test_device_gather_of_host_memory_is_refused_before_writing():
     with pytest.raises(_device_refusal()):
         sparseopt.gather_sum(fake[0], fake[1], fake[2], out=fake[3])
     assert np.array_equal(out, np.full((1, 3), 7.0, np.float32))
+
+
+def test_device_topk_and_backward_without_a_usable_device_are_refused():
+    # Outputs are allocated by the input's library: a stand-in has none (TypeError), unless the
+    # CUDA build is missing, which is said first (RuntimeError).
+    refusal = TypeError if sparseopt.info()["cuda"] else RuntimeError
+    x = FakeDeviceArray(np.ones((3, 5), np.float32))
+    with pytest.raises(refusal):
+        sparseopt.topk(x, 2)
+    grad_out = FakeDeviceArray(np.ones((1, 3), np.float32))
+    with pytest.raises(refusal):
+        sparseopt.gather_sum_backward(grad_out, FakeDeviceArray(np.array([0, 1])),
+                                      FakeDeviceArray(np.array([2])), num_rows=4)

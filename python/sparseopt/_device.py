@@ -160,21 +160,39 @@ class Kernels:
         return step
 
 
+def ftrl_check_options(param: Any, options: Any) -> None:
+    """FTRL's bounds in a device table's dtype (as every step checks them)."""
+    module().ftrl_check_options(plain(param), options)
+
+
 def gather_sum(table: Any, indptr: Any, indices: Any, weights: Any, mean: bool, out: Any) -> Any:
+    cuda = module()  # before allocating: without the CUDA build, the hint on how to get it
     require_same_place("table", True, indptr=indptr, indices=indices, weights=weights, out=out)
     if out is None:
         out = full(table, (int(indptr.shape[0]) - 1, *table.shape[1:]), None, 0.0)
-    module().gather_sum(*map(plain, (table, indptr, indices, weights)), mean, plain(out),
+    cuda.gather_sum(*map(plain, (table, indptr, indices, weights)), mean, plain(out),
                         stream(table))
     return out
 
 
 def gather_sum_backward(grad_out: Any, indptr: Any, indices: Any, weights: Any, mean: bool,
                         num_rows: int) -> tuple[Any, Any]:
+    cuda = module()
     require_same_place("grad_out", True, indptr=indptr, indices=indices, weights=weights)
     capacity = min(int(indices.shape[0]), num_rows)
     rows = full(grad_out, (capacity,), indices.dtype, 0)
     values = full(grad_out, (capacity, *grad_out.shape[1:]), None, 0.0)
-    u = module().gather_sum_backward(*map(plain, (grad_out, indptr, indices, weights)), mean,
+    u = cuda.gather_sum_backward(*map(plain, (grad_out, indptr, indices, weights)), mean,
                                      num_rows, plain(rows), plain(values), stream(grad_out))
     return rows[:u], values[:u]
+
+
+def topk(x: Any, k: int, largest: bool, magnitude: bool) -> tuple[Any, Any]:
+    cuda = module()
+    if len(x.shape) not in (1, 2) or not 1 <= k <= int(x.shape[-1]):
+        raise ValueError(f"x must be 1-D or 2-D with k in [1, n] (n = the length of its last "
+                         f"axis), got shape {tuple(x.shape)} and k = {k}")
+    shape = (*x.shape[:-1], k)
+    values, indices = full(x, shape, None, 0.0), full(x, shape, np.int64, 0)
+    cuda.topk(plain(x), k, largest, magnitude, plain(values), plain(indices), stream(x))
+    return values, indices

@@ -6,7 +6,7 @@ import operator
 
 import numpy as np
 
-from . import _args, _core
+from . import _args, _core, _device
 
 _INT64_MAX = 2**63 - 1
 
@@ -61,6 +61,10 @@ def topk(x: np.ndarray, k: int, *, largest: bool = True, magnitude: bool = False
         Threads for the rows (0 = all available; a long row with few rows is split between
         them). The result is bit for bit the same for every value.
 
+    A device array ``x`` (a CUDA torch tensor, CuPy; sparseopt built with CUDA) is ranked on
+    its device, a warp per row, with the same ranking: the result equals the sorted output
+    here, bit for bit, and is sorted whatever ``sorted`` says; ``num_threads`` is ignored.
+
     Returns
     -------
     values : ndarray, dtype of ``x``, shape (k,) or (rows, k)
@@ -100,4 +104,7 @@ def topk(x: np.ndarray, k: int, *, largest: bool = True, magnitude: bool = False
     largest = _flag("largest", largest)
     magnitude = _flag("magnitude", magnitude)
     sorted = _flag("sorted", sorted)
-    return _core.topk(x, k, largest, magnitude, sorted, _args.threads("num_threads", num_threads))
+    threads = _args.threads("num_threads", num_threads)
+    if _device.is_device(x):  # the CUDA kernel: always sorted (see sparseopt._device)
+        return _device.topk(x, k, largest, magnitude)
+    return _core.topk(x, k, largest, magnitude, sorted, threads)

@@ -1018,7 +1018,7 @@ class FTRL(_ModesCoincide):
         o.validate()
         # Every step also checks the bounds in the table's dtype; checking them now makes
         # construction and load_state_dict refuse such options rather than the first step.
-        _core.ftrl_check_options(self._param, o)
+        (_device if self._on_device else _core).ftrl_check_options(self._param, o)
         return self._options_from_half(h, o)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:

@@ -156,3 +156,25 @@ def test_a_parameter_that_requires_grad_is_updated_in_place():
     opt = optim.SGD(param, lr=1.0)
     opt.step(to_device(np.array([2])), to_device(np.ones((1, 3), np.float32)))
     assert to_host(param.detach())[2].tolist() == [-1.0, -1.0, -1.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("magnitude", [False, True])
+def test_topk_equals_the_cpu_sorted_output(dtype, largest, magnitude):
+    rng = np.random.default_rng(11)
+    x = rng.integers(-4, 5, (37, 300)).astype(dtype)  # many ties
+    x[0, 5] = x[3, 7] = np.nan
+    x[1, :40] = -0.0
+    x[2, 100] = np.inf
+    x[4] = np.nan  # a row of NaNs: ties between NaNs, lower index first
+    for k in (1, 7, 33, 300):
+        expected = sparseopt.topk(x, k, largest=largest, magnitude=magnitude)
+        for sorted_ in (True, False):  # the device always returns sorted output
+            got = sparseopt.topk(to_device(x), k, largest=largest, magnitude=magnitude, sorted=sorted_)
+            assert_same(expected[0], to_host(got[0]), True, f"topk values k={k}")
+            assert_same(expected[1], to_host(got[1]), True, f"topk indices k={k}")
+    one = x[5]
+    expected = sparseopt.topk(one, 4, largest=largest, magnitude=magnitude)
+    got = sparseopt.topk(to_device(one), 4, largest=largest, magnitude=magnitude)
+    assert_same(expected[1], to_host(got[1]), True, "topk of a 1-D array")

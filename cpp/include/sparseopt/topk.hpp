@@ -85,7 +85,8 @@ struct TopkRank {
   static constexpr U sign = U(1) << (8 * sizeof(U) - 1);
   static constexpr U inf = sizeof(T) == 4 ? U(0x7F800000u) : U(0x7FF0000000000000ull);
 
-  static U bits(T v) noexcept {
+  // bits, key and ahead also compile for the device (SPARSEOPT_HD): the CUDA top-k ranks alike.
+  SPARSEOPT_HD static U bits(T v) noexcept {
     U u;
     std::memcpy(&u, &v, sizeof u);
     return u;
@@ -93,7 +94,7 @@ struct TopkRank {
 
   // Monotone map to unsigned integers: all NaNs above +inf (one key), -0.0 == 0.0. Branch
   // free for ordinary numbers (random signs would defeat a branch predictor).
-  static U key(T v) noexcept {
+  SPARSEOPT_HD static U key(T v) noexcept {
     const U u = bits(v);
     const U a = u & ~sign;
     U k;
@@ -114,7 +115,7 @@ struct TopkRank {
     return key(Magnitude ? T(0) : -std::numeric_limits<T>::infinity());
   }
 
-  static bool ahead(U ka, std::int64_t ia, U kb, std::int64_t ib) noexcept {
+  SPARSEOPT_HD static bool ahead(U ka, std::int64_t ia, U kb, std::int64_t ib) noexcept {
     return ka > kb || (ka == kb && ia < ib);
   }
 

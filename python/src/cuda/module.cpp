@@ -337,6 +337,15 @@ PYBIND11_MODULE(_cuda, m) {
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("sum"), arg("options"), arg("stream") = 0);
   m.def(
+      "ftrl_check_options",
+      [](py::handle param_obj, const sparseopt::FtrlOptions& options) {
+        const DeviceArray param = device_array(param_obj, "param", false);
+        require(param.present && (param.typestr == "<f4" || param.typestr == "<f8"),
+                "param must be a float32 or float64 device array");
+        param.typestr == "<f8" ? options.validate_in<double>() : options.validate_in<float>();
+      },
+      arg("param"), arg("options"), "Raises ValueError unless options suit param's dtype (as every ftrl_step).");
+  m.def(
       "ftrl_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle accumulator,
          py::handle linear, const sparseopt::FtrlOptions& o, std::uintptr_t stream) {
@@ -412,4 +421,35 @@ PYBIND11_MODULE(_cuda, m) {
       },
       arg("grad_out"), arg("indptr"), arg("indices"), arg("weights"), arg("mean"), arg("num_rows"), arg("rows"),
       arg("values"), arg("stream") = 0);
+  m.def(
+      "topk",
+      [](py::handle x_obj, std::int64_t k, bool largest, bool magnitude, py::handle values_obj,
+         py::handle indices_obj, std::uintptr_t stream) {
+        const DeviceArray x = device_array(x_obj, "x", false);
+        require(x.present && (x.typestr == "<f4" || x.typestr == "<f8") && (x.shape.size() == 1 || x.shape.size() == 2),
+                "x must be a 1-D or 2-D float32 or float64 device array");
+        const DeviceArray values = device_array(values_obj, "values", true);
+        const DeviceArray indices = device_array(indices_obj, "indices", true);
+        std::vector<std::int64_t> want(x.shape.begin(), x.shape.end() - 1);
+        want.push_back(k);
+        require_dtype(values, x.typestr);
+        require_dtype(indices, "<i8");
+        require(values.shape == want && indices.shape == want, "values and indices must have shape x.shape[:-1] + (k,)");
+        const std::int64_t n = x.shape.back(), rows = x.shape.size() == 2 ? x.shape[0] : 1;
+        sparseopt::TopkOptions options;
+        options.largest = largest;
+        options.magnitude = magnitude;
+        Call call(x);
+        call.add(values);
+        call.add(indices);
+        call.run([&] {
+          if (x.typestr == "<f8")
+            sparseopt::cuda::topk_rows(static_cast<const double*>(x.data), rows, n, k, static_cast<double*>(values.data),
+                                       static_cast<std::int64_t*>(indices.data), options, to_stream(stream));
+          else
+            sparseopt::cuda::topk_rows(static_cast<const float*>(x.data), rows, n, k, static_cast<float*>(values.data),
+                                       static_cast<std::int64_t*>(indices.data), options, to_stream(stream));
+        });
+      },
+      arg("x"), arg("k"), arg("largest"), arg("magnitude"), arg("values"), arg("indices"), arg("stream") = 0);
 }

@@ -1,5 +1,6 @@
 // sparseopt's optional CUDA kernels (target sparseopt::cuda, built with SPARSEOPT_CUDA=ON): the
-// lazy steps of every optimizer, gather_sum and its backward pass, on tables in device memory.
+// lazy steps of every optimizer, gather_sum and its backward pass, and top-k along rows, on
+// arrays in device memory.
 //
 // The same views and options as the CPU core (Table, RowSparse, Bags, *State, *Options), whose
 // pointers are device pointers here, and the same per-element formulas (optim/formulas.hpp),
@@ -34,6 +35,7 @@
 #include <sparseopt/optim/rmsprop.hpp>
 #include <sparseopt/optim/rowwise_adagrad.hpp>
 #include <sparseopt/optim/sgd.hpp>
+#include <sparseopt/topk.hpp>
 #include <sparseopt/view.hpp>
 
 namespace sparseopt {
@@ -88,6 +90,13 @@ template <class T, class I>
 std::int64_t gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags, std::int64_t num_rows,
                                  I* rows_out, T* values_out, std::int64_t capacity,
                                  BagReduction mode = BagReduction::sum, cudaStream_t stream = nullptr);
+
+// The k best elements of each of `rows` rows of n (x: rows x n, C order) into values and
+// indices (rows x k), best first with the CPU's ranking (topk.hpp): the CPU's sorted output,
+// bit for bit. options.sorted is ignored: the output is always sorted.
+template <class T>
+void topk_rows(const T* x, std::int64_t rows, std::int64_t n, std::int64_t k, T* values, std::int64_t* indices,
+               const TopkOptions& options = {}, cudaStream_t stream = nullptr);
 
 }  // namespace cuda
 }  // namespace sparseopt
