@@ -169,3 +169,23 @@ def test_device_topk_and_backward_without_a_usable_device_are_refused():
     with pytest.raises(refusal):
         sparseopt.gather_sum_backward(grad_out, FakeDeviceArray(np.array([0, 1])),
                                       FakeDeviceArray(np.array([2])), num_rows=4)
+
+
+def test_cuda_stub_lists_the_modules_functions_and_parameters():
+    """python/sparseopt/_cuda.pyi against the module, where it is built (as test_packaging
+    checks _core.pyi)."""
+    import ast
+    import re
+
+    if not sparseopt.info()["cuda"]:
+        pytest.skip("sparseopt was built without SPARSEOPT_CUDA=ON")
+    from sparseopt import _cuda
+
+    stub = ast.parse((Path(sparseopt.__file__).parent / "_cuda.pyi").read_text())
+    names = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    assert names == {n for n in dir(_cuda) if not n.startswith("__")}
+    for node in stub.body:
+        if isinstance(node, ast.FunctionDef):
+            first = getattr(_cuda, node.name).__doc__.strip().splitlines()[0]
+            runtime = re.findall(r"(\w+): ", first[first.index("(") + 1:first.rindex(") ->")])
+            assert [a.arg for a in node.args.args] == runtime, node.name
