@@ -356,8 +356,10 @@ def _check_param(p: Any) -> None:
         raise TypeError(f"parameters must be torch tensors, got {type(p).__name__}")
     if p.device.type != "cpu":
         raise ValueError(f"sparseopt.torch runs on CPU tensors; this parameter is on "
-                         f"{p.device} (CUDA support comes with sparseopt's CUDA build): use "
-                         f"torch.optim for it, or keep the table on the CPU")
+                         f"{p.device}: step it with sparseopt.optim's class of the same name "
+                         f"(which takes CUDA tensors when sparseopt is built with "
+                         f"SPARSEOPT_CUDA=ON), use torch.optim for it, or keep the table on "
+                         f"the CPU")
     if p.dtype not in _FLOAT_DTYPES:
         raise ValueError(f"parameters must be float32, float64, float16 or bfloat16, got "
                          f"{p.dtype}; create the module with dtype=torch.float32 (a converted "
