@@ -67,6 +67,8 @@ class Optimizer:
     them), for a float table they are checked and ignored.
     """
 
+    _on_device = False  # a device (CUDA) table; also for objects pickled before devices existed
+
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0,
                  half: tuple[Any, Any, Any] = (None, 0, None)):
         # A device array (CuPy, Numba, torch CUDA): the CUDA kernels, state on its device.
@@ -265,6 +267,7 @@ class Optimizer:
         catch them up later (exact mode's ``history`` has one row per step since
         ``history_start``, plus one).
         """
+        self._require_host("state_dict()")
         with self._lock:
             state = {name: array.copy() for name, array in self._state.items()}
             if "history" in state:
@@ -281,8 +284,15 @@ class Optimizer:
         TypeError and leaves the optimizer unchanged. To keep one on disk, use
         :func:`sparseopt.save` / :func:`sparseopt.load` (or pickle the dict).
         """
+        self._require_host("load_state_dict()")
         with self._lock:
             self._load_state_dict(state_dict)
+
+    def _require_host(self, what: str) -> None:
+        if self._on_device:
+            raise NotImplementedError(f"{what} of an optimizer of a device table is not "
+                                      f"implemented yet; its state arrays are in the `_state` "
+                                      f"dict, on the table's device")
 
     def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         keys = {"step", "hyperparams", "state"}

@@ -178,3 +178,11 @@ def test_topk_equals_the_cpu_sorted_output(dtype, largest, magnitude):
     expected = sparseopt.topk(one, 4, largest=largest, magnitude=magnitude)
     got = sparseopt.topk(to_device(one), 4, largest=largest, magnitude=magnitude)
     assert_same(expected[1], to_host(got[1]), True, "topk of a 1-D array")
+
+
+def test_snapshots_of_a_device_optimizer_are_refused_clearly():
+    opt = optim.Adam(to_device(np.zeros((4, 3), np.float32)))
+    with pytest.raises(NotImplementedError, match="state_dict"):
+        opt.state_dict()
+    with pytest.raises(NotImplementedError, match="load_state_dict"):
+        opt.load_state_dict({})
