@@ -116,3 +116,16 @@ def test_functions_pass_the_bindings_arguments(recorder):
     assert name == "topk" and args[:4] == (x, 3, False, True)
     assert args[4] is values and args[5] is indices and values.shape == indices.shape == (4, 3)
     assert indices.dtype == np.int64
+
+
+def test_coalesce_passes_the_bindings_arguments(recorder):
+    indices, values = StandIn(np.array([3, 1, 3], np.int32)), StandIn(np.ones((3, 2), np.float64))
+    unique, summed, counts = sparseopt.coalesce(indices, values)
+    name, args = recorder.calls[-1]
+    assert name == "coalesce" and args[:3] == (indices, values, -1)  # -1: no num_rows
+    assert args[3].shape == (3,) and args[3].dtype == np.int32
+    assert args[4].shape == (3, 2) and args[5].dtype == np.int64 and args[6] == 0
+    sparseopt.coalesce(indices, values, num_rows=2)
+    assert recorder.calls[-1][1][2] == 2 and recorder.calls[-1][1][3].shape == (2,)  # min(n, rows)
+    with pytest.raises(TypeError, match="indices is in host memory"):
+        sparseopt.coalesce(np.array([0]), values)

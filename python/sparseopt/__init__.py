@@ -64,10 +64,17 @@ def coalesce(indices: np.ndarray, values: np.ndarray, num_rows: int | None = Non
         ``unique_indices`` ascending, with the dtype of ``indices``; ``summed_values`` of shape
         ``(len(unique_indices), *row_shape)``, repeats added in the order they appear;
         ``counts`` (int64) how often each index appeared.
+
+    Device arrays (a CUDA build, see :func:`info`) are coalesced on their device, with the
+    same order of additions (so the same bits); the results are arrays of the same library.
     """
     if num_rows is not None:
         num_rows = _args.count("num_rows", num_rows, maximum=_args.INT64_MAX)
-    return _core.coalesce(indices, values, num_rows, _args.threads("num_threads", num_threads))
+    threads = _args.threads("num_threads", num_threads)
+    if _device.is_device(values):  # the CUDA kernel (see sparseopt._device)
+        return _device.coalesce(indices, values, num_rows)
+    _device.require_same_place("values", False, indices=indices)
+    return _core.coalesce(indices, values, num_rows, threads)
 
 
 def get_include() -> str:

@@ -165,6 +165,19 @@ def ftrl_check_options(param: Any, options: Any) -> None:
     module().ftrl_check_options(plain(param), options)
 
 
+def coalesce(indices: Any, values: Any, num_rows: int | None) -> tuple[Any, Any, Any]:
+    cuda = module()
+    require_same_place("values", True, indices=indices)
+    n = int(indices.shape[0])
+    capacity = n if num_rows is None else min(n, num_rows)
+    unique = full(values, (capacity,), indices.dtype, 0)
+    summed = full(values, (capacity, *values.shape[1:]), None, 0.0)
+    counts = full(values, (capacity,), np.int64, 0)
+    u = cuda.coalesce(plain(indices), plain(values), -1 if num_rows is None else num_rows,
+                      plain(unique), plain(summed), plain(counts), stream(values))
+    return unique[:u], summed[:u], counts[:u]
+
+
 def gather_sum(table: Any, indptr: Any, indices: Any, weights: Any, mean: bool, out: Any) -> Any:
     cuda = module()  # before allocating: without the CUDA build, the hint on how to get it
     require_same_place("table", True, indptr=indptr, indices=indices, weights=weights, out=out)

@@ -69,6 +69,10 @@ def gather_sum(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
         Where to write: shape ``(num_bags, *row_shape)``, ``table.dtype``, C-contiguous,
         not overlapping the inputs. Left unchanged when the call is rejected.
 
+    A device ``table`` (a CUDA torch tensor, CuPy or Numba array; sparseopt built with
+    ``SPARSEOPT_CUDA=ON``) is summed on its device, a warp per bag, with the same order of
+    additions (so the same bits); every other array must then be on that device too.
+
     Returns
     -------
     ndarray of shape (num_bags, *row_shape): ``out`` when given. Bag ``b``'s row is the first
@@ -102,6 +106,9 @@ def gather_sum_backward(grad_out: np.ndarray, indptr: np.ndarray, indices: np.nd
         Rows of the table; every index must be in ``[0, num_rows)``.
     num_threads : int
         Threads (0 = all available); the result does not depend on it.
+
+    A device ``grad_out`` runs on its device as :func:`gather_sum` does, and gives arrays
+    of its library.
 
     Returns
     -------

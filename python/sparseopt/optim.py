@@ -197,6 +197,10 @@ class Optimizer:
 
         Calls on one object from several threads take turns; Hogwild! workers each step their
         own :meth:`replica`.
+
+        A device table (a CUDA torch tensor, CuPy or Numba array, with sparseopt built with
+        ``SPARSEOPT_CUDA=ON``) takes device ``indices`` and ``values`` and is stepped on its
+        device (lazy mode), on the array library's current stream, with the same bits.
         """
         self._step_with(indices, values, None)
 

@@ -186,3 +186,18 @@ def test_snapshots_of_a_device_optimizer_are_refused_clearly():
         opt.state_dict()
     with pytest.raises(NotImplementedError, match="load_state_dict"):
         opt.load_state_dict({})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_coalesce_equals_the_cpu(dtype, index_dtype):
+    rng = np.random.default_rng(5)
+    for n, bound in ((0, None), (1, 10), (500, None), (500, 40)):
+        indices = rng.integers(0, 40, n).astype(index_dtype)
+        values = rng.standard_normal((n, 3, 11)).astype(dtype)
+        expected = sparseopt.coalesce(indices, values, bound)
+        got = sparseopt.coalesce(to_device(indices), to_device(values), bound)
+        for e, g, what in zip(expected, got, ("unique", "summed", "counts")):
+            assert_same(e, to_host(g), True, f"coalesce {what}")
+    with pytest.raises(IndexError, match="out of range"):
+        sparseopt.coalesce(to_device(np.array([0, 40])), to_device(np.ones((2, 1))), 40)

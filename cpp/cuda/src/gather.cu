@@ -118,12 +118,7 @@ std::int64_t gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags
   require(num_rows >= 0, "num_rows must be >= 0, got ", num_rows);
   check_bags(bags, num_rows, mode, scratch);
   const Groups<I> g = detail::group_indices(bags.indices, bags.size, num_rows, "indices", scratch);
-  std::int64_t unique = 0;
-  if (g.capacity > 0) {
-    detail::check(cudaMemcpyAsync(&unique, g.num_groups, sizeof unique, cudaMemcpyDeviceToHost, stream),
-                  "cudaMemcpyAsync");
-    detail::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-  }
+  const std::int64_t unique = detail::count_groups(g, scratch);
   require(capacity >= unique, "the output holds ", capacity, " rows but the bags touch ", unique,
           "; pass capacity >= min(number of indices, num_rows)");
   if (unique == 0) return 0;

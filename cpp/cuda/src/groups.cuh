@@ -58,7 +58,8 @@ template <class I>
 __global__ void first_out_of_range(const I* indices, std::int64_t n, std::int64_t num_rows,
                                    unsigned long long* first) {
   const std::int64_t k = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k < n && (indices[k] < 0 || std::int64_t(indices[k]) >= num_rows)) atomicMin(first, (unsigned long long)k);
+  if (k < n && (indices[k] < 0 || (num_rows >= 0 && std::int64_t(indices[k]) >= num_rows)))
+    atomicMin(first, (unsigned long long)k);
 }
 
 template <class N>
@@ -67,8 +68,8 @@ __global__ void iota(N* out, std::int64_t n) {
   if (k < n) out[k] = N(k);
 }
 
-// Throws index_error (the CPU's message) for the first index outside [0, num_rows). Waits for
-// the stream: nothing is written before the indices are known to be good.
+// Throws index_error (the CPU's message) for the first index outside [0, num_rows) (num_rows < 0:
+// no upper bound). Waits for the stream: nothing is written before the indices are known good.
 template <class I>
 void check_indices(const I* indices, std::int64_t n, std::int64_t num_rows, const char* name, Scratch& scratch) {
   if (n == 0) return;
@@ -83,6 +84,9 @@ void check_indices(const I* indices, std::int64_t n, std::int64_t num_rows, cons
   if (k == std::numeric_limits<unsigned long long>::max()) return;
   I bad = 0;
   check(cudaMemcpy(&bad, indices + k, sizeof bad, cudaMemcpyDeviceToHost), "cudaMemcpy");
+  if (num_rows < 0)
+    throw index_error(sparseopt::detail::concat(name, "[", k, "] = ", std::int64_t(bad),
+                                                " is negative; indices must be >= 0"));
   throw index_error(sparseopt::detail::concat(name, "[", k, "] = ", std::int64_t(bad),
                                               " is out of range for a table of ", num_rows,
                                               " rows; indices must be in [0, ", num_rows, ")"));
@@ -94,7 +98,8 @@ inline void require_int_size(std::int64_t n) {
                              "per call, got ", n, "; split the batch");
 }
 
-// Groups the positions of equal indices (checked to be in [0, num_rows) first).
+// Groups the positions of equal indices (checked to be in [0, num_rows) first; num_rows < 0:
+// only >= 0).
 template <class I>
 Groups<I> group_indices(const I* indices, std::int64_t n, std::int64_t num_rows, const char* name,
                         Scratch& scratch) {
@@ -114,7 +119,7 @@ Groups<I> group_indices(const I* indices, std::int64_t n, std::int64_t num_rows,
   check(cudaGetLastError(), "a kernel launch");
   // Only the bits an index in [0, num_rows) can have: fewer radix passes.
   int end_bit = 1;
-  while (end_bit < int(8 * sizeof(I)) - 1 && (std::int64_t(1) << end_bit) < num_rows) ++end_bit;
+  while (end_bit < int(8 * sizeof(I)) - 1 && (num_rows < 0 || (std::int64_t(1) << end_bit) < num_rows)) ++end_bit;
   const int count = int(n);
   std::size_t bytes = 0;
   check(cub::DeviceRadixSort::SortPairs(nullptr, bytes, indices, keys, order, positions, count, 0, end_bit, s),
@@ -140,6 +145,17 @@ Groups<I> group_indices(const I* indices, std::int64_t n, std::int64_t num_rows,
   g.num_groups = num_groups;
   g.capacity = n;
   return g;
+}
+
+// The number of groups on the host (waits for the stream): for calls whose output size it is.
+template <class I>
+std::int64_t count_groups(const Groups<I>& g, Scratch& scratch) {
+  std::int64_t count = 0;
+  if (g.capacity == 0) return 0;
+  check(cudaMemcpyAsync(&count, g.num_groups, sizeof count, cudaMemcpyDeviceToHost, scratch.stream()),
+        "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(scratch.stream()), "cudaStreamSynchronize");
+  return count;
 }
 
 }  // namespace detail

@@ -175,7 +175,37 @@ __global__ void rowwise_adagrad_kernel(Groups<I> g, const T* values, std::int64_
     formulas::rowwise_adagrad(p, j, summed_element(g, u, values, w, j), multiplier);
 }
 
+template <class T, class I>
+__global__ void coalesce_kernel(Groups<I> g, const T* values, std::int64_t w, I* unique_out, T* values_out,
+                                std::int64_t* counts_out) {
+  const std::int64_t u = warp_index();
+  if (u >= *g.num_groups) return;
+  if (lane_index() == 0) {
+    unique_out[u] = g.rows[u];
+    counts_out[u] = g.counts[u];
+  }
+  for (std::int64_t j = lane_index(); j < w; j += warp_size) values_out[u * w + j] = summed_element(g, u, values, w, j);
+}
+
 }  // namespace
+
+template <class T, class I>
+std::int64_t coalesce(const RowSparse<T, I>& grad, std::int64_t num_rows, I* unique_out, T* values_out,
+                      std::int64_t* counts_out, std::int64_t capacity, cudaStream_t stream) {
+  require(grad.size >= 0 && grad.row_width >= 0, "the gradient size and row width must be >= 0");
+  require(grad.size == 0 || (grad.indices != nullptr && grad.values != nullptr), "indices or values is null");
+  Scratch scratch(stream);
+  const Groups<I> g = detail::group_indices(grad.indices, grad.size, num_rows, "indices", scratch);
+  const std::int64_t unique = detail::count_groups(g, scratch);
+  require(capacity >= unique, "the output holds ", capacity, " rows but the gradient has ", unique,
+          " distinct indices; pass capacity >= min(number of indices, num_rows)");
+  if (unique == 0) return 0;
+  require(unique_out != nullptr && counts_out != nullptr && (values_out != nullptr || grad.row_width == 0),
+          "unique_out, values_out or counts_out is null");
+  launch_rows(g.capacity, stream, coalesce_kernel<T, I>, g, grad.values, grad.row_width, unique_out, values_out,
+              counts_out);
+  return unique;
+}
 
 // ---- the public steps -----------------------------------------------------------------------
 
@@ -307,7 +337,9 @@ void ftrl_step(const Table<T>& param, const RowSparse<T, I>& grad, const FtrlSta
   template void rowwise_adagrad_step<T, I>(const Table<T>&, const RowSparse<T, I>&, const RowWiseAdagradState<T>&, \
                                            const RowWiseAdagradOptions&, cudaStream_t);                             \
   template void ftrl_step<T, I>(const Table<T>&, const RowSparse<T, I>&, const FtrlState<T>&, const FtrlOptions&,  \
-                                cudaStream_t);
+                                cudaStream_t);                                                              \
+  template std::int64_t coalesce<T, I>(const RowSparse<T, I>&, std::int64_t, I*, T*, std::int64_t*, std::int64_t, \
+                                       cudaStream_t);
 
 SPARSEOPT_CUDA_STEPS(float, std::int32_t)
 SPARSEOPT_CUDA_STEPS(float, std::int64_t)

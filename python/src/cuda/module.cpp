@@ -363,6 +363,43 @@ PYBIND11_MODULE(_cuda, m) {
       arg("stream") = 0);
 
   m.def(
+      "coalesce",
+      [](py::handle indices_obj, py::handle values_obj, std::int64_t num_rows, py::handle unique_obj,
+         py::handle summed_obj, py::handle counts_obj, std::uintptr_t stream) {
+        const DeviceArray indices = device_array(indices_obj, "indices", false);
+        const DeviceArray values = device_array(values_obj, "values", false);
+        require(indices.present && indices.shape.size() == 1 && (indices.typestr == "<i4" || indices.typestr == "<i8"),
+                "indices must be a 1-D int32 or int64 device array");
+        require(values.present && (values.typestr == "<f4" || values.typestr == "<f8") && !values.shape.empty() &&
+                    values.shape[0] == indices.shape[0],
+                "values must be a float32 or float64 device array with one row per index");
+        const DeviceArray unique = device_array(unique_obj, "unique", true), summed = device_array(summed_obj, "summed", true),
+                          counts = device_array(counts_obj, "counts", true);
+        require_dtype(unique, indices.typestr);
+        require_dtype(summed, values.typestr);
+        require_dtype(counts, "<i8");
+        require(unique.present && summed.present && counts.present && unique.shape.size() == 1 &&
+                    counts.shape == unique.shape && summed.rows() == unique.rows() &&
+                    summed.row_width() == values.row_width(),
+                "unique, summed and counts must hold the same number of rows, summed of values' row shape");
+        Call call(values);
+        for (const DeviceArray* a : {&indices, &unique, &summed, &counts}) call.add(*a);
+        std::int64_t u = 0;
+        call.run([&] {
+          dispatch_types(values.typestr, indices.typestr, [&](auto t, auto i) {
+            using T = decltype(t);
+            using I = decltype(i);
+            u = sparseopt::cuda::coalesce<T, I>(
+                {static_cast<const I*>(indices.data), static_cast<const T*>(values.data), indices.shape[0],
+                 values.row_width()},
+                num_rows, static_cast<I*>(unique.data), static_cast<T*>(summed.data),
+                static_cast<std::int64_t*>(counts.data), unique.rows(), to_stream(stream));
+          });
+        });
+        return u;
+      },
+      arg("indices"), arg("values"), arg("num_rows"), arg("unique"), arg("summed"), arg("counts"), arg("stream") = 0);
+  m.def(
       "gather_sum",
       [](py::handle table_obj, py::handle indptr, py::handle indices, py::handle weights, bool mean,
          py::handle out_obj, std::uintptr_t stream) {

@@ -77,6 +77,14 @@ template <class T, class I>
 void ftrl_step(const Table<T>& param, const RowSparse<T, I>& grad, const FtrlState<T>& state,
                const FtrlOptions& options, cudaStream_t stream = nullptr);
 
+// The coalesced gradient (coalesce.hpp): unique_out[0:u] ascending, values_out[0:u * width]
+// each row's values summed in the order they appear, counts_out[0:u] how often each index
+// appeared; u returned (it waits for `stream`). num_rows < 0: indices need only be >= 0.
+// capacity >= min(n, num_rows) always suffices.
+template <class T, class I>
+std::int64_t coalesce(const RowSparse<T, I>& grad, std::int64_t num_rows, I* unique_out, T* values_out,
+                      std::int64_t* counts_out, std::int64_t capacity, cudaStream_t stream = nullptr);
+
 // out[b] = the (weighted) sum, or the mean, of table rows indices[indptr[b] : indptr[b + 1]]
 // (gather.hpp); a warp per bag, terms added in order, as on the CPU.
 template <class T, class I>
