@@ -417,3 +417,22 @@ def load_bench(name: str):
     finally:
         sys.path.remove(str(bench))
     return module
+
+
+class DeviceStandIn:
+    """Claims to be a device array (as CuPy's arrays do, through __cuda_array_interface__) but
+    wraps a NumPy array in host memory: for the dispatch to the CUDA kernels on machines
+    without a device (the binding itself refuses it: host memory)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.array.shape, "typestr": self.array.dtype.str,
+                "data": (self.array.ctypes.data, False), "version": 3, "strides": None}
+
+    def __getitem__(self, key):
+        return DeviceStandIn(self.array[key])

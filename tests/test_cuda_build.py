@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import sparseopt
+from _helpers import DeviceStandIn
 
 REPO = Path(__file__).resolve().parent.parent
 CONSUMER = Path(__file__).parent / "consumer_cuda"
@@ -104,21 +105,6 @@ def test_info_reports_cuda_without_failing():
         assert info["cuda_devices"] == 0
 
 
-class FakeDeviceArray:
-    """Claims to be a device array (as CuPy's arrays do) but points at a NumPy array's host
-    memory: the binding must refuse it before any kernel runs."""
-
-    def __init__(self, array: np.ndarray):
-        self.array = array
-        self.shape = array.shape
-        self.dtype = array.dtype
-
-    @property
-    def __cuda_array_interface__(self) -> dict:
-        return {"shape": self.array.shape, "typestr": self.array.dtype.str,
-                "data": (self.array.ctypes.data, False), "version": 3, "strides": None}
-
-
 def _device_refusal() -> type[Exception]:
     """A stand-in device array fails at the build check (RuntimeError) without the CUDA module,
     or at the binding's memory check (ValueError) with it."""
@@ -129,30 +115,30 @@ def test_device_arrays_without_a_cuda_build_or_device_are_refused_clearly():
     table = np.zeros((4, 3), np.float32)
     if not sparseopt.info()["cuda"]:
         with pytest.raises(RuntimeError, match="SPARSEOPT_CUDA=ON"):
-            sparseopt.optim.Adam(FakeDeviceArray(table))
+            sparseopt.optim.Adam(DeviceStandIn(table))
         return
     # With the module: state would be allocated by the array's library; a stand-in has none.
     with pytest.raises(TypeError, match="torch, CuPy and Numba"):
-        sparseopt.optim.Adam(FakeDeviceArray(table))
+        sparseopt.optim.Adam(DeviceStandIn(table))
 
 
 def test_host_parameter_with_device_gradient_is_a_clear_error():
     table = np.ones((4, 3), np.float32)
     opt = sparseopt.optim.Adam(table, lr=0.1)
-    values = FakeDeviceArray(np.ones((2, 3), np.float32))
+    values = DeviceStandIn(np.ones((2, 3), np.float32))
     with pytest.raises(TypeError, match="values is in device memory but param is in host memory"):
         opt.step(np.array([0, 1]), values)
     assert opt.step_count == 0
     assert np.array_equal(table, np.ones((4, 3), np.float32))
     with pytest.raises(TypeError, match="indices is in device memory but table is in host memory"):
-        sparseopt.gather_sum(table, np.array([0, 1]), FakeDeviceArray(np.array([2])))
+        sparseopt.gather_sum(table, np.array([0, 1]), DeviceStandIn(np.array([2])))
 
 
 def test_device_gather_of_host_memory_is_refused_before_writing():
     table = np.ones((4, 3), np.float32)
     indptr, indices = np.array([0, 2]), np.array([1, 3])
     out = np.full((1, 3), 7.0, np.float32)
-    fake = [FakeDeviceArray(a) for a in (table, indptr, indices, out)]
+    fake = [DeviceStandIn(a) for a in (table, indptr, indices, out)]
     with pytest.raises(_device_refusal()):
         sparseopt.gather_sum(fake[0], fake[1], fake[2], out=fake[3])
     assert np.array_equal(out, np.full((1, 3), 7.0, np.float32))
@@ -162,13 +148,13 @@ def test_device_topk_and_backward_without_a_usable_device_are_refused():
     # Outputs are allocated by the input's library: a stand-in has none (TypeError), unless the
     # CUDA build is missing, which is said first (RuntimeError).
     refusal = TypeError if sparseopt.info()["cuda"] else RuntimeError
-    x = FakeDeviceArray(np.ones((3, 5), np.float32))
+    x = DeviceStandIn(np.ones((3, 5), np.float32))
     with pytest.raises(refusal):
         sparseopt.topk(x, 2)
-    grad_out = FakeDeviceArray(np.ones((1, 3), np.float32))
+    grad_out = DeviceStandIn(np.ones((1, 3), np.float32))
     with pytest.raises(refusal):
-        sparseopt.gather_sum_backward(grad_out, FakeDeviceArray(np.array([0, 1])),
-                                      FakeDeviceArray(np.array([2])), num_rows=4)
+        sparseopt.gather_sum_backward(grad_out, DeviceStandIn(np.array([0, 1])),
+                                      DeviceStandIn(np.array([2])), num_rows=4)
 
 
 def test_cuda_stub_lists_the_modules_functions_and_parameters():

@@ -10,24 +10,8 @@ import numpy as np
 import pytest
 
 import sparseopt
+from _helpers import DeviceStandIn as StandIn
 from sparseopt import _core, _device, optim
-
-
-class StandIn:
-    """A 'device array' over a NumPy array (as CuPy's arrays carry __cuda_array_interface__)."""
-
-    def __init__(self, array: np.ndarray):
-        self.array = array
-        self.shape = array.shape
-        self.dtype = array.dtype
-
-    @property
-    def __cuda_array_interface__(self) -> dict:
-        return {"shape": self.array.shape, "typestr": self.array.dtype.str,
-                "data": (self.array.ctypes.data, False), "version": 3, "strides": None}
-
-    def __getitem__(self, key):
-        return StandIn(self.array[key])
 
 
 class Recorder:

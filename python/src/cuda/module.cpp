@@ -188,6 +188,12 @@ void dispatch(const StepArrays& s, F&& f) {
   dispatch_types(s.param.typestr, s.indices.typestr, f);
 }
 
+// Runs f(T{}, I{}) for the step's dtypes on the parameter's device, without the GIL.
+template <class F>
+void run_step(const StepArrays& s, F&& f) {
+  Call(s.param).run([&] { dispatch(s, f); });
+}
+
 template <class T, class I>
 sparseopt::RowSparse<T, I> gradient(const StepArrays& s) {
   return {static_cast<const I*>(s.indices.data), static_cast<const T*>(s.values.data), s.indices.shape[0],
@@ -246,13 +252,11 @@ PYBIND11_MODULE(_cuda, m) {
          py::handle row_steps, const sparseopt::SgdOptions& o,
          std::int64_t step, std::uintptr_t stream) {
         auto s = step_arrays(param, indices, values, bags, {{buffer, "momentum_buffer"}, {row_steps, "row_steps"}});
-        Call(s.param).run([&] {
-          dispatch(s, [&](auto t, auto i) {
-            using T = decltype(t);
-            using I = decltype(i);
-            sparseopt::SgdState<T> state{table<T>(s.state[0]), static_cast<std::int64_t*>(s.state[1].data), {}};
-            sparseopt::cuda::sgd_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step, to_stream(stream));
-          });
+        run_step(s, [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          sparseopt::SgdState<T> state{table<T>(s.state[0]), static_cast<std::int64_t*>(s.state[1].data), {}};
+          sparseopt::cuda::sgd_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step, to_stream(stream));
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("momentum_buffer"), arg("row_steps"),
@@ -265,17 +269,15 @@ PYBIND11_MODULE(_cuda, m) {
         auto s = step_arrays(param, indices, values, bags,
                              {{exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}, {max_exp_avg_sq, "max_exp_avg_sq"},
                               {row_steps, "row_steps"}});
-        Call(s.param).run([&] {
-          dispatch(s, [&](auto t, auto i) {
-            using T = decltype(t);
-            using I = decltype(i);
-            sparseopt::AdamState<T> state;
-            state.exp_avg = table<T>(s.state[0]);
-            state.exp_avg_sq = table<T>(s.state[1]);
-            state.max_exp_avg_sq = table<T>(s.state[2]);
-            state.row_steps = static_cast<std::int64_t*>(s.state[3].data);
-            sparseopt::cuda::adam_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step, to_stream(stream));
-          });
+        run_step(s, [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          sparseopt::AdamState<T> state;
+          state.exp_avg = table<T>(s.state[0]);
+          state.exp_avg_sq = table<T>(s.state[1]);
+          state.max_exp_avg_sq = table<T>(s.state[2]);
+          state.row_steps = static_cast<std::int64_t*>(s.state[3].data);
+          sparseopt::cuda::adam_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step, to_stream(stream));
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("exp_avg"), arg("exp_avg_sq"),
@@ -286,14 +288,12 @@ PYBIND11_MODULE(_cuda, m) {
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle sum,
          const sparseopt::AdagradOptions& o, std::int64_t step, std::uintptr_t stream) {
         auto s = step_arrays(param, indices, values, bags, {{sum, "sum"}});
-        Call(s.param).run([&] {
-          dispatch(s, [&](auto t, auto i) {
-            using T = decltype(t);
-            using I = decltype(i);
-            sparseopt::AdagradState<T> state{table<T>(s.state[0])};
-            sparseopt::cuda::adagrad_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step,
-                                                to_stream(stream));
-          });
+        run_step(s, [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          sparseopt::AdagradState<T> state{table<T>(s.state[0])};
+          sparseopt::cuda::adagrad_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step,
+                                              to_stream(stream));
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("sum"), arg("options"), arg("step"),
@@ -304,17 +304,15 @@ PYBIND11_MODULE(_cuda, m) {
          py::handle momentum_buffer, py::handle grad_avg, const sparseopt::RmspropOptions& o, std::int64_t step, std::uintptr_t stream) {
         auto s = step_arrays(param, indices, values, bags,
                              {{square_avg, "square_avg"}, {momentum_buffer, "momentum_buffer"}, {grad_avg, "grad_avg"}});
-        Call(s.param).run([&] {
-          dispatch(s, [&](auto t, auto i) {
-            using T = decltype(t);
-            using I = decltype(i);
-            sparseopt::RmspropState<T> state;
-            state.square_avg = table<T>(s.state[0]);
-            state.momentum_buffer = table<T>(s.state[1]);
-            state.grad_avg = table<T>(s.state[2]);
-            sparseopt::cuda::rmsprop_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step,
-                                                to_stream(stream));
-          });
+        run_step(s, [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          sparseopt::RmspropState<T> state;
+          state.square_avg = table<T>(s.state[0]);
+          state.momentum_buffer = table<T>(s.state[1]);
+          state.grad_avg = table<T>(s.state[2]);
+          sparseopt::cuda::rmsprop_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step,
+                                              to_stream(stream));
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("square_avg"), arg("momentum_buffer"),
@@ -325,14 +323,12 @@ PYBIND11_MODULE(_cuda, m) {
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle sum,
          const sparseopt::RowWiseAdagradOptions& o, std::uintptr_t stream) {
         auto s = step_arrays(param, indices, values, bags, {{sum, "sum"}});
-        Call(s.param).run([&] {
-          dispatch(s, [&](auto t, auto i) {
-            using T = decltype(t);
-            using I = decltype(i);
-            sparseopt::RowWiseAdagradState<T> state{static_cast<T*>(s.state[0].data)};
-            sparseopt::cuda::rowwise_adagrad_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o,
-                                                        to_stream(stream));
-          });
+        run_step(s, [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          sparseopt::RowWiseAdagradState<T> state{static_cast<T*>(s.state[0].data)};
+          sparseopt::cuda::rowwise_adagrad_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o,
+                                                      to_stream(stream));
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("sum"), arg("options"), arg("stream") = 0);
@@ -350,13 +346,11 @@ PYBIND11_MODULE(_cuda, m) {
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle accumulator,
          py::handle linear, const sparseopt::FtrlOptions& o, std::uintptr_t stream) {
         auto s = step_arrays(param, indices, values, bags, {{accumulator, "accumulator"}, {linear, "linear"}});
-        Call(s.param).run([&] {
-          dispatch(s, [&](auto t, auto i) {
-            using T = decltype(t);
-            using I = decltype(i);
-            sparseopt::FtrlState<T> state{table<T>(s.state[0]), table<T>(s.state[1])};
-            sparseopt::cuda::ftrl_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, to_stream(stream));
-          });
+        run_step(s, [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          sparseopt::FtrlState<T> state{table<T>(s.state[0]), table<T>(s.state[1])};
+          sparseopt::cuda::ftrl_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, to_stream(stream));
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("accumulator"), arg("linear"), arg("options"),
