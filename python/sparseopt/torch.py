@@ -25,6 +25,10 @@ the :mod:`sparseopt.optim` class of the same name, plus ``mode`` and ``num_threa
   One exception: ``Adam`` with L2 ``weight_decay`` (or ``bias_correction="row"``) steps dense
   parameters with SparseAdam's update, which adds ``eps`` before the bias correction instead of
   after it (a difference of the order of ``eps``); ``AdamW`` has none.
+- **CUDA parameters** (sparseopt built with ``SPARSEOPT_CUDA=ON``): sparse gradients in
+  ``mode="lazy"`` and dense gradients of the optimizers whose dense formula is lazy mode's (all
+  but ``Adam``/``AdamW``) are stepped on the device by sparseopt's CUDA kernels, with the CPU's
+  bits; exact mode and ``state_dict()`` are refused there (not implemented yet).
 - Hyper-parameters are read from ``param_groups`` at every step, so
   ``torch.optim.lr_scheduler`` works unchanged; a value the kernel cannot follow (see
   :mod:`sparseopt.optim`: in exact mode only ``lr`` may change) is a ValueError naming the
@@ -58,7 +62,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _args, meprop as _meprop
+from . import _args, _device, meprop as _meprop
 from . import optim as _optim
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL",
@@ -214,7 +218,8 @@ class _Optimizer(torch.optim.Optimizer):
                                  f"kind of state per parameter")
             # The inner table is a view that starts at the tensor's first element: comparing
             # addresses is enough (and costs nothing, where an overlap test scans shapes).
-            if entry[0].param.ctypes.data != p.data_ptr():
+            table = entry[0].param
+            if (table.data_ptr() if p.is_cuda else table.ctypes.data) != p.data_ptr():
                 raise ValueError("a parameter's storage changed (p.data was replaced) after "
                                  "its first step; update it in place instead")
             return entry[0]
@@ -223,13 +228,19 @@ class _Optimizer(torch.optim.Optimizer):
         return inner
 
     def _new_inner(self, p: torch.Tensor, group: dict[str, Any], layout: str) -> _optim.Optimizer:
-        table = _numpy(p.detach())  # the tensor's memory: updated in place
+        # The tensor's memory, updated in place: a NumPy view, or the CUDA tensor itself.
+        table = p.detach() if p.is_cuda else _numpy(p.detach())
         if layout == "dense" or table.ndim == 0:
             table = table.reshape(1, -1)  # one row, touched by every step
         kwargs = {name: group[name] for name in self._hyper}
         if p.dtype in _HALF_DTYPES:
             kwargs.update({name: group[name] for name in _HALF_DEFAULTS})
         kwargs["mode"] = group["mode"] if layout == "sparse" else self._dense_mode(group)
+        if p.is_cuda and kwargs["mode"] == "exact":  # (dense Adam's formula is exact mode's)
+            raise NotImplementedError(
+                f"this CUDA parameter (shape {tuple(p.shape)}, a {layout} gradient) would be "
+                f"stepped in exact mode, which the CUDA kernels do not implement yet: use "
+                f"mode='lazy' for sparse parameters and torch.optim for dense CUDA ones")
         return self._inner(table, group["lr"], **kwargs, num_threads=group["num_threads"])
 
     def _dense_mode(self, group: dict[str, Any]) -> str:
@@ -355,11 +366,15 @@ def _check_param(p: Any) -> None:
     if not isinstance(p, torch.Tensor):
         raise TypeError(f"parameters must be torch tensors, got {type(p).__name__}")
     if p.device.type != "cpu":
-        raise ValueError(f"sparseopt.torch runs on CPU tensors; this parameter is on "
-                         f"{p.device}: step it with sparseopt.optim's class of the same name "
-                         f"(which takes CUDA tensors when sparseopt is built with "
-                         f"SPARSEOPT_CUDA=ON), use torch.optim for it, or keep the table on "
-                         f"the CPU")
+        if p.device.type != "cuda" or not _device.built():
+            why = _device.BUILD_HINT if p.device.type == "cuda" else "not supported"
+            raise ValueError(f"sparseopt.torch runs on CPU tensors, and on CUDA tensors when "
+                             f"sparseopt is built with SPARSEOPT_CUDA=ON; this parameter is on "
+                             f"{p.device} ({why}): use torch.optim for it, or keep the table on "
+                             f"the CPU")
+        if p.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"CUDA parameters must be float32 or float64 (the CUDA kernels take "
+                             f"no half tables yet), got {p.dtype}")
     if p.dtype not in _FLOAT_DTYPES:
         raise ValueError(f"parameters must be float32, float64, float16 or bfloat16, got "
                          f"{p.dtype}; create the module with dtype=torch.float32 (a converted "
@@ -382,9 +397,12 @@ def _sparse_parts(p: torch.Tensor, grad: torch.Tensor) -> tuple[np.ndarray, np.n
     if grad.dtype != p.dtype:
         raise ValueError(f"the gradient's dtype {grad.dtype} differs from the parameter's "
                          f"{p.dtype}")
-    indices = grad._indices()[0].contiguous().numpy()
-    values = _float32_values(grad._values())
-    if indices.size:
+    if p.is_cuda:  # the gradient stays on its device, for the CUDA kernels
+        indices, values = grad._indices()[0].contiguous(), grad._values().detach().contiguous()
+    else:
+        indices = grad._indices()[0].contiguous().numpy()
+        values = _float32_values(grad._values())
+    if len(indices):  # (a NumPy array, or a CUDA tensor)
         low, high = int(indices.min()), int(indices.max())
         if low < 0 or high >= p.shape[0]:
             raise IndexError(f"a sparse gradient's row index is out of range [0, {p.shape[0]}): "
@@ -399,6 +417,9 @@ def _dense_parts(p: torch.Tensor, grad: torch.Tensor) -> tuple[np.ndarray, np.nd
     if grad.dtype != p.dtype:
         raise ValueError(f"the gradient's dtype {grad.dtype} differs from the parameter's "
                          f"{p.dtype}")
+    if p.is_cuda:
+        return (torch.zeros(1, dtype=torch.int64, device=p.device),
+                grad.detach().contiguous().reshape(1, -1))
     return np.zeros(1, np.int64), _float32_values(grad).reshape(1, -1)
 
 

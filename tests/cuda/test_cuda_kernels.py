@@ -201,3 +201,22 @@ def test_coalesce_equals_the_cpu(dtype, index_dtype):
             assert_same(e, to_host(g), True, f"coalesce {what}")
     with pytest.raises(IndexError, match="out of range"):
         sparseopt.coalesce(to_device(np.array([0, 40])), to_device(np.ones((2, 1))), 40)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Adagrad"])
+def test_sparseopt_torch_steps_cuda_parameters_as_cpu_ones(name):
+    import sparseopt.torch as so_torch
+
+    torch.manual_seed(0)
+    cpu = torch.nn.Embedding(50, 40, sparse=True)
+    gpu = torch.nn.Embedding(50, 40, sparse=True).cuda()
+    with torch.no_grad():
+        gpu.weight.copy_(cpu.weight)
+    opts = [getattr(so_torch, name)(m.parameters(), lr=0.1) for m in (cpu, gpu)]
+    for _ in range(5):
+        ids = torch.randint(0, 50, (64,))
+        for module, opt in zip((cpu, gpu), opts):
+            opt.zero_grad()
+            module(ids.to(module.weight.device)).square().sum().backward()
+            opt.step()
+    assert_same(cpu.weight.detach().numpy(), to_host(gpu.weight.detach()), True, f"sparseopt.torch.{name}")
