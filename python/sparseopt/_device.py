@@ -84,7 +84,9 @@ def plain(a: Any) -> Any:
 
 
 def stream(a: Any) -> int:
-    """The handle of the stream the kernels for `a` are queued on."""
+    """The handle of the stream the kernels for `a` are queued on: torch's and CuPy's current
+    stream on the array's device; for other arrays the stream their __cuda_array_interface__
+    names (1: the legacy default stream, 2: per-thread), else 0 (the legacy default stream)."""
     lib = _library(a)
     if lib == "torch":
         import torch
@@ -93,8 +95,10 @@ def stream(a: Any) -> int:
     if lib == "cupy":
         import cupy
 
-        return int(cupy.cuda.get_current_stream().ptr)
-    return 0
+        with a.device:  # the current stream of the array's device, not of the current one
+            return int(cupy.cuda.get_current_stream().ptr)
+    named = a.__cuda_array_interface__.get("stream")
+    return 0 if named is None else int(named)
 
 
 def require_same_place(anchor: str, anchor_on_device: bool, **arrays: Any) -> None:
@@ -125,6 +129,8 @@ def full(like: Any, shape: tuple[int, ...], dtype: Any, fill: float) -> Any:
     if lib == "numba":
         from numba import cuda
 
+        # On Numba's current device: with another device current than like's, the step's
+        # one-device check refuses the pair (a clear error, nothing written).
         return cuda.to_device(np.full(shape, fill, dtype=dtype or like.dtype))
     raise TypeError(f"sparseopt allocates state and outputs for torch, CuPy and Numba device "
                     f"arrays; got a {type(like).__name__}")

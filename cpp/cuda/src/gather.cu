@@ -2,6 +2,7 @@
 // per output row, each lane adding its elements' terms in the CPU's order (the first term,
 // then each next one added), so the same bits.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "groups.cuh"
@@ -99,6 +100,15 @@ void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out, BagR
   require(out.num_rows == bags.num_bags && out.row_width == table.row_width, "out must have shape (",
           bags.num_bags, ", ", table.row_width, "), got (", out.num_rows, ", ", out.row_width, ")");
   require(table.data != nullptr || table.num_rows * table.row_width == 0, "table is null");
+  // Pointer ranges only (no device reads), as the CPU checks: an out that overlaps an input would
+  // be read by one warp while another writes it.
+  using sparseopt::detail::byte_size;
+  using sparseopt::detail::require_disjoint;
+  const std::int64_t out_bytes = byte_size(out), nb_bytes = (bags.num_bags + 1) * std::int64_t(sizeof(I));
+  require_disjoint(out.data, out_bytes, "out", table.data, byte_size(table), "table");
+  require_disjoint(out.data, out_bytes, "out", bags.weights, bags.size * std::int64_t(sizeof(T)), "weights");
+  require_disjoint(out.data, out_bytes, "out", bags.indices, bags.size * std::int64_t(sizeof(I)), "indices");
+  require_disjoint(out.data, out_bytes, "out", bags.indptr, nb_bytes, "indptr");
   check_bags(bags, table.num_rows, mode, scratch);
   const std::int64_t nb = bags.num_bags, w = table.row_width;
   if (nb == 0 || w == 0) return;
@@ -116,6 +126,22 @@ std::int64_t gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags
   require(grad_out.num_rows == bags.num_bags, "grad_out must have ", bags.num_bags, " rows (one per bag), got ",
           grad_out.num_rows);
   require(num_rows >= 0, "num_rows must be >= 0, got ", num_rows);
+  {  // the outputs apart from every input and from each other (pointer ranges, as the CPU checks)
+    using sparseopt::detail::require_disjoint;
+    const std::int64_t rows_bytes = capacity * std::int64_t(sizeof(I));
+    const std::int64_t values_bytes = capacity * grad_out.row_width * std::int64_t(sizeof(T));
+    const std::pair<const void*, std::int64_t> inputs[] = {
+        {grad_out.data, sparseopt::detail::byte_size(grad_out)},
+        {bags.weights, bags.size * std::int64_t(sizeof(T))},
+        {bags.indices, bags.size * std::int64_t(sizeof(I))},
+        {bags.indptr, (bags.num_bags + 1) * std::int64_t(sizeof(I))}};
+    const char* names[] = {"grad_out", "weights", "indices", "indptr"};
+    for (int k = 0; k < 4; ++k) {
+      require_disjoint(rows_out, rows_bytes, "rows", inputs[k].first, inputs[k].second, names[k]);
+      require_disjoint(values_out, values_bytes, "values", inputs[k].first, inputs[k].second, names[k]);
+    }
+    require_disjoint(rows_out, rows_bytes, "rows", values_out, values_bytes, "values");
+  }
   check_bags(bags, num_rows, mode, scratch);
   const Groups<I> g = detail::group_indices(bags.indices, bags.size, num_rows, "indices", scratch);
   const std::int64_t unique = detail::count_groups(g, scratch);

@@ -31,6 +31,7 @@ class Scratch {
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() {
     for (void* p : blocks_) cudaFreeAsync(p, stream_);
+    cudaGetLastError();  // a failed free must not surface as a later call's launch error
   }
   template <class U>
   U* get(std::int64_t count) {

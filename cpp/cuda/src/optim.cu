@@ -3,6 +3,7 @@
 // and applying the CPU's per-element formula (optim/formulas.hpp). Compiled with --fmad=false
 // (CMakeLists.txt) so that these formulas round as on the CPU.
 #include <cstdint>
+#include <tuple>
 
 #include "groups.cuh"
 
@@ -194,6 +195,21 @@ std::int64_t coalesce(const RowSparse<T, I>& grad, std::int64_t num_rows, I* uni
                       std::int64_t* counts_out, std::int64_t capacity, cudaStream_t stream) {
   require(grad.size >= 0 && grad.row_width >= 0, "the gradient size and row width must be >= 0");
   require(grad.size == 0 || (grad.indices != nullptr && grad.values != nullptr), "indices or values is null");
+  {  // the outputs apart from the inputs and from each other (pointer ranges, as the CPU checks)
+    using sparseopt::detail::require_disjoint;
+    const std::int64_t u_bytes = capacity * std::int64_t(sizeof(I)), c_bytes = capacity * 8;
+    const std::int64_t v_bytes = capacity * grad.row_width * std::int64_t(sizeof(T));
+    const std::int64_t i_bytes = grad.size * std::int64_t(sizeof(I));
+    const std::int64_t g_bytes = grad.size * grad.row_width * std::int64_t(sizeof(T));
+    for (auto [out, bytes, name] : {std::tuple<const void*, std::int64_t, const char*>{unique_out, u_bytes, "rows"},
+                                    {values_out, v_bytes, "values_out"}, {counts_out, c_bytes, "counts"}}) {
+      require_disjoint(out, bytes, name, grad.indices, i_bytes, "indices");
+      require_disjoint(out, bytes, name, grad.values, g_bytes, "values");
+    }
+    require_disjoint(unique_out, u_bytes, "rows", values_out, v_bytes, "values_out");
+    require_disjoint(unique_out, u_bytes, "rows", counts_out, c_bytes, "counts");
+    require_disjoint(values_out, v_bytes, "values_out", counts_out, c_bytes, "counts");
+  }
   Scratch scratch(stream);
   const Groups<I> g = detail::group_indices(grad.indices, grad.size, num_rows, "indices", scratch);
   const std::int64_t unique = detail::count_groups(g, scratch);

@@ -61,6 +61,14 @@ void topk_rows(const T* x, std::int64_t rows, std::int64_t n, std::int64_t k, T*
   if (rows == 0) return;
   sparseopt::detail::require(x != nullptr && values != nullptr && indices != nullptr,
                              "topk_rows: x, values and indices must not be null");
+  {  // as the CPU checks: pointer ranges only
+    using sparseopt::detail::require_disjoint;
+    const std::int64_t x_bytes = rows * n * std::int64_t(sizeof(T)), v_bytes = rows * k * std::int64_t(sizeof(T));
+    const std::int64_t i_bytes = rows * k * 8;
+    require_disjoint(values, v_bytes, "values", indices, i_bytes, "indices");
+    require_disjoint(values, v_bytes, "values", x, x_bytes, "x");
+    require_disjoint(indices, i_bytes, "indices", x, x_bytes, "x");
+  }
   auto launch = [&](auto kernel) {
     kernel<<<detail::blocks_for(rows, detail::warps_per_block), detail::block_threads, 0, stream>>>(
         x, rows, n, k, values, indices);

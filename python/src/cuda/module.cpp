@@ -107,12 +107,21 @@ class Call {
   auto run(F&& kernel) {
     int previous = 0;
     const bool switch_device = device_ >= 0 && cudaGetDevice(&previous) == cudaSuccess && previous != device_;
-    if (switch_device) cudaSetDevice(device_);
+    if (switch_device) {
+      const cudaError_t status = cudaSetDevice(device_);
+      if (status != cudaSuccess) {
+        cudaGetLastError();
+        throw sparseopt::cuda::cuda_error(concat("cudaSetDevice(", device_, "): ", cudaGetErrorString(status)));
+      }
+    }
+    // An error another library left pending would be reported by this call's first launch
+    // check, after its update was queued: clear it first.
+    cudaGetLastError();
     struct Restore {
       bool on;
       int device;
       ~Restore() {
-        if (on) cudaSetDevice(device);
+        if (on && cudaSetDevice(device) != cudaSuccess) cudaGetLastError();
       }
     } restore{switch_device, previous};
     py::gil_scoped_release release;
