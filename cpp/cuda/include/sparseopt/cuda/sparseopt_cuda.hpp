@@ -19,8 +19,10 @@
 // position) pairs, then one thread per element of a row adds its values in that order), so the
 // bits are the same on every run. One warp updates one row.
 //
-// Exact mode (Mode::exact) is not implemented on the device: the steps throw
-// sparseopt::cuda::not_implemented for it.
+// Exact mode (Mode::exact): Adam and AdamW have their own calls, adam_exact_step and
+// adam_exact_flush (<sparseopt/cuda/exact.hpp>, included here), whose record stays in host
+// memory with a device mirror of its per-step scalars; the steps below throw
+// sparseopt::cuda::not_implemented for it (SGD and RMSprop: not implemented on the device yet).
 #pragma once
 
 #include <cstdint>
@@ -108,3 +110,5 @@ void topk_rows(const T* x, std::int64_t rows, std::int64_t n, std::int64_t k, T*
 
 }  // namespace cuda
 }  // namespace sparseopt
+
+#include <sparseopt/cuda/exact.hpp>
