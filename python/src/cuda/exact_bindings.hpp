@@ -1,0 +1,136 @@
+// sparseopt._cuda: exact-mode Adam/AdamW on a device table (sparseopt/cuda/exact.hpp).
+// Included by module.cpp inside its anonymous namespace (it uses DeviceArray, step_arrays and
+// run_step there). The record's arrays are host NumPy arrays (history, window, history_start),
+// last_step and the record's mirror are device arrays; all checked before anything runs.
+#pragma once
+
+// <pybind11/numpy.h>: included at the top of module.cpp.
+
+// A writeable C-contiguous host NumPy array of dtype U and the given shape (-1: any extent).
+template <class U>
+U* host_array(py::handle obj, const char* name, std::vector<std::int64_t> shape) {
+  require(py::isinstance<py::array>(obj), name, " must be a NumPy array in host memory (exact mode's record stays "
+          "on the host), got ", std::string(py::str(py::type::of(obj))));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  require(py::isinstance<py::array_t<U>>(a) && a.dtype().is(py::dtype::of<U>()), name, " must have dtype ",
+          std::string(py::str(py::dtype::of<U>())), ", got ", std::string(py::str(a.dtype())));
+  require(a.writeable() && (a.flags() & py::array::c_style), name, " must be writeable and C-contiguous");
+  bool same = a.ndim() == py::ssize_t(shape.size());
+  for (std::size_t i = 0; same && i < shape.size(); ++i) same = shape[i] < 0 || a.shape(i) == shape[i];
+  require(same, name, " has the wrong shape for these options (", std::string(py::str(a.attr("shape"))),
+          "); pass the optimizer's own array");
+  return static_cast<U*>(a.mutable_data());
+}
+
+// Exact mode's arrays of a device table, checked: last_step and the mirror on the parameter's
+// device, the record's host arrays shaped by the layout.
+struct ExactArrays {
+  sparseopt::ExactState state;
+  sparseopt::cuda::DeviceRecord record;
+};
+
+void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last_step, const DeviceArray& mirror,
+                               const sparseopt::ExactLayout& layout);
+
+ExactArrays exact_arrays(const DeviceArray& param, py::handle last_step, py::handle device_record, py::handle history,
+                         py::handle window, py::handle history_start, const sparseopt::ExactLayout& layout) {
+  const DeviceArray last = device_array(last_step, "last_step", true);
+  const DeviceArray mirror = device_array(device_record, "device_record", true);
+  check_exact_device_arrays(param, last, mirror, layout);
+  ExactArrays e;
+  e.state.last_step = static_cast<std::int64_t*>(last.data);
+  e.state.history = host_array<double>(history, "history", {-1, layout.columns()});
+  e.state.capacity = py::reinterpret_borrow<py::array>(history).shape(0);
+  e.state.ring = host_array<double>(window, "window", {layout.window, layout.quantities});
+  e.state.first_step = host_array<std::int64_t>(history_start, "history_start", {1});
+  e.record.columns = static_cast<double*>(mirror.data);
+  e.record.capacity = mirror.rows();
+  return e;
+}
+
+void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last_step, const DeviceArray& mirror,
+                               const sparseopt::ExactLayout& layout) {
+  require(last_step.present && last_step.typestr == "<i8" && last_step.shape == std::vector<std::int64_t>{param.rows()},
+          "last_step must be an int64 device array of shape (", param.rows(), ",)");
+  require(mirror.present && mirror.typestr == "<f8" && mirror.shape.size() == 2 && mirror.shape[1] == 2 + layout.aux,
+          "device_record must be a float64 device array of shape (rows, ", 2 + layout.aux, ")");
+  Call check(param);
+  check.add(last_step);
+  check.add(mirror);
+}
+
+void bind_exact(py::module_& m) {
+  using py::arg;
+  m.attr("device_record_rows") = sparseopt::cuda::device_record_rows;
+  m.def(
+      "adam_exact_step",
+      [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle exp_avg,
+         py::handle exp_avg_sq, py::handle max_exp_avg_sq, py::handle last_step, py::handle history, py::handle window,
+         py::handle history_start, py::handle device_record, const sparseopt::AdamOptions& o, std::int64_t step,
+         std::uintptr_t stream) {
+        auto s = step_arrays(param, indices, values, bags,
+                             {{exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}, {max_exp_avg_sq, "max_exp_avg_sq"}});
+        const ExactArrays e = exact_arrays(s.param, last_step, device_record, history, window, history_start,
+                                           sparseopt::adam_exact_layout(o));
+        run_step(s, [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          sparseopt::AdamState<T> state;
+          state.exp_avg = table<T>(s.state[0]);
+          state.exp_avg_sq = table<T>(s.state[1]);
+          state.max_exp_avg_sq = table<T>(s.state[2]);
+          state.exact = e.state;
+          sparseopt::cuda::adam_exact_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step, e.record,
+                                                 to_stream(stream));
+        });
+      },
+      arg("param"), arg("indices"), arg("values"), arg("bags"), arg("exp_avg"), arg("exp_avg_sq"),
+      arg("max_exp_avg_sq"), arg("last_step"), arg("history"), arg("window"), arg("history_start"),
+      arg("device_record"), arg("options"), arg("step"), arg("stream") = 0);
+  m.def(
+      "adam_exact_flush",
+      [](py::handle param_obj, py::handle indices_obj, py::handle exp_avg, py::handle exp_avg_sq,
+         py::handle max_exp_avg_sq, py::handle last_step, py::handle history, py::handle window,
+         py::handle history_start, py::handle device_record, const sparseopt::AdamOptions& o, std::int64_t step,
+         std::uintptr_t stream) {
+        const DeviceArray param = device_array(param_obj, "param", true);
+        require(param.present && (param.typestr == "<f4" || param.typestr == "<f8") && !param.shape.empty(),
+                "param must be a float32 or float64 device array with rows first");
+        const DeviceArray indices = device_array(indices_obj, "indices", false);
+        require(!indices.present || (indices.shape.size() == 1 && (indices.typestr == "<i4" || indices.typestr == "<i8")),
+                "indices must be None or a 1-D int32 or int64 device array");
+        std::vector<DeviceArray> moments;
+        const std::pair<py::handle, const char*> named[] = {
+            {exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}, {max_exp_avg_sq, "max_exp_avg_sq"}};
+        for (const auto& [obj, name] : named) {
+          DeviceArray a = device_array(obj, name, true);
+          require_dtype(a, param.typestr);
+          require(!a.present || a.shape == param.shape, name, " must have the parameter's shape");
+          moments.push_back(a);
+        }
+        const ExactArrays e = exact_arrays(param, last_step, device_record, history, window, history_start,
+                                           sparseopt::adam_exact_layout(o));
+        Call call(param);
+        call.add(indices);
+        for (const auto& a : moments) call.add(a);
+        auto run = [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          sparseopt::AdamState<T> state;
+          state.exp_avg = table<T>(moments[0]);
+          state.exp_avg_sq = table<T>(moments[1]);
+          state.max_exp_avg_sq = table<T>(moments[2]);
+          state.exact = e.state;
+          const I* rows = indices.present ? static_cast<const I*>(indices.data) : nullptr;
+          const std::int64_t n = indices.present ? indices.shape[0] : 0;
+          call.run([&] {
+            sparseopt::cuda::adam_exact_flush<T, I>(table<T>(param), state, o, step, e.record, rows, n,
+                                                    to_stream(stream));
+          });
+        };
+        dispatch_types(param.typestr, indices.present ? indices.typestr : "<i8", run);
+      },
+      arg("param"), arg("indices"), arg("exp_avg"), arg("exp_avg_sq"), arg("max_exp_avg_sq"), arg("last_step"),
+      arg("history"), arg("window"), arg("history_start"), arg("device_record"), arg("options"), arg("step"),
+      arg("stream") = 0);
+}
