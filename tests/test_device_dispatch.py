@@ -73,9 +73,11 @@ def test_steps_pass_the_bindings_arguments(recorder, name, hyper, states, option
     assert opt.step_count == 2
 
 
-def test_exact_mode_on_a_device_table_is_refused(recorder):
+@pytest.mark.parametrize("name", ["SGD", "RMSprop"])
+def test_exact_mode_on_a_device_table_is_refused(recorder, name):
+    """Exact mode on a device exists for Adam and AdamW only (tests/test_device_exact_dispatch.py)."""
     with pytest.raises(NotImplementedError, match="mode='exact'"):
-        optim.Adam(StandIn(np.zeros((4, 3), np.float32)), mode="exact")
+        getattr(optim, name)(StandIn(np.zeros((4, 3), np.float32)), lr=0.1, momentum=0.5, mode="exact")
     assert recorder.calls == []
 
 

@@ -133,20 +133,27 @@ def full(like: Any, shape: tuple[int, ...], dtype: Any, fill: float) -> Any:
 class Kernels:
     """The CUDA kernels behind the optimizer classes, called with _core's arguments:
     ``(param, indices, values, bags, *state, [exact mode's 4 arrays,] options, ...)``; the
-    step count follows the options where the kernel takes one. Exact mode is refused on a
-    device before a step, so its arrays are None; num_threads and the half tables' rounding
-    have no meaning there."""
+    step count follows the options where the kernel takes one. num_threads and the half
+    tables' rounding have no meaning there.
+
+    Exact mode (Adam, AdamW): ``adam_step`` goes to ``adam_exact_step`` and ``adam_flush`` to
+    ``adam_exact_flush``, with exact mode's ``last_step`` (device), its record ``history``,
+    ``window``, ``history_start`` (host NumPy, kept by the CPU's bookkeeping) and `record`,
+    the device's copy of the record's per-step scalars (:func:`exact_record`)."""
 
     # name -> (state arrays, exact-mode arrays, whether the step count follows the options)
     _STEPS = {"sgd_step": (2, 4, True), "adam_step": (4, 4, True), "rmsprop_step": (3, 4, True),
               "adagrad_step": (1, 0, True), "rowwise_adagrad_step": (1, 0, False),
               "ftrl_step": (2, 0, False)}
 
-    def __init__(self, param: Any):
+    def __init__(self, param: Any, record: Any = None):
         self._cuda = module()
         self._stream = stream(param)
+        self._record = record
 
     def __getattr__(self, name: str) -> Any:
+        if name == "adam_flush":
+            return self._adam_flush
         if name not in self._STEPS:
             raise AttributeError(name)
         states, exact, counted = self._STEPS[name]
@@ -154,10 +161,37 @@ class Kernels:
 
         def step(param: Any, indices: Any, values: Any, bags: Any, *rest: Any) -> None:
             at = states + exact  # where the options are
+            if name == "adam_step" and rest[at].mode == _exact_mode():
+                # exp_avg, exp_avg_sq, max_exp_avg_sq; the record; options, step
+                self._cuda.adam_exact_step(*map(plain, (param, indices, values)), bags,
+                                           *map(plain, rest[:3]), *map(plain, rest[states:at]),
+                                           plain(self._record), *rest[at:at + 2], self._stream)
+                return
             kernel(*map(plain, (param, indices, values)), bags, *map(plain, rest[:states]),
                    *rest[at:at + 2 if counted else at + 1], self._stream)
 
         return step
+
+    def _adam_flush(self, param: Any, indices: Any, exp_avg: Any, exp_avg_sq: Any,
+                    max_exp_avg_sq: Any, last_step: Any, history: Any, window: Any,
+                    history_start: Any, options: Any, step: int, *_: Any) -> None:
+        require_same_place("param", True, indices=indices)
+        self._cuda.adam_exact_flush(*map(plain, (param, indices, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                                                 last_step)), history, window, history_start,
+                                    plain(self._record), options, step, self._stream)
+
+
+def _exact_mode() -> Any:
+    from . import _core
+
+    return _core.Mode.exact
+
+
+def exact_record(param: Any) -> Any:
+    """The device's copy of an exact-mode record's per-step scalars (lr, L, c, q per step of
+    the bounded record: ``_cuda.device_record_rows()`` rows of 4 float64), zeros as a new
+    record's, on `param`'s device."""
+    return full(param, (int(module().device_record_rows()), 4), np.float64, 0.0)
 
 
 def ftrl_check_options(param: Any, options: Any) -> None:

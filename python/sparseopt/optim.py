@@ -68,6 +68,7 @@ class Optimizer:
     """
 
     _on_device = False  # a device (CUDA) table; also for objects pickled before devices existed
+    _device_exact = False  # whether the CUDA kernels have this optimizer's exact mode
 
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0,
                  half: tuple[Any, Any, Any] = (None, 0, None)):
@@ -86,14 +87,17 @@ class Optimizer:
         self._param = param
         self._num_threads = _args.threads("num_threads", num_threads)
         self._options = self._options_from(hyperparams)
-        if self._on_device and getattr(self._options, "mode", None) == _core.Mode.exact:
+        if self._on_device and self.exact and not self._device_exact:
             raise NotImplementedError(f"{type(self).__name__}(mode='exact') is not implemented on "
-                                      f"a device yet (the CUDA kernels take lazy steps); use "
-                                      f"mode='lazy', or a table in host memory (NumPy)")
+                                      f"a device yet (the CUDA kernels take its lazy steps; Adam "
+                                      f"and AdamW have exact mode there); use mode='lazy', or a "
+                                      f"table in host memory (NumPy)")
         self._hyperparams = dict(hyperparams)
         self._step = 0
         self._state = {name: self._new_state_array(dtype, fill)
                        for name, (dtype, fill) in self._full_spec(self._options, hyperparams).items()}
+        if self._on_device and self.exact:  # the device's copy of the record's per-step scalars
+            self._device_record = _device.exact_record(param)
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -371,6 +375,8 @@ class Optimizer:
                 for part in ("history", "window"):
                     self._state[part] = self._new_state_array(*spec[part])
                 self._state["history_start"][0] = self._step
+                if self._on_device:  # the new record's row 0 is zeros on the device too
+                    self._device_record = _device.exact_record(self._param)
             self._options = options
             self._hyperparams = hyperparams
 
@@ -456,10 +462,11 @@ class Optimizer:
     @property
     def _kernels(self) -> Any:
         """Where the steps run: _core, or the CUDA kernels for a device parameter."""
-        return _device.Kernels(self._param) if self._on_device else _core
+        return _device.Kernels(self._param, getattr(self, "_device_record", None)) if self._on_device else _core
 
     def _new_state_array(self, dtype: Any, fill: Any) -> np.ndarray:
-        if self._on_device:  # lazy mode only: the parameter's shape, or one value per row
+        if self._on_device and dtype not in ("history", "window", "start"):
+            # the parameter's shape, or one value per row (exact mode's record stays on the host)
             shape = tuple(self._param.shape) if dtype is None else (int(self._param.shape[0]),)
             return _device.full(self._param, shape, dtype, fill)
         if dtype is None:  # a half table's state has the state_dtype
@@ -833,6 +840,7 @@ class Adam(Optimizer):
     eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
     weight_decay = _hyperparameter("weight_decay", "Weight decay (settable between steps in lazy mode).")
     amsgrad = _hyperparameter("amsgrad", "AMSGrad variant (fixed by the state it needs).")
+    _device_exact = True  # exact mode on a device table: sparseopt._device.Kernels
     mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
     bias_correction = _hyperparameter("bias_correction", "'global', 'row' or 'none' (settable in lazy mode where the state stays the same).")
 
@@ -871,9 +879,9 @@ class Adam(Optimizer):
                                 step, self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
-        _core.adam_flush(self._param, indices, self._state["exp_avg"], self._state["exp_avg_sq"],
-                         self._state.get("max_exp_avg_sq"), *self._exact_args(), self._options,
-                         self._step, self._num_threads, self._rounding())
+        self._kernels.adam_flush(self._param, indices, self._state["exp_avg"], self._state["exp_avg_sq"],
+                                 self._state.get("max_exp_avg_sq"), *self._exact_args(), self._options,
+                                 self._step, self._num_threads, self._rounding())
 
 
 class AdamW(Adam):

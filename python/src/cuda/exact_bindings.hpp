@@ -61,7 +61,8 @@ void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last
 
 void bind_exact(py::module_& m) {
   using py::arg;
-  m.attr("device_record_rows") = sparseopt::cuda::device_record_rows;
+  m.def("device_record_rows", [] { return sparseopt::cuda::device_record_rows; },
+        "The rows of exact mode's device record (the bounded record's most steps, plus one).");
   m.def(
       "adam_exact_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle exp_avg,

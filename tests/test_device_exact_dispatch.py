@@ -1,0 +1,79 @@
+"""Exact mode of a device table, on the CPU: a stand-in _cuda module records what Adam and AdamW
+hand the CUDA bindings (test_device_dispatch.py's Recorder). The record's arrays (history,
+window, history_start) must be host NumPy arrays, last_step and the record's device copy device
+arrays, in the bindings' order; flush and a hyper-parameter change must reach the device too.
+tests/cuda/test_cuda_exact.py runs the kernels themselves where a GPU exists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _helpers import DeviceStandIn as StandIn
+from sparseopt import _core, optim
+from test_device_dispatch import recorder  # noqa: F401 - the fixture
+
+ROWS = 4097  # _cuda.device_record_rows(): exact_record_span + 1
+
+
+@pytest.fixture
+def rec(recorder):  # noqa: F811 - the fixture imported above
+    recorder.device_record_rows = lambda: ROWS
+    return recorder
+
+
+@pytest.mark.parametrize("name,hyper,amsgrad", [("Adam", dict(lr=0.1), False),
+                                                ("AdamW", dict(lr=0.1, weight_decay=0.1, amsgrad=True), True)])
+def test_exact_steps_and_flushes_pass_the_bindings_arguments(rec, name, hyper, amsgrad):
+    table = StandIn(np.zeros((5, 3), np.float32))
+    opt = getattr(optim, name)(table, mode="exact", **hyper)
+    state = opt._state
+    assert isinstance(state["last_step"], StandIn) and state["last_step"].shape == (5,)
+    for host in ("history", "window", "history_start"):
+        assert isinstance(state[host], np.ndarray), host
+    record = opt._device_record
+    assert isinstance(record, StandIn) and record.shape == (ROWS, 4) and record.dtype == np.float64
+    indices, values = StandIn(np.array([1, 1, 4])), StandIn(np.ones((3, 3), np.float32))
+    for _ in range(20):  # past the host record's first 16 rows: it grows on the host
+        opt.step(indices, values)
+    steps = [args for name_, args in rec.calls if name_ == "adam_exact_step"]
+    assert len(steps) == 20 and not [c for c in rec.calls if c[0] == "adam_step"]
+    for count, args in enumerate(steps, start=1):
+        assert args[:4] == (table, indices, values, None)
+        assert args[4] is state["exp_avg"] and args[5] is state["exp_avg_sq"]
+        assert (args[6] is state["max_exp_avg_sq"]) if amsgrad else args[6] is None
+        assert args[7] is state["last_step"] and args[9] is state["window"]
+        assert isinstance(args[8], np.ndarray) and args[8].shape[1] == state["history"].shape[1]
+        assert args[10] is state["history_start"] and args[11] is record
+        assert isinstance(args[12], _core.AdamOptions) and args[12].mode == _core.Mode.exact
+        assert args[13:] == (count, 0)  # the step count, stream 0
+    assert state["history"].shape[0] >= 21
+
+    rows = StandIn(np.array([4, 0]))
+    opt.flush(rows)
+    opt.flush()
+    flushes = [args for name_, args in rec.calls if name_ == "adam_exact_flush"]
+    assert [f[1] for f in flushes] == [rows, None]
+    for args in flushes:
+        assert args[0] is table and args[2] is state["exp_avg"] and args[5] is state["last_step"]
+        assert args[6] is state["history"] and args[7] is state["window"]
+        assert args[8] is state["history_start"] and args[9] is record
+        assert args[10].mode == _core.Mode.exact and args[11:] == (20, 0)
+
+
+def test_host_indices_for_a_device_flush_are_refused_before_any_call(rec):
+    opt = optim.Adam(StandIn(np.zeros((5, 3), np.float32)), mode="exact")
+    with pytest.raises(TypeError, match="indices is in host memory"):
+        opt.flush(np.array([1]))
+    assert rec.calls == []
+
+
+def test_a_new_record_after_a_hyperparameter_change_is_a_new_device_copy(rec):
+    opt = optim.Adam(StandIn(np.zeros((5, 3), np.float32)), mode="exact")
+    opt.step(StandIn(np.array([1])), StandIn(np.ones((1, 3), np.float32)))
+    old = opt._device_record
+    opt.betas = (0.8, 0.99)
+    # every row caught up under the old betas first, then a new record (zeros) from this step
+    assert rec.calls[-1][0] == "adam_exact_flush" and rec.calls[-1][1][9] is old
+    assert opt._device_record is not old and not opt._device_record.array.any()
+    assert int(opt._state["history_start"][0]) == 1
