@@ -73,14 +73,6 @@ def test_steps_pass_the_bindings_arguments(recorder, name, hyper, states, option
     assert opt.step_count == 2
 
 
-@pytest.mark.parametrize("name", ["SGD", "RMSprop"])
-def test_exact_mode_on_a_device_table_is_refused(recorder, name):
-    """Exact mode on a device exists for Adam and AdamW only (tests/test_device_exact_dispatch.py)."""
-    with pytest.raises(NotImplementedError, match="mode='exact'"):
-        getattr(optim, name)(StandIn(np.zeros((4, 3), np.float32)), lr=0.1, momentum=0.5, mode="exact")
-    assert recorder.calls == []
-
-
 def test_functions_pass_the_bindings_arguments(recorder):
     table = StandIn(np.zeros((5, 3), np.float32))
     indptr, indices = StandIn(np.array([0, 2, 3])), StandIn(np.array([1, 4, 4]))

@@ -1,5 +1,5 @@
-"""Exact mode of a device table, on the CPU: a stand-in _cuda module records what Adam and AdamW
-hand the CUDA bindings (test_device_dispatch.py's Recorder). The record's arrays (history,
+"""Exact mode of a device table, on the CPU: a stand-in _cuda module records what Adam, AdamW,
+SGD and RMSprop hand the CUDA bindings (test_device_dispatch.py's Recorder). The record's arrays (history,
 window, history_start) must be host NumPy arrays, last_step and the record's device copy device
 arrays, in the bindings' order; flush and a hyper-parameter change must reach the device too.
 tests/cuda/test_cuda_exact.py runs the kernels themselves where a GPU exists."""
@@ -22,9 +22,20 @@ def rec(recorder):  # noqa: F811 - the fixture imported above
     return recorder
 
 
-@pytest.mark.parametrize("name,hyper,amsgrad", [("Adam", dict(lr=0.1), False),
-                                                ("AdamW", dict(lr=0.1, weight_decay=0.1, amsgrad=True), True)])
-def test_exact_steps_and_flushes_pass_the_bindings_arguments(rec, name, hyper, amsgrad):
+# optimizer, hyper-parameters, the binding, the state arrays exact mode passes (None: absent)
+CASES = [
+    ("Adam", dict(lr=0.1), "adam", ["exp_avg", "exp_avg_sq", None]),
+    ("AdamW", dict(lr=0.1, weight_decay=0.1, amsgrad=True), "adam", ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]),
+    ("SGD", dict(lr=0.1), "sgd", [None]),
+    ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.01), "sgd", ["momentum_buffer"]),
+    ("RMSprop", dict(lr=0.1, centered=True, momentum=0.5), "rmsprop",
+     ["square_avg", "momentum_buffer", "grad_avg"]),
+    ("RMSprop", dict(lr=0.1), "rmsprop", ["square_avg", None, None]),
+]
+
+
+@pytest.mark.parametrize("name,hyper,binding,states", CASES)
+def test_exact_steps_and_flushes_pass_the_bindings_arguments(rec, name, hyper, binding, states):
     table = StandIn(np.zeros((5, 3), np.float32))
     opt = getattr(optim, name)(table, mode="exact", **hyper)
     state = opt._state
@@ -36,29 +47,34 @@ def test_exact_steps_and_flushes_pass_the_bindings_arguments(rec, name, hyper, a
     indices, values = StandIn(np.array([1, 1, 4])), StandIn(np.ones((3, 3), np.float32))
     for _ in range(20):  # past the host record's first 16 rows: it grows on the host
         opt.step(indices, values)
-    steps = [args for name_, args in rec.calls if name_ == "adam_exact_step"]
-    assert len(steps) == 20 and not [c for c in rec.calls if c[0] == "adam_step"]
+    steps = [args for name_, args in rec.calls if name_ == f"{binding}_exact_step"]
+    assert len(steps) == 20 and not [c for c in rec.calls if c[0] == f"{binding}_step"]
+
+    def check_state(passed):
+        assert isinstance(passed, tuple) and len(passed) == len(states)
+        for state_name, array in zip(states, passed):
+            assert (array is None) if state_name is None else (array is state[state_name]), state_name
+
     for count, args in enumerate(steps, start=1):
         assert args[:4] == (table, indices, values, None)
-        assert args[4] is state["exp_avg"] and args[5] is state["exp_avg_sq"]
-        assert (args[6] is state["max_exp_avg_sq"]) if amsgrad else args[6] is None
-        assert args[7] is state["last_step"] and args[9] is state["window"]
-        assert isinstance(args[8], np.ndarray) and args[8].shape[1] == state["history"].shape[1]
-        assert args[10] is state["history_start"] and args[11] is record
-        assert isinstance(args[12], _core.AdamOptions) and args[12].mode == _core.Mode.exact
-        assert args[13:] == (count, 0)  # the step count, stream 0
+        check_state(args[4])
+        assert args[5] is state["last_step"] and args[7] is state["window"]
+        assert isinstance(args[6], np.ndarray) and args[6].shape[1] == state["history"].shape[1]
+        assert args[8] is state["history_start"] and args[9] is record
+        assert args[10].mode == _core.Mode.exact and args[11:] == (count, 0)  # step count, stream 0
     assert state["history"].shape[0] >= 21
 
     rows = StandIn(np.array([4, 0]))
     opt.flush(rows)
     opt.flush()
-    flushes = [args for name_, args in rec.calls if name_ == "adam_exact_flush"]
+    flushes = [args for name_, args in rec.calls if name_ == f"{binding}_exact_flush"]
     assert [f[1] for f in flushes] == [rows, None]
     for args in flushes:
-        assert args[0] is table and args[2] is state["exp_avg"] and args[5] is state["last_step"]
-        assert args[6] is state["history"] and args[7] is state["window"]
-        assert args[8] is state["history_start"] and args[9] is record
-        assert args[10].mode == _core.Mode.exact and args[11:] == (20, 0)
+        assert args[0] is table
+        check_state(args[2])
+        assert args[3] is state["last_step"] and args[4] is state["history"]
+        assert args[5] is state["window"] and args[6] is state["history_start"] and args[7] is record
+        assert args[8].mode == _core.Mode.exact and args[9:] == (20, 0)
 
 
 def test_host_indices_for_a_device_flush_are_refused_before_any_call(rec):
@@ -74,6 +90,6 @@ def test_a_new_record_after_a_hyperparameter_change_is_a_new_device_copy(rec):
     old = opt._device_record
     opt.betas = (0.8, 0.99)
     # every row caught up under the old betas first, then a new record (zeros) from this step
-    assert rec.calls[-1][0] == "adam_exact_flush" and rec.calls[-1][1][9] is old
+    assert rec.calls[-1][0] == "adam_exact_flush" and rec.calls[-1][1][7] is old
     assert opt._device_record is not old and not opt._device_record.array.any()
     assert int(opt._state["history_start"][0]) == 1

@@ -136,15 +136,18 @@ class Kernels:
     step count follows the options where the kernel takes one. num_threads and the half
     tables' rounding have no meaning there.
 
-    Exact mode (Adam, AdamW): ``adam_step`` goes to ``adam_exact_step`` and ``adam_flush`` to
-    ``adam_exact_flush``, with exact mode's ``last_step`` (device), its record ``history``,
-    ``window``, ``history_start`` (host NumPy, kept by the CPU's bookkeeping) and `record`,
-    the device's copy of the record's per-step scalars (:func:`exact_record`)."""
+    Exact mode (Adam, AdamW, SGD, RMSprop): ``<name>_step`` goes to ``<name>_exact_step`` and
+    ``<name>_flush`` to ``<name>_exact_flush``, with the state arrays exact mode uses (a
+    tuple), exact mode's ``last_step`` (device), its record ``history``, ``window``,
+    ``history_start`` (host NumPy, kept by the CPU's bookkeeping) and `record`, the device's
+    copy of the record's per-step scalars (:func:`exact_record`)."""
 
     # name -> (state arrays, exact-mode arrays, whether the step count follows the options)
     _STEPS = {"sgd_step": (2, 4, True), "adam_step": (4, 4, True), "rmsprop_step": (3, 4, True),
               "adagrad_step": (1, 0, True), "rowwise_adagrad_step": (1, 0, False),
               "ftrl_step": (2, 0, False)}
+    # optimizer -> the state arrays its exact mode uses (the first ones of the lazy binding's)
+    _EXACT = {"adam": 3, "sgd": 1, "rmsprop": 3}
 
     def __init__(self, param: Any, record: Any = None):
         self._cuda = module()
@@ -152,33 +155,39 @@ class Kernels:
         self._record = record
 
     def __getattr__(self, name: str) -> Any:
-        if name == "adam_flush":
-            return self._adam_flush
+        if name.endswith("_flush") and name[:-6] in self._EXACT:
+            return self._flusher(name[:-6])
         if name not in self._STEPS:
             raise AttributeError(name)
         states, exact, counted = self._STEPS[name]
         kernel = getattr(self._cuda, name)
+        optimizer = name[:-5]
 
         def step(param: Any, indices: Any, values: Any, bags: Any, *rest: Any) -> None:
             at = states + exact  # where the options are
-            if name == "adam_step" and rest[at].mode == _exact_mode():
-                # exp_avg, exp_avg_sq, max_exp_avg_sq; the record; options, step
-                self._cuda.adam_exact_step(*map(plain, (param, indices, values)), bags,
-                                           *map(plain, rest[:3]), *map(plain, rest[states:at]),
-                                           plain(self._record), *rest[at:at + 2], self._stream)
+            if optimizer in self._EXACT and rest[at].mode == _exact_mode():
+                used = tuple(map(plain, rest[:self._EXACT[optimizer]]))
+                getattr(self._cuda, f"{optimizer}_exact_step")(
+                    *map(plain, (param, indices, values)), bags, used, *map(plain, rest[states:at]),
+                    plain(self._record), *rest[at:at + 2], self._stream)
                 return
             kernel(*map(plain, (param, indices, values)), bags, *map(plain, rest[:states]),
                    *rest[at:at + 2 if counted else at + 1], self._stream)
 
         return step
 
-    def _adam_flush(self, param: Any, indices: Any, exp_avg: Any, exp_avg_sq: Any,
-                    max_exp_avg_sq: Any, last_step: Any, history: Any, window: Any,
-                    history_start: Any, options: Any, step: int, *_: Any) -> None:
-        require_same_place("param", True, indices=indices)
-        self._cuda.adam_exact_flush(*map(plain, (param, indices, exp_avg, exp_avg_sq, max_exp_avg_sq,
-                                                 last_step)), history, window, history_start,
-                                    plain(self._record), options, step, self._stream)
+    def _flusher(self, optimizer: str) -> Any:
+        used = self._EXACT[optimizer]
+
+        def flush(param: Any, indices: Any, *rest: Any) -> None:
+            # _core's order: the state arrays, exact mode's 4, options, step, (threads, rounding)
+            require_same_place("param", True, indices=indices)
+            at = used + 4
+            getattr(self._cuda, f"{optimizer}_exact_flush")(
+                plain(param), plain(indices), tuple(map(plain, rest[:used])), plain(rest[used]),
+                *rest[used + 1:at], plain(self._record), rest[at], rest[at + 1], self._stream)
+
+        return flush
 
 
 def _exact_mode() -> Any:

@@ -68,7 +68,6 @@ class Optimizer:
     """
 
     _on_device = False  # a device (CUDA) table; also for objects pickled before devices existed
-    _device_exact = False  # whether the CUDA kernels have this optimizer's exact mode
 
     def __init__(self, param: np.ndarray, hyperparams: dict[str, Any], *, num_threads: int = 0,
                  half: tuple[Any, Any, Any] = (None, 0, None)):
@@ -87,11 +86,6 @@ class Optimizer:
         self._param = param
         self._num_threads = _args.threads("num_threads", num_threads)
         self._options = self._options_from(hyperparams)
-        if self._on_device and self.exact and not self._device_exact:
-            raise NotImplementedError(f"{type(self).__name__}(mode='exact') is not implemented on "
-                                      f"a device yet (the CUDA kernels take its lazy steps; Adam "
-                                      f"and AdamW have exact mode there); use mode='lazy', or a "
-                                      f"table in host memory (NumPy)")
         self._hyperparams = dict(hyperparams)
         self._step = 0
         self._state = {name: self._new_state_array(dtype, fill)
@@ -204,7 +198,9 @@ class Optimizer:
 
         A device table (a CUDA torch tensor, CuPy or Numba array, with sparseopt built with
         ``SPARSEOPT_CUDA=ON``) takes device ``indices`` and ``values`` and is stepped on its
-        device (lazy mode), on the array library's current stream, with the same bits.
+        device, on the array library's current stream: lazy mode with the CPU's bits, exact mode
+        (Adam, AdamW, SGD, RMSprop; ``last_step`` on the device, the record on the host) within
+        rounding of the CPU's (1e-6 relative in float32).
         """
         self._step_with(indices, values, None)
 
@@ -689,8 +685,9 @@ class SGD(Optimizer):
                                self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
-        _core.sgd_flush(self._param, indices, self._state.get("momentum_buffer"), *self._exact_args(),
-                        self._options, self._step, self._num_threads, self._rounding())
+        self._kernels.sgd_flush(self._param, indices, self._state.get("momentum_buffer"),
+                                *self._exact_args(), self._options, self._step, self._num_threads,
+                                self._rounding())
 
 
 class Adagrad(_ModesCoincide):
@@ -798,8 +795,8 @@ class RMSprop(Optimizer):
                                    self._options, step, self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
-        _core.rmsprop_flush(self._param, indices, *self._arrays(), self._options, self._step,
-                            self._num_threads, self._rounding())
+        self._kernels.rmsprop_flush(self._param, indices, *self._arrays(), self._options,
+                                    self._step, self._num_threads, self._rounding())
 
 
 class Adam(Optimizer):
@@ -840,7 +837,6 @@ class Adam(Optimizer):
     eps = _hyperparameter("eps", "Term added to the denominator (settable between steps in lazy mode).")
     weight_decay = _hyperparameter("weight_decay", "Weight decay (settable between steps in lazy mode).")
     amsgrad = _hyperparameter("amsgrad", "AMSGrad variant (fixed by the state it needs).")
-    _device_exact = True  # exact mode on a device table: sparseopt._device.Kernels
     mode = _hyperparameter("mode", "'lazy' or 'exact' (fixed at construction).")
     bias_correction = _hyperparameter("bias_correction", "'global', 'row' or 'none' (settable in lazy mode where the state stays the same).")
 

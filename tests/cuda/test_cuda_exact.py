@@ -1,7 +1,10 @@
-"""Exact-mode Adam and AdamW on the device against the CPU optimizer on the same inputs.
+"""Exact mode of Adam, AdamW, SGD and RMSprop on the device against the CPU optimizer on the
+same inputs.
 
 The device catches a row up by the zero-gradient recurrence over the skipped steps (in double,
-up to the record's window); the CPU mostly by a series of window sums, in the table's precision.
+up to the record's window; SGD with momentum and weight decay by the product of all the skipped
+steps' matrices); the CPU by window sums, series and stored products, partly in the table's
+precision.
 So parameters and moments agree to rounding: within 1e-6 relative in float32 (1e-10 in
 float64), measured against the table's largest magnitude. The record itself (history, window,
 history_start) is kept by the same host code on both sides and must be identical, as must
@@ -25,6 +28,14 @@ CASES = [
     ("Adam", dict(lr=0.05, betas=(0.5, 0.9), eps=1e-3)),  # a short window; eps near sqrt(v)
     ("AdamW", dict(lr=0.01, weight_decay=0.1)),
     ("AdamW", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    ("SGD", dict(lr=0.05, momentum=0.5, dampening=0.3, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, centered=True, momentum=0.9)),
 ]
 
 
@@ -89,7 +100,7 @@ def test_exact_steps_and_flushes_equal_the_cpu(name, hyper, dtype, index_dtype, 
     assert_same_state(cpu, gpu, f"{name} {hyper} after the flush")
 
 
-@pytest.mark.parametrize("name,hyper", [CASES[0], CASES[4]])
+@pytest.mark.parametrize("name,hyper", [CASES[0], CASES[4], CASES[8], CASES[11], CASES[13]])
 def test_rows_resting_past_the_window(name, hyper):
     """Rows touched at step 1 and next at step 900, beyond the record's window (about 400 steps
     for the default betas): the truncated catch-up still equals the CPU's."""
@@ -111,14 +122,17 @@ def test_rows_resting_past_the_window(name, hyper):
     assert_same_state(cpu, gpu, f"{name} after 900 steps")
 
 
-def test_a_run_past_the_record_span_restarts_the_record_as_the_cpu():
+@pytest.mark.parametrize("name,hyper", [("AdamW", dict(lr=0.001, weight_decay=0.01)),
+                                        ("SGD", dict(lr=0.01, momentum=0.9, weight_decay=0.01))])
+def test_a_run_past_the_record_span_restarts_the_record_as_the_cpu(name, hyper):
     """4,100 steps: the bounded record restarts at step 4,096 (every row caught up on the device,
-    the record moved on the host), and steps go on from the new record."""
+    the record moved on the host), and steps go on from the new record. SGD with momentum and
+    weight decay multiplies all 4,096 skipped steps' matrices there."""
     rng = np.random.default_rng(11)
     host = rng.standard_normal((8, 4)).astype(np.float32)
     device = to_device(host)
-    cpu = optim.AdamW(host, lr=0.001, weight_decay=0.01, mode="exact")
-    gpu = optim.AdamW(device, lr=0.001, weight_decay=0.01, mode="exact")
+    cpu = getattr(optim, name)(host, mode="exact", **hyper)
+    gpu = getattr(optim, name)(device, mode="exact", **hyper)
     for step in range(4100):
         indices = np.array([step % 3])  # rows 3..7 are never touched after the first step
         if step == 0:
@@ -127,10 +141,10 @@ def test_a_run_past_the_record_span_restarts_the_record_as_the_cpu():
         cpu.step(indices, values)
         gpu.step(to_device(indices), to_device(values))
     assert int(gpu._state["history_start"][0]) == 4096
-    assert_same_state(cpu, gpu, "AdamW after 4,100 steps")
+    assert_same_state(cpu, gpu, f"{name} after 4,100 steps")
     cpu.flush()
     gpu.flush()
-    assert_same_state(cpu, gpu, "AdamW after 4,100 steps and a flush")
+    assert_same_state(cpu, gpu, f"{name} after 4,100 steps and a flush")
 
 
 def test_a_hyperparameter_change_starts_a_new_record_on_both():
@@ -151,10 +165,13 @@ def test_a_hyperparameter_change_starts_a_new_record_on_both():
     assert_same_state(cpu, gpu, "Adam with betas changed at step 15")
 
 
-def test_rejected_exact_steps_and_flushes_change_nothing():
+@pytest.mark.parametrize("name,hyper", [("AdamW", dict(lr=0.1, weight_decay=0.1)),
+                                        ("SGD", dict(lr=0.1, momentum=0.9)),
+                                        ("RMSprop", dict(lr=0.1, centered=True, momentum=0.5))])
+def test_rejected_exact_steps_and_flushes_change_nothing(name, hyper):
     rng = np.random.default_rng(4)
     device = to_device(rng.standard_normal((8, 5)).astype(np.float32))
-    opt = optim.AdamW(device, lr=0.1, weight_decay=0.1, mode="exact")
+    opt = getattr(optim, name)(device, mode="exact", **hyper)
     opt.step(to_device(np.array([1, 1, 2])), to_device(np.ones((3, 5), np.float32)))
     opt.step(to_device(np.array([3])), to_device(np.ones((1, 5), np.float32)))
 

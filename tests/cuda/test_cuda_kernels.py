@@ -145,13 +145,6 @@ def test_rejected_steps_change_nothing(name, hyper):
     assert opt.step_count == 1
 
 
-def test_exact_mode_on_a_device_is_refused_clearly():
-    """SGD and RMSprop have no exact mode on the device yet (Adam's: test_cuda_exact.py)."""
-    device = to_device(np.zeros((4, 3), np.float32))
-    with pytest.raises(NotImplementedError, match="mode='exact'"):
-        optim.SGD(device, lr=0.1, mode="exact")
-
-
 def test_a_parameter_that_requires_grad_is_updated_in_place():
     param = torch.nn.Parameter(torch.zeros(4, 3, device="cuda"))
     opt = optim.SGD(param, lr=1.0)

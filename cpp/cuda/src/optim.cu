@@ -20,9 +20,8 @@ template <class Options>
 void check_lazy_step(const Options& options, std::int64_t step) {
   options.validate();
   if (options.mode == Mode::exact)
-    throw not_implemented("mode='exact' is not implemented on the device by this call (Adam and AdamW: "
-                          "adam_exact_step; SGD and RMSprop: not yet); use mode='lazy', or keep the table in "
-                          "host memory (NumPy) for exact mode");
+    throw not_implemented("mode='exact' is not implemented by this call on the device; call "
+                          "adam_exact_step, sgd_exact_step or rmsprop_exact_step (sparseopt/cuda/exact.hpp)");
   require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
 }
 

@@ -1,4 +1,5 @@
-// sparseopt._cuda: exact-mode Adam/AdamW on a device table (sparseopt/cuda/exact.hpp).
+// sparseopt._cuda: exact mode of Adam/AdamW, SGD and RMSprop on a device table
+// (sparseopt/cuda/exact.hpp).
 // Included by module.cpp inside its anonymous namespace (it uses DeviceArray, step_arrays and
 // run_step there). The record's arrays are host NumPy arrays (history, window, history_start),
 // last_step and the record's mirror are device arrays; all checked before anything runs.
@@ -59,79 +60,122 @@ void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last
   check.add(mirror);
 }
 
-void bind_exact(py::module_& m) {
+// The state arrays of an exact step or flush (a tuple, in the lazy binding's order), checked as
+// the parameter's dtype and shape.
+std::vector<std::pair<py::handle, const char*>> named_state(py::tuple state, const std::vector<const char*>& names) {
+  require(state.size() == names.size(), "expected ", names.size(), " state arrays, got ", state.size());
+  std::vector<std::pair<py::handle, const char*>> out;
+  for (std::size_t k = 0; k < names.size(); ++k) out.emplace_back(state[k], names[k]);
+  return out;
+}
+
+// Binds <name>_exact_step and <name>_exact_flush of one optimizer: `names` its state arrays,
+// layout(options) its record's layout, make_state(T{}, arrays) its state view, and
+// step(T{}, I{}, param, grad, state, options, step, record, stream) /
+// flush(T{}, I{}, param, state, options, step, record, indices, n, stream) the kernels.
+template <class Options, class Layout, class MakeState, class Step, class Flush>
+void bind_exact_optimizer(py::module_& m, const std::string& name, std::vector<const char*> names, Layout layout,
+                          MakeState make_state, Step step_kernel, Flush flush_kernel) {
   using py::arg;
-  m.def("device_record_rows", [] { return sparseopt::cuda::device_record_rows; },
-        "The rows of exact mode's device record (the bounded record's most steps, plus one).");
   m.def(
-      "adam_exact_step",
-      [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle exp_avg,
-         py::handle exp_avg_sq, py::handle max_exp_avg_sq, py::handle last_step, py::handle history, py::handle window,
-         py::handle history_start, py::handle device_record, const sparseopt::AdamOptions& o, std::int64_t step,
-         std::uintptr_t stream) {
-        auto s = step_arrays(param, indices, values, bags,
-                             {{exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}, {max_exp_avg_sq, "max_exp_avg_sq"}});
-        const ExactArrays e = exact_arrays(s.param, last_step, device_record, history, window, history_start,
-                                           sparseopt::adam_exact_layout(o));
+      (name + "_exact_step").c_str(),
+      [=](py::handle param, py::handle indices, py::handle values, py::handle bags, py::tuple state_arrays,
+          py::handle last_step, py::handle history, py::handle window, py::handle history_start,
+          py::handle device_record, const Options& o, std::int64_t step, std::uintptr_t stream) {
+        auto s = step_arrays(param, indices, values, bags, named_state(state_arrays, names));
+        const ExactArrays e = exact_arrays(s.param, last_step, device_record, history, window, history_start, layout(o));
         run_step(s, [&](auto t, auto i) {
           using T = decltype(t);
           using I = decltype(i);
-          sparseopt::AdamState<T> state;
-          state.exp_avg = table<T>(s.state[0]);
-          state.exp_avg_sq = table<T>(s.state[1]);
-          state.max_exp_avg_sq = table<T>(s.state[2]);
+          auto state = make_state(t, s.state);
           state.exact = e.state;
-          sparseopt::cuda::adam_exact_step<T, I>(table<T>(s.param), gradient<T, I>(s), state, o, step, e.record,
-                                                 to_stream(stream));
+          step_kernel(t, i, table<T>(s.param), gradient<T, I>(s), state, o, step, e.record, to_stream(stream));
         });
       },
-      arg("param"), arg("indices"), arg("values"), arg("bags"), arg("exp_avg"), arg("exp_avg_sq"),
-      arg("max_exp_avg_sq"), arg("last_step"), arg("history"), arg("window"), arg("history_start"),
-      arg("device_record"), arg("options"), arg("step"), arg("stream") = 0);
+      arg("param"), arg("indices"), arg("values"), arg("bags"), arg("state"), arg("last_step"), arg("history"),
+      arg("window"), arg("history_start"), arg("device_record"), arg("options"), arg("step"), arg("stream") = 0);
   m.def(
-      "adam_exact_flush",
-      [](py::handle param_obj, py::handle indices_obj, py::handle exp_avg, py::handle exp_avg_sq,
-         py::handle max_exp_avg_sq, py::handle last_step, py::handle history, py::handle window,
-         py::handle history_start, py::handle device_record, const sparseopt::AdamOptions& o, std::int64_t step,
-         std::uintptr_t stream) {
+      (name + "_exact_flush").c_str(),
+      [=](py::handle param_obj, py::handle indices_obj, py::tuple state_arrays, py::handle last_step,
+          py::handle history, py::handle window, py::handle history_start, py::handle device_record,
+          const Options& o, std::int64_t step, std::uintptr_t stream) {
         const DeviceArray param = device_array(param_obj, "param", true);
         require(param.present && (param.typestr == "<f4" || param.typestr == "<f8") && !param.shape.empty(),
                 "param must be a float32 or float64 device array with rows first");
         const DeviceArray indices = device_array(indices_obj, "indices", false);
         require(!indices.present || (indices.shape.size() == 1 && (indices.typestr == "<i4" || indices.typestr == "<i8")),
                 "indices must be None or a 1-D int32 or int64 device array");
-        std::vector<DeviceArray> moments;
-        const std::pair<py::handle, const char*> named[] = {
-            {exp_avg, "exp_avg"}, {exp_avg_sq, "exp_avg_sq"}, {max_exp_avg_sq, "max_exp_avg_sq"}};
-        for (const auto& [obj, name] : named) {
-          DeviceArray a = device_array(obj, name, true);
+        std::vector<DeviceArray> arrays;
+        for (const auto& [obj, array_name] : named_state(state_arrays, names)) {
+          DeviceArray a = device_array(obj, array_name, true);
           require_dtype(a, param.typestr);
-          require(!a.present || a.shape == param.shape, name, " must have the parameter's shape");
-          moments.push_back(a);
+          require(!a.present || a.shape == param.shape, array_name, " must have the parameter's shape");
+          arrays.push_back(a);
         }
-        const ExactArrays e = exact_arrays(param, last_step, device_record, history, window, history_start,
-                                           sparseopt::adam_exact_layout(o));
+        const ExactArrays e = exact_arrays(param, last_step, device_record, history, window, history_start, layout(o));
         Call call(param);
         call.add(indices);
-        for (const auto& a : moments) call.add(a);
-        auto run = [&](auto t, auto i) {
+        for (const auto& a : arrays) call.add(a);
+        dispatch_types(param.typestr, indices.present ? indices.typestr : "<i8", [&](auto t, auto i) {
           using T = decltype(t);
           using I = decltype(i);
-          sparseopt::AdamState<T> state;
-          state.exp_avg = table<T>(moments[0]);
-          state.exp_avg_sq = table<T>(moments[1]);
-          state.max_exp_avg_sq = table<T>(moments[2]);
+          auto state = make_state(t, arrays);
           state.exact = e.state;
           const I* rows = indices.present ? static_cast<const I*>(indices.data) : nullptr;
           const std::int64_t n = indices.present ? indices.shape[0] : 0;
-          call.run([&] {
-            sparseopt::cuda::adam_exact_flush<T, I>(table<T>(param), state, o, step, e.record, rows, n,
-                                                    to_stream(stream));
-          });
-        };
-        dispatch_types(param.typestr, indices.present ? indices.typestr : "<i8", run);
+          call.run([&] { flush_kernel(t, i, table<T>(param), state, o, step, e.record, rows, n, to_stream(stream)); });
+        });
       },
-      arg("param"), arg("indices"), arg("exp_avg"), arg("exp_avg_sq"), arg("max_exp_avg_sq"), arg("last_step"),
-      arg("history"), arg("window"), arg("history_start"), arg("device_record"), arg("options"), arg("step"),
-      arg("stream") = 0);
+      arg("param"), arg("indices"), arg("state"), arg("last_step"), arg("history"), arg("window"),
+      arg("history_start"), arg("device_record"), arg("options"), arg("step"), arg("stream") = 0);
+}
+
+// The kernels of <name>_exact_step and <name>_exact_flush, for bind_exact_optimizer.
+#define SPARSEOPT_EXACT_KERNELS(NAME)                                                                          \
+  [](auto t, auto i, const auto& param, const auto& grad, const auto& state, const auto& o, std::int64_t step, \
+     const auto& record, cudaStream_t stream) {                                                                \
+    sparseopt::cuda::NAME##_exact_step<decltype(t), decltype(i)>(param, grad, state, o, step, record, stream); \
+  },                                                                                                           \
+      [](auto t, auto i, const auto& param, const auto& state, const auto& o, std::int64_t step,               \
+         const auto& record, const auto* rows, std::int64_t n, cudaStream_t stream) {                          \
+        sparseopt::cuda::NAME##_exact_flush<decltype(t), decltype(i)>(param, state, o, step, record, rows, n,   \
+                                                                      stream);                                 \
+      }
+
+void bind_exact(py::module_& m) {
+  m.def("device_record_rows", [] { return sparseopt::cuda::device_record_rows; },
+        "The rows of exact mode's device record (the bounded record's most steps, plus one).");
+  bind_exact_optimizer<sparseopt::AdamOptions>(
+      m, "adam", {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+      [](const sparseopt::AdamOptions& o) { return sparseopt::adam_exact_layout(o); },
+      [](auto t, const std::vector<DeviceArray>& a) {
+        using T = decltype(t);
+        sparseopt::AdamState<T> state;
+        state.exp_avg = table<T>(a[0]);
+        state.exp_avg_sq = table<T>(a[1]);
+        state.max_exp_avg_sq = table<T>(a[2]);
+        return state;
+      },
+      SPARSEOPT_EXACT_KERNELS(adam));
+  bind_exact_optimizer<sparseopt::SgdOptions>(
+      m, "sgd", {"momentum_buffer"}, [](const sparseopt::SgdOptions& o) { return sparseopt::sgd_exact_layout(o); },
+      [](auto t, const std::vector<DeviceArray>& a) {
+        using T = decltype(t);
+        sparseopt::SgdState<T> state;
+        state.momentum_buffer = table<T>(a[0]);
+        return state;
+      },
+      SPARSEOPT_EXACT_KERNELS(sgd));
+  bind_exact_optimizer<sparseopt::RmspropOptions>(
+      m, "rmsprop", {"square_avg", "momentum_buffer", "grad_avg"},
+      [](const sparseopt::RmspropOptions& o) { return sparseopt::rmsprop_exact_layout(o); },
+      [](auto t, const std::vector<DeviceArray>& a) {
+        using T = decltype(t);
+        sparseopt::RmspropState<T> state;
+        state.square_avg = table<T>(a[0]);
+        state.momentum_buffer = table<T>(a[1]);
+        state.grad_avg = table<T>(a[2]);
+        return state;
+      },
+      SPARSEOPT_EXACT_KERNELS(rmsprop));
 }

@@ -19,10 +19,10 @@
 // position) pairs, then one thread per element of a row adds its values in that order), so the
 // bits are the same on every run. One warp updates one row.
 //
-// Exact mode (Mode::exact): Adam and AdamW have their own calls, adam_exact_step and
-// adam_exact_flush (<sparseopt/cuda/exact.hpp>, included here), whose record stays in host
-// memory with a device mirror of its per-step scalars; the steps below throw
-// sparseopt::cuda::not_implemented for it (SGD and RMSprop: not implemented on the device yet).
+// Exact mode (Mode::exact) has its own calls, {adam,sgd,rmsprop}_exact_step and _exact_flush
+// (<sparseopt/cuda/exact.hpp>, included here: last_step on the device, the record in host
+// memory with a device mirror of its per-step scalars); the steps below throw
+// sparseopt::cuda::not_implemented for it.
 #pragma once
 
 #include <cstdint>
