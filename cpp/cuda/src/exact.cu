@@ -257,31 +257,18 @@ __device__ Mat2 shfl_down(const Mat2& m, int offset) {
 
 // SGD's rows: without momentum the decay exp(L_e - L_s); with momentum the drift and fade;
 // with momentum and weight decay the product of the skipped steps' 2x2 matrices A_t (the
-// CPU's sgd_step_matrix), each lane multiplying a run of consecutive steps, the runs then
+// CPU's sgd_step_matrix, host and device), each lane multiplying a run of consecutive steps, the runs then
 // combined in order by a tree over the lanes.
 template <bool Momentum, class T>
 struct SgdRows {
   RecordView rec;
-  double mu, wd, dampening;
-  bool nesterov, pairs;
+  SgdOptions options;
+  bool pairs;
   std::int64_t w;
   T *param, *buffer;
 
-  __device__ Mat2 step_matrix(std::int64_t t) const {  // sgd_step_matrix(options, lr_t, t == 1)
-    const double lr = rec.at(t, 0);
-    const bool first = t == 1;
-    const double k = first ? 1.0 : 1.0 - dampening, mu_b = first ? 0.0 : mu;
-    Mat2 a;
-    a.c = k * wd;
-    a.d = mu_b;
-    if (nesterov) {
-      a.a = 1.0 - lr * wd * (1.0 + mu * k);
-      a.b = -lr * mu * mu_b;
-    } else {
-      a.a = 1.0 - lr * k * wd;
-      a.b = -lr * mu_b;
-    }
-    return a;
+  __device__ Mat2 step_matrix(std::int64_t t) const {
+    return sparseopt::detail::sgd_step_matrix(options, rec.at(t, 0), t == 1);
   }
 
   __device__ Mat2 range_product(std::int64_t s, std::int64_t e) const {  // A_e ... A_{s+1}
@@ -311,7 +298,8 @@ struct SgdRows {
         }
         return;
       }
-      momentum_fade(p, b, w, momentum_drift(rec, s, e, mu, nesterov ? mu : 1.0), pow(mu, double(e - s)));
+      const double mu = options.momentum;
+      momentum_fade(p, b, w, momentum_drift(rec, s, e, mu, options.nesterov ? mu : 1.0), pow(mu, double(e - s)));
     } else {
       const double decay = exp(rec.at(e, 1) - rec.at(s, 1));
       if (decay != 1.0)
@@ -338,8 +326,8 @@ struct SgdUpdate {
 template <bool Momentum, class T>
 SgdRows<Momentum, T> sgd_rows(const Table<T>& param, const SgdState<T>& state, const SgdOptions& o,
                               const ExactLayout& layout, const DeviceRecord& record) {
-  return {view_of(state.exact, layout, record), o.momentum, o.weight_decay, o.dampening, o.nesterov,
-          layout.pair_products, param.row_width, param.data, state.momentum_buffer.data};
+  return {view_of(state.exact, layout, record), o, layout.pair_products, param.row_width, param.data,
+          state.momentum_buffer.data};
 }
 
 // ---- RMSprop --------------------------------------------------------------------------------
