@@ -93,3 +93,48 @@ def test_a_new_record_after_a_hyperparameter_change_is_a_new_device_copy(rec):
     assert rec.calls[-1][0] == "adam_exact_flush" and rec.calls[-1][1][7] is old
     assert opt._device_record is not old and not opt._device_record.array.any()
     assert int(opt._state["history_start"][0]) == 1
+
+
+@pytest.fixture
+def copies(monkeypatch):
+    """Device copies of the stand-ins: their NumPy arrays."""
+    from sparseopt import _device
+
+    monkeypatch.setattr(_device, "to_host", lambda a: a.array.copy())
+    monkeypatch.setattr(_device, "copy_in", lambda a, values: np.copyto(a.array, values))
+
+
+@pytest.mark.parametrize("name,hyper", [("Adam", dict(lr=0.1, mode="exact")),
+                                        ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.1, mode="exact")),
+                                        ("RMSprop", dict(lr=0.1, mode="lazy"))])
+def test_state_dict_of_a_device_optimizer_round_trips_through_numpy(rec, copies, name, hyper):
+    rng = np.random.default_rng(3)
+    opt = getattr(optim, name)(StandIn(np.zeros((5, 3), np.float32)), **hyper)
+    for _ in range(20):
+        opt.step(StandIn(np.array([1, 4])), StandIn(np.ones((2, 3), np.float32)))
+    for a in opt._state.values():  # what the kernels would have written
+        target = a if isinstance(a, np.ndarray) else a.array
+        if target.dtype == np.int64 and target.shape != (1,):
+            target[...] = rng.integers(0, 21, target.shape)
+        elif target.dtype != np.int64:
+            target[...] = np.abs(rng.standard_normal(target.shape))  # lr >= 0 in the record
+    snapshot = opt.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in snapshot["state"].values())
+    other = getattr(optim, name)(StandIn(np.zeros((5, 3), np.float32)), **hyper)
+    other.load_state_dict(snapshot)
+    assert other.step_count == 20
+    for key, value in other.state_dict()["state"].items():
+        assert value.tobytes() == snapshot["state"][key].tobytes(), key
+    if opt.exact:  # the device copy of the record: the host record's first 4 columns
+        kept = snapshot["state"]["history"]
+        columns = min(4, kept.shape[1])
+        assert np.array_equal(other._device_record.array[:len(kept), :columns], kept[:, :columns])
+        assert not other._device_record.array[len(kept):].any()
+    bad = dict(snapshot, state=dict(snapshot["state"]))
+    name0 = "last_step" if opt.exact else next(iter(bad["state"]))
+    bad["state"][name0] = bad["state"][name0].astype(np.float64)
+    before = other.state_dict()
+    with pytest.raises(TypeError):
+        other.load_state_dict(bad)
+    after = other.state_dict()
+    assert all(before["state"][k].tobytes() == after["state"][k].tobytes() for k in before["state"])

@@ -196,11 +196,56 @@ def _exact_mode() -> Any:
     return _core.Mode.exact
 
 
-def exact_record(param: Any) -> Any:
+def exact_record(param: Any, history: np.ndarray | None = None) -> Any:
     """The device's copy of an exact-mode record's per-step scalars (lr, L, c, q per step of
-    the bounded record: ``_cuda.device_record_rows()`` rows of 4 float64), zeros as a new
-    record's, on `param`'s device."""
-    return full(param, (int(module().device_record_rows()), 4), np.float64, 0.0)
+    the bounded record: ``_cuda.device_record_rows()`` rows of 4 float64) on `param`'s device:
+    zeros as a new record's, or the first 4 columns of `history` (the host record's rows so
+    far, after a load)."""
+    record = full(param, (int(module().device_record_rows()), 4), np.float64, 0.0)
+    if history is not None:
+        rows = np.zeros(tuple(record.shape), np.float64)
+        columns = min(4, history.shape[1])
+        rows[:history.shape[0], :columns] = history[:, :columns]
+        copy_in(record, rows)
+    return record
+
+
+def host_like(a: Any) -> np.ndarray:
+    """A NumPy array with the shape and dtype of device array `a`, for the checks of a
+    snapshot (strides of 0: no memory of the table's size)."""
+    dtype = str(a.dtype).replace("torch.", "") if _library(a) == "torch" else a.dtype
+    return np.lib.stride_tricks.as_strided(np.zeros(1, np.dtype(dtype)), tuple(a.shape),
+                                           (0,) * len(a.shape))
+
+
+def to_host(a: Any) -> np.ndarray:
+    """A NumPy copy of device array `a`, after the work queued on its stream."""
+    lib = _library(a)
+    if lib == "torch":
+        return a.detach().cpu().numpy().copy()
+    if lib == "cupy":
+        return a.get()
+    if lib == "numba":
+        return a.copy_to_host()
+    raise TypeError(f"sparseopt copies the state of torch, CuPy and Numba device arrays; got a "
+                    f"{type(a).__name__}")
+
+
+def copy_in(a: Any, values: np.ndarray) -> None:
+    """Copies NumPy `values` (a's shape and dtype, checked by the caller) into device array `a`."""
+    values = np.ascontiguousarray(values)
+    lib = _library(a)
+    if lib == "torch":
+        import torch
+
+        a.detach().copy_(torch.from_numpy(values))
+    elif lib == "cupy":
+        a.set(values)
+    elif lib == "numba":
+        a.copy_to_device(values)
+    else:
+        raise TypeError(f"sparseopt copies state into torch, CuPy and Numba device arrays; got a "
+                        f"{type(a).__name__}")
 
 
 def ftrl_check_options(param: Any, options: Any) -> None:

@@ -265,15 +265,17 @@ class Optimizer:
                 self._flush(indices)
 
     def state_dict(self) -> dict[str, Any]:
-        """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``.
+        """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``
+        (NumPy copies for a device table too; loading one copies them back to its device).
 
         Nothing is flushed: the snapshot holds rows as they are, with what is needed to
         catch them up later (exact mode's ``history`` has one row per step since
         ``history_start``, plus one).
         """
-        self._require_host("state_dict()")
         with self._lock:
-            state = {name: array.copy() for name, array in self._state.items()}
+            # a device table's state comes back as NumPy copies (exact mode's record is NumPy)
+            state = {name: array.copy() if isinstance(array, np.ndarray) else _device.to_host(array)
+                     for name, array in self._state.items()}
             if "history" in state:
                 kept = self._step - int(self._state["history_start"][0]) + 1
                 state["history"] = self._state["history"][:kept].copy()
@@ -288,15 +290,8 @@ class Optimizer:
         TypeError and leaves the optimizer unchanged. To keep one on disk, use
         :func:`sparseopt.save` / :func:`sparseopt.load` (or pickle the dict).
         """
-        self._require_host("load_state_dict()")
         with self._lock:
             self._load_state_dict(state_dict)
-
-    def _require_host(self, what: str) -> None:
-        if self._on_device:
-            raise NotImplementedError(f"{what} of an optimizer of a device table is not "
-                                      f"implemented yet; its state arrays are in the `_state` "
-                                      f"dict, on the table's device")
 
     def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         keys = {"step", "hyperparams", "state"}
@@ -330,7 +325,10 @@ class Optimizer:
         names = sorted(self._state, key=lambda name: name != "history_start")
         start = 0
         for name in names:
-            _check_state_array(name, arrays[name], self._state[name], step, start)
+            own = self._state[name]
+            if self._on_device and not isinstance(own, np.ndarray):  # its dtype and shape
+                own = _device.host_like(own)
+            _check_state_array(name, arrays[name], own, step, start)
             if name == "history_start":
                 start = int(arrays[name][0])
         for name, own in self._state.items():
@@ -339,8 +337,13 @@ class Optimizer:
                 history = np.zeros((max(16, 2 * kept), own.shape[1]))
                 history[:kept] = arrays[name]
                 self._state[name] = history
-            else:
+            elif isinstance(own, np.ndarray):
                 np.copyto(own, arrays[name])
+            else:
+                _device.copy_in(own, arrays[name])
+        if self._on_device and "history" in self._state:  # the device's copy of the record
+            kept = step - start + 1
+            self._device_record = _device.exact_record(self._param, self._state["history"][:kept])
         self._options = options
         self._hyperparams = hyperparams
         self._step = step

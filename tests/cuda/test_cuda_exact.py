@@ -197,3 +197,41 @@ def test_rejected_exact_steps_and_flushes_change_nothing(name, hyper):
     for key in before:
         assert before[key].tobytes() == after[key][: len(before[key])].tobytes(), key
     assert opt.step_count == 2
+
+
+@pytest.mark.parametrize("name,hyper", [("Adam", dict(lr=0.01, mode="exact")),
+                                        ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01, mode="exact")),
+                                        ("RMSprop", dict(lr=0.01, centered=True, momentum=0.5, mode="exact")),
+                                        ("Adam", dict(lr=0.01, amsgrad=True))])
+def test_state_dict_of_a_device_optimizer_round_trips(name, hyper):
+    """A device optimizer's snapshot is NumPy; loaded into a new device optimizer (and into a
+    CPU one), stepping on gives the first one's bits (and the CPU's within rounding)."""
+    rng = np.random.default_rng(6)
+    batches = [(rng.integers(0, 32, 5), rng.standard_normal((5, 6)).astype(np.float32)) for _ in range(40)]
+    first = to_device(rng.standard_normal((32, 6)).astype(np.float32))
+    a = getattr(optim, name)(first, **hyper)
+    for indices, values in batches[:20]:
+        a.step(to_device(indices), to_device(values))
+    snapshot = a.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in snapshot["state"].values())
+    second = to_device(to_host(first))
+    b = getattr(optim, name)(second, **hyper)
+    b.load_state_dict(snapshot)
+    host = to_host(first)
+    cpu = getattr(optim, name)(host, **hyper)
+    cpu.load_state_dict(snapshot)
+    for indices, values in batches[20:]:
+        for opt in (a, b):
+            opt.step(to_device(indices), to_device(values))
+        cpu.step(indices, values)
+    for opt in (a, b, cpu):
+        opt.flush()
+    assert to_host(first).tobytes() == to_host(second).tobytes()
+    assert_close(host, to_host(second), f"{name} loaded on the CPU")
+    corrupt = b.state_dict()
+    corrupt["state"][next(iter(corrupt["state"]))] = np.zeros(3)  # a wrong shape: refused
+    before = b.state_dict()
+    with pytest.raises((ValueError, TypeError)):
+        b.load_state_dict(corrupt)
+    after = b.state_dict()
+    assert all(before["state"][k].tobytes() == after["state"][k].tobytes() for k in before["state"])

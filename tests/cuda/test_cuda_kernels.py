@@ -174,14 +174,6 @@ def test_topk_equals_the_cpu_sorted_output(dtype, largest, magnitude):
     assert_same(expected[1], to_host(got[1]), True, "topk of a 1-D array")
 
 
-def test_snapshots_of_a_device_optimizer_are_refused_clearly():
-    opt = optim.Adam(to_device(np.zeros((4, 3), np.float32)))
-    with pytest.raises(NotImplementedError, match="state_dict"):
-        opt.state_dict()
-    with pytest.raises(NotImplementedError, match="load_state_dict"):
-        opt.load_state_dict({})
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_coalesce_equals_the_cpu(dtype, index_dtype):
