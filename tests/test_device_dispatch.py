@@ -73,12 +73,6 @@ def test_steps_pass_the_bindings_arguments(recorder, name, hyper, states, option
     assert opt.step_count == 2
 
 
-def test_exact_mode_on_a_device_table_is_refused(recorder):
-    with pytest.raises(NotImplementedError, match="mode='exact'"):
-        optim.Adam(StandIn(np.zeros((4, 3), np.float32)), mode="exact")
-    assert recorder.calls == []
-
-
 def test_functions_pass_the_bindings_arguments(recorder):
     table = StandIn(np.zeros((5, 3), np.float32))
     indptr, indices = StandIn(np.array([0, 2, 3])), StandIn(np.array([1, 4, 4]))

@@ -139,31 +139,119 @@ def full(like: Any, shape: tuple[int, ...], dtype: Any, fill: float) -> Any:
 class Kernels:
     """The CUDA kernels behind the optimizer classes, called with _core's arguments:
     ``(param, indices, values, bags, *state, [exact mode's 4 arrays,] options, ...)``; the
-    step count follows the options where the kernel takes one. Exact mode is refused on a
-    device before a step, so its arrays are None; num_threads and the half tables' rounding
-    have no meaning there."""
+    step count follows the options where the kernel takes one. num_threads and the half
+    tables' rounding have no meaning there.
+
+    Exact mode (Adam, AdamW, SGD, RMSprop): ``<name>_step`` goes to ``<name>_exact_step`` and
+    ``<name>_flush`` to ``<name>_exact_flush``, with the state arrays exact mode uses (a
+    tuple), exact mode's ``last_step`` (device), its record ``history``, ``window``,
+    ``history_start`` (host NumPy, kept by the CPU's bookkeeping) and `record`, the device's
+    copy of the record's per-step scalars (:func:`exact_record`)."""
 
     # name -> (state arrays, exact-mode arrays, whether the step count follows the options)
     _STEPS = {"sgd_step": (2, 4, True), "adam_step": (4, 4, True), "rmsprop_step": (3, 4, True),
               "adagrad_step": (1, 0, True), "rowwise_adagrad_step": (1, 0, False),
               "ftrl_step": (2, 0, False)}
+    # optimizer -> the state arrays its exact mode uses (the first ones of the lazy binding's)
+    _EXACT = {"adam": 3, "sgd": 1, "rmsprop": 3}
 
-    def __init__(self, param: Any):
+    def __init__(self, param: Any, record: Any = None):
         self._cuda = module()
         self._stream = stream(param)
+        self._record = record
 
     def __getattr__(self, name: str) -> Any:
+        if name.endswith("_flush") and name[:-6] in self._EXACT:
+            return self._flusher(name[:-6])
         if name not in self._STEPS:
             raise AttributeError(name)
         states, exact, counted = self._STEPS[name]
         kernel = getattr(self._cuda, name)
+        optimizer = name[:-5]
 
         def step(param: Any, indices: Any, values: Any, bags: Any, *rest: Any) -> None:
             at = states + exact  # where the options are
+            if optimizer in self._EXACT and rest[at].mode == _exact_mode():
+                used = tuple(map(plain, rest[:self._EXACT[optimizer]]))
+                getattr(self._cuda, f"{optimizer}_exact_step")(
+                    *map(plain, (param, indices, values)), bags, used, *map(plain, rest[states:at]),
+                    plain(self._record), *rest[at:at + 2], self._stream)
+                return
             kernel(*map(plain, (param, indices, values)), bags, *map(plain, rest[:states]),
                    *rest[at:at + 2 if counted else at + 1], self._stream)
 
         return step
+
+    def _flusher(self, optimizer: str) -> Any:
+        used = self._EXACT[optimizer]
+
+        def flush(param: Any, indices: Any, *rest: Any) -> None:
+            # _core's order: the state arrays, exact mode's 4, options, step, (threads, rounding)
+            require_same_place("param", True, indices=indices)
+            at = used + 4
+            getattr(self._cuda, f"{optimizer}_exact_flush")(
+                plain(param), plain(indices), tuple(map(plain, rest[:used])), plain(rest[used]),
+                *rest[used + 1:at], plain(self._record), rest[at], rest[at + 1], self._stream)
+
+        return flush
+
+
+def _exact_mode() -> Any:
+    from . import _core
+
+    return _core.Mode.exact
+
+
+def exact_record(param: Any, history: np.ndarray | None = None) -> Any:
+    """The device's copy of an exact-mode record's per-step scalars (lr, L, c, q per step of
+    the bounded record: ``_cuda.device_record_rows()`` rows of 4 float64) on `param`'s device:
+    zeros as a new record's, or the first 4 columns of `history` (the host record's rows so
+    far, after a load)."""
+    record = full(param, (int(module().device_record_rows()), 4), np.float64, 0.0)
+    if history is not None:
+        rows = np.zeros(tuple(record.shape), np.float64)
+        columns = min(4, history.shape[1])
+        rows[:history.shape[0], :columns] = history[:, :columns]
+        copy_in(record, rows)
+    return record
+
+
+def host_like(a: Any) -> np.ndarray:
+    """A NumPy array with the shape and dtype of device array `a`, for the checks of a
+    snapshot (strides of 0: no memory of the table's size)."""
+    dtype = str(a.dtype).replace("torch.", "") if _library(a) == "torch" else a.dtype
+    return np.lib.stride_tricks.as_strided(np.zeros(1, np.dtype(dtype)), tuple(a.shape),
+                                           (0,) * len(a.shape))
+
+
+def to_host(a: Any) -> np.ndarray:
+    """A NumPy copy of device array `a`, after the work queued on its stream."""
+    lib = _library(a)
+    if lib == "torch":
+        return a.detach().cpu().numpy().copy()
+    if lib == "cupy":
+        return a.get()
+    if lib == "numba":
+        return a.copy_to_host()
+    raise TypeError(f"sparseopt copies the state of torch, CuPy and Numba device arrays; got a "
+                    f"{type(a).__name__}")
+
+
+def copy_in(a: Any, values: np.ndarray) -> None:
+    """Copies NumPy `values` (a's shape and dtype, checked by the caller) into device array `a`."""
+    values = np.ascontiguousarray(values)
+    lib = _library(a)
+    if lib == "torch":
+        import torch
+
+        a.detach().copy_(torch.from_numpy(values))
+    elif lib == "cupy":
+        a.set(values)
+    elif lib == "numba":
+        a.copy_to_device(values)
+    else:
+        raise TypeError(f"sparseopt copies state into torch, CuPy and Numba device arrays; got a "
+                        f"{type(a).__name__}")
 
 
 def ftrl_check_options(param: Any, options: Any) -> None:

@@ -86,14 +86,12 @@ class Optimizer:
         self._param = param
         self._num_threads = _args.threads("num_threads", num_threads)
         self._options = self._options_from(hyperparams)
-        if self._on_device and getattr(self._options, "mode", None) == _core.Mode.exact:
-            raise NotImplementedError(f"{type(self).__name__}(mode='exact') is not implemented on "
-                                      f"a device yet (the CUDA kernels take lazy steps); use "
-                                      f"mode='lazy', or a table in host memory (NumPy)")
         self._hyperparams = dict(hyperparams)
         self._step = 0
         self._state = {name: self._new_state_array(dtype, fill)
                        for name, (dtype, fill) in self._full_spec(self._options, hyperparams).items()}
+        if self._on_device and self.exact:  # the device's copy of the record's per-step scalars
+            self._device_record = _device.exact_record(param)
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -200,7 +198,9 @@ class Optimizer:
 
         A device table (a CUDA torch tensor, CuPy or Numba array, with sparseopt built with
         ``SPARSEOPT_CUDA=ON``) takes device ``indices`` and ``values`` and is stepped on its
-        device (lazy mode), on the array library's current stream, with the same bits.
+        device, on the array library's current stream: lazy mode with the CPU's bits, exact mode
+        (Adam, AdamW, SGD, RMSprop; ``last_step`` on the device, the record on the host) within
+        rounding of the CPU's (1e-6 relative in float32).
         """
         self._step_with(indices, values, None)
 
@@ -265,15 +265,17 @@ class Optimizer:
                 self._flush(indices)
 
     def state_dict(self) -> dict[str, Any]:
-        """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``.
+        """A snapshot: ``{"step": int, "hyperparams": dict, "state": {name: ndarray copy}}``
+        (NumPy copies for a device table too; loading one copies them back to its device).
 
         Nothing is flushed: the snapshot holds rows as they are, with what is needed to
         catch them up later (exact mode's ``history`` has one row per step since
         ``history_start``, plus one).
         """
-        self._require_host("state_dict()")
         with self._lock:
-            state = {name: array.copy() for name, array in self._state.items()}
+            # a device table's state comes back as NumPy copies (exact mode's record is NumPy)
+            state = {name: array.copy() if isinstance(array, np.ndarray) else _device.to_host(array)
+                     for name, array in self._state.items()}
             if "history" in state:
                 kept = self._step - int(self._state["history_start"][0]) + 1
                 state["history"] = self._state["history"][:kept].copy()
@@ -288,15 +290,8 @@ class Optimizer:
         TypeError and leaves the optimizer unchanged. To keep one on disk, use
         :func:`sparseopt.save` / :func:`sparseopt.load` (or pickle the dict).
         """
-        self._require_host("load_state_dict()")
         with self._lock:
             self._load_state_dict(state_dict)
-
-    def _require_host(self, what: str) -> None:
-        if self._on_device:
-            raise NotImplementedError(f"{what} of an optimizer of a device table is not "
-                                      f"implemented yet; its state arrays are in the `_state` "
-                                      f"dict, on the table's device")
 
     def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         keys = {"step", "hyperparams", "state"}
@@ -330,7 +325,10 @@ class Optimizer:
         names = sorted(self._state, key=lambda name: name != "history_start")
         start = 0
         for name in names:
-            _check_state_array(name, arrays[name], self._state[name], step, start)
+            own = self._state[name]
+            if self._on_device and not isinstance(own, np.ndarray):  # its dtype and shape
+                own = _device.host_like(own)
+            _check_state_array(name, arrays[name], own, step, start)
             if name == "history_start":
                 start = int(arrays[name][0])
         for name, own in self._state.items():
@@ -339,8 +337,13 @@ class Optimizer:
                 history = np.zeros((max(16, 2 * kept), own.shape[1]))
                 history[:kept] = arrays[name]
                 self._state[name] = history
-            else:
+            elif isinstance(own, np.ndarray):
                 np.copyto(own, arrays[name])
+            else:
+                _device.copy_in(own, arrays[name])
+        if self._on_device and "history" in self._state:  # the device's copy of the record
+            kept = step - start + 1
+            self._device_record = _device.exact_record(self._param, self._state["history"][:kept])
         self._options = options
         self._hyperparams = hyperparams
         self._step = step
@@ -371,6 +374,8 @@ class Optimizer:
                 for part in ("history", "window"):
                     self._state[part] = self._new_state_array(*spec[part])
                 self._state["history_start"][0] = self._step
+                if self._on_device:  # the new record's row 0 is zeros on the device too
+                    self._device_record = _device.exact_record(self._param)
             self._options = options
             self._hyperparams = hyperparams
 
@@ -456,10 +461,11 @@ class Optimizer:
     @property
     def _kernels(self) -> Any:
         """Where the steps run: _core, or the CUDA kernels for a device parameter."""
-        return _device.Kernels(self._param) if self._on_device else _core
+        return _device.Kernels(self._param, getattr(self, "_device_record", None)) if self._on_device else _core
 
     def _new_state_array(self, dtype: Any, fill: Any) -> np.ndarray:
-        if self._on_device:  # lazy mode only: the parameter's shape, or one value per row
+        if self._on_device and dtype not in ("history", "window", "start"):
+            # the parameter's shape, or one value per row (exact mode's record stays on the host)
             shape = tuple(self._param.shape) if dtype is None else (int(self._param.shape[0]),)
             return _device.full(self._param, shape, dtype, fill)
         if dtype is None:  # a half table's state has the state_dtype
@@ -682,8 +688,9 @@ class SGD(Optimizer):
                                self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
-        _core.sgd_flush(self._param, indices, self._state.get("momentum_buffer"), *self._exact_args(),
-                        self._options, self._step, self._num_threads, self._rounding())
+        self._kernels.sgd_flush(self._param, indices, self._state.get("momentum_buffer"),
+                                *self._exact_args(), self._options, self._step, self._num_threads,
+                                self._rounding())
 
 
 class Adagrad(_ModesCoincide):
@@ -791,8 +798,8 @@ class RMSprop(Optimizer):
                                    self._options, step, self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
-        _core.rmsprop_flush(self._param, indices, *self._arrays(), self._options, self._step,
-                            self._num_threads, self._rounding())
+        self._kernels.rmsprop_flush(self._param, indices, *self._arrays(), self._options,
+                                    self._step, self._num_threads, self._rounding())
 
 
 class Adam(Optimizer):
@@ -871,9 +878,9 @@ class Adam(Optimizer):
                                 step, self._num_threads, self._rounding())
 
     def _flush(self, indices: np.ndarray | None) -> None:
-        _core.adam_flush(self._param, indices, self._state["exp_avg"], self._state["exp_avg_sq"],
-                         self._state.get("max_exp_avg_sq"), *self._exact_args(), self._options,
-                         self._step, self._num_threads, self._rounding())
+        self._kernels.adam_flush(self._param, indices, self._state["exp_avg"], self._state["exp_avg_sq"],
+                                 self._state.get("max_exp_avg_sq"), *self._exact_args(), self._options,
+                                 self._step, self._num_threads, self._rounding())
 
 
 class AdamW(Adam):

@@ -159,6 +159,30 @@ std::int64_t count_groups(const Groups<I>& g, Scratch& scratch) {
   return count;
 }
 
+// The host-side checks every step shares (those of the CPU's plan_step that need no device
+// reads), then the indices checked and grouped on the device.
+template <class T, class I>
+Groups<I> prepare(const Table<T>& param, const RowSparse<T, I>& grad, const sparseopt::detail::WrittenArrays& written,
+                  Scratch& scratch) {
+  using sparseopt::detail::require;
+  require(grad.row_width == param.row_width, "values must have rows of ", param.row_width,
+          " elements (the parameter's row shape), got ", grad.row_width);
+  require(grad.size >= 0, "the gradient size must be >= 0, got ", grad.size);
+  require(param.data != nullptr || param.num_rows * param.row_width == 0, "param is null");
+  require(grad.size == 0 || (grad.indices != nullptr && grad.values != nullptr), "indices or values is null");
+  written.require_apart_from(grad.values, grad.size * grad.row_width * std::int64_t(sizeof(T)), "values");
+  written.require_apart_from(grad.indices, grad.size * std::int64_t(sizeof(I)), "indices");
+  return group_indices(grad.indices, grad.size, param.num_rows, "indices", scratch);
+}
+
+// A warp per group: enough warps for every index (the number of groups is a device value).
+template <class Kernel, class... Args>
+void launch_rows(std::int64_t capacity, cudaStream_t stream, Kernel kernel, Args... args) {
+  if (capacity == 0) return;
+  kernel<<<blocks_for(capacity, warps_per_block), block_threads, 0, stream>>>(args...);
+  check(cudaGetLastError(), "a kernel launch");
+}
+
 }  // namespace detail
 }  // namespace cuda
 }  // namespace sparseopt

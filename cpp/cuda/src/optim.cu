@@ -11,41 +11,19 @@ namespace sparseopt {
 namespace cuda {
 namespace {
 
+using detail::launch_rows;
+using detail::prepare;
 using detail::Scratch;
 using sparseopt::detail::require;
-
-// The host-side checks every step shares (those of the CPU's plan_step that need no device
-// reads), then the indices checked and grouped on the device.
-template <class T, class I>
-Groups<I> prepare(const Table<T>& param, const RowSparse<T, I>& grad, const sparseopt::detail::WrittenArrays& written,
-                  Scratch& scratch) {
-  require(grad.row_width == param.row_width, "values must have rows of ", param.row_width,
-          " elements (the parameter's row shape), got ", grad.row_width);
-  require(grad.size >= 0, "the gradient size must be >= 0, got ", grad.size);
-  require(param.data != nullptr || param.num_rows * param.row_width == 0, "param is null");
-  require(grad.size == 0 || (grad.indices != nullptr && grad.values != nullptr), "indices or values is null");
-  written.require_apart_from(grad.values, grad.size * grad.row_width * std::int64_t(sizeof(T)), "values");
-  written.require_apart_from(grad.indices, grad.size * std::int64_t(sizeof(I)), "indices");
-  return detail::group_indices(grad.indices, grad.size, param.num_rows, "indices", scratch);
-}
 
 // The options of an optimizer with two modes, and its step count: lazy mode only.
 template <class Options>
 void check_lazy_step(const Options& options, std::int64_t step) {
   options.validate();
   if (options.mode == Mode::exact)
-    throw not_implemented("mode='exact' is not implemented on the device yet (sparseopt's CUDA kernels take "
-                          "lazy steps only); use mode='lazy', or keep the table in host memory (NumPy) for "
-                          "exact mode");
+    throw not_implemented("mode='exact' is not implemented by this call on the device; call "
+                          "adam_exact_step, sgd_exact_step or rmsprop_exact_step (sparseopt/cuda/exact.hpp)");
   require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
-}
-
-// A warp per group: enough warps for every index (the number of groups is a device value).
-template <class Kernel, class... Args>
-void launch_rows(std::int64_t capacity, cudaStream_t stream, Kernel kernel, Args... args) {
-  if (capacity == 0) return;
-  kernel<<<detail::blocks_for(capacity, detail::warps_per_block), detail::block_threads, 0, stream>>>(args...);
-  detail::check(cudaGetLastError(), "a kernel launch");
 }
 
 // Lane 0's value of a per-row counter after incrementing it, in every lane.

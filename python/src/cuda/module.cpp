@@ -3,6 +3,7 @@
 // shape, one device, device memory) before any kernel runs, then releases the GIL. The option
 // objects are _core's (sparseopt._core must be imported first). Kernels run on the stream
 // passed as an integer handle (0: the legacy default stream).
+#include <pybind11/numpy.h>  // exact mode's host record (exact_bindings.hpp)
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -244,6 +245,8 @@ void dispatch_types(const std::string& table, const std::string& index, F&& f) {
     i64 ? f(float{}, std::int64_t{}) : f(float{}, std::int32_t{});
 }
 
+#include "exact_bindings.hpp"
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -253,6 +256,7 @@ PYBIND11_MODULE(_cuda, m) {
   py::register_exception<sparseopt::cuda::cuda_error>(m, "CudaError", PyExc_RuntimeError);
   m.def("device_count", &sparseopt::cuda::device_count,
         "The number of CUDA devices this process sees (0 without a driver or a device; never raises).");
+  bind_exact(m);
 
   using py::arg;
   m.def(

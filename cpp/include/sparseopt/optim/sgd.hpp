@@ -100,7 +100,8 @@ void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
 //   buf' = k wd p + mu' buf
 //   p'   = p - lr buf'                          = (1 - lr k wd) p - lr mu' buf
 //   p'   = p - lr (wd p + mu buf')  (Nesterov)  = (1 - lr wd (1 + mu k)) p - lr mu mu' buf
-inline Mat2 sgd_step_matrix(const SgdOptions& o, double lr, bool first) noexcept {
+// Host and device (the CUDA exact kernels multiply these too).
+SPARSEOPT_HD_INLINE Mat2 sgd_step_matrix(const SgdOptions& o, double lr, bool first) noexcept {
   const double mu = o.momentum, wd = o.weight_decay;
   const double k = first ? 1.0 : 1.0 - o.dampening, mu_b = first ? 0.0 : mu;
   Mat2 a;

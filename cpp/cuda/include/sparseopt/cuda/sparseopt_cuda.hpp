@@ -19,7 +19,9 @@
 // position) pairs, then one thread per element of a row adds its values in that order), so the
 // bits are the same on every run. One warp updates one row.
 //
-// Exact mode (Mode::exact) is not implemented on the device: the steps throw
+// Exact mode (Mode::exact) has its own calls, {adam,sgd,rmsprop}_exact_step and _exact_flush
+// (<sparseopt/cuda/exact.hpp>, included here: last_step on the device, the record in host
+// memory with a device mirror of its per-step scalars); the steps below throw
 // sparseopt::cuda::not_implemented for it.
 #pragma once
 
@@ -108,3 +110,5 @@ void topk_rows(const T* x, std::int64_t rows, std::int64_t n, std::int64_t k, T*
 
 }  // namespace cuda
 }  // namespace sparseopt
+
+#include <sparseopt/cuda/exact.hpp>
