@@ -41,3 +41,29 @@ def test_optimizers_update_it_in_place_and_it_outlives_its_buffer():
 def test_bad_shapes_are_named(shape, error):
     with pytest.raises(error, match="shape"):
         sparseopt.zeros(shape)
+
+
+def _optimizers(table):
+    yield optim.Adam(table, lr=1e-3)
+    yield optim.Adam(table, lr=1e-3, mode="exact")
+    yield optim.Adagrad(table, lr=0.1, initial_accumulator_value=0.25)
+    yield optim.RowWiseAdagrad(table, lr=0.1)
+    yield optim.SGD(table, lr=0.1, momentum=0.9)
+    yield optim.RMSprop(table, lr=0.1, momentum=0.5, centered=True)
+    yield optim.FTRL(table, lr=0.1)
+
+
+@pytest.mark.parametrize("rows", [1000, 40_000])  # below and above 2 MiB of state
+def test_optimizer_state_starts_on_a_cache_line_with_its_fill(rows):
+    # The state the optimizers allocate is read and written row by row, as the table is: it
+    # starts where sparseopt.zeros would put it (np.full's arrays start 16 bytes past a line),
+    # and holds what np.full would.
+    table = np.ones((rows, 16), np.float32)  # the table's own offset does not matter
+    for opt in _optimizers(table):
+        for name, array in opt.state.items():
+            if array.shape[:1] == (rows,):  # per element or per row (not exact mode's record)
+                boundary = 2 << 20 if array.nbytes >= 2 << 20 else 64
+                assert array.ctypes.data % boundary == 0, (type(opt).__name__, name)
+                assert array.flags["C_CONTIGUOUS"] and array.flags["WRITEABLE"]
+        if isinstance(opt, optim.Adagrad):
+            assert np.all(opt.state["sum"] == np.float32(0.25))

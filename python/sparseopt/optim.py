@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import _args, _core, _device, _half
+from . import _alloc, _args, _core, _device, _half
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RowWiseAdagrad", "FTRL"]
 
@@ -468,14 +468,23 @@ class Optimizer:
             # the parameter's shape, or one value per row (exact mode's record stays on the host)
             shape = tuple(self._param.shape) if dtype is None else (int(self._param.shape[0]),)
             return _device.full(self._param, shape, dtype, fill)
-        if dtype is None:  # a half table's state has the state_dtype
-            like = _half.dtype(self._hyperparams["state_dtype"]) if self._half else None
-            return np.full_like(self._param, fill, dtype=like, order="C")
         if dtype in ("history", "window"):  # float64 arrays of their own shape
             return np.zeros(fill, dtype=np.float64)
         if dtype == "start":  # one int64
             return np.full(1, fill, dtype=np.int64)
-        return np.full(self._param.shape[0], fill, dtype=dtype)
+        # The arrays the kernels read and write row by row start on a cache line (a 2 MiB page
+        # from 2 MiB up), as sparseopt.zeros allocates tables: np.full's 16-byte offset would
+        # spread every 256-byte row over five lines instead of four (a lazy Adam step ~10%
+        # slower on a 1,000,000 x 64 table).
+        if dtype is None:  # the parameter's shape; a half table's state has the state_dtype
+            shape = self._param.shape
+            dtype = _half.dtype(self._hyperparams["state_dtype"]) if self._half else self._param.dtype
+        else:  # one value per row
+            shape = (self._param.shape[0],)
+        out = _alloc.zeros(shape, dtype)
+        if fill:
+            out[...] = fill
+        return out
 
     def _reserve_history(self, step: int) -> None:
         history = self._state["history"]
