@@ -234,3 +234,55 @@ def test_exact_adam_catch_up_paths_same_bits(rng, dtype, width, opts):
     for key in generic[1]:
         same_bits(generic[1][key], best[1][key])
     assert np.isfinite(best[0]).all()
+
+
+LAZY_STEPS = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, weight_decay=1e-2)),
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2)),
+    ("Adam", dict(lr=1e-2)),
+    ("AdamW", dict(lr=1e-2, weight_decay=1e-2)),
+    ("RowWiseAdagrad", dict(lr=0.1)),
+    ("Adagrad", dict(lr=0.1)),
+]
+
+
+@pytest.mark.parametrize("table_dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("width", [1, 7, 8, 17, 64, 100])
+@pytest.mark.parametrize("name, opts", LAZY_STEPS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(LAZY_STEPS)])
+def test_optimizer_steps_paths_same_bits(rng, name, opts, width, table_dtype):
+    """Every optimizer's row update runs on both compiled paths with the same bits: float
+    tables and a bfloat16 table (widened rows, stochastic rounding), values with -0.0 and NaN
+    in some rows (no inf: Adam's inf / inf makes a second NaN, and which of two NaNs an
+    addition returns is the compiler's choice, see simd.hpp), repeated indices, and the fused
+    step from bags."""
+    if table_dtype == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        dtype, grad_dtype = ml_dtypes.bfloat16, np.float32
+    else:
+        dtype = grad_dtype = np.dtype(table_dtype)
+    rows, steps = 60, 12
+    init = rng.standard_normal((rows, width)).astype(dtype)
+    batches = [rng.integers(0, rows, size=int(rng.integers(0, 30))) for _ in range(steps)]
+    grads = [special(rng, (len(b), width), grad_dtype, inf=False) if k % 3 == 2
+             else rng.standard_normal((len(b), width)).astype(grad_dtype)
+             for k, b in enumerate(batches)]
+    indptr, indices = bags(rng, 9, rows, 6, np.int64)
+    grad_out = rng.standard_normal((9, width)).astype(grad_dtype)
+
+    def train():
+        p = sparseopt.zeros(init.shape, init.dtype)
+        p[...] = init
+        opt = getattr(sparseopt.optim, name)(p, num_threads=1, **opts)
+        for b, g in zip(batches, grads):
+            opt.step(b, g)
+        if table_dtype != "bfloat16":  # step_bags takes float tables
+            opt.step_bags(grad_out, indptr, indices)
+        return p.copy(), {k: v for k, v in opt.state_dict()["state"].items()}
+
+    generic, best = both_paths(train)
+    same_bits(generic[0], best[0])
+    assert generic[1].keys() == best[1].keys()
+    for key in generic[1]:
+        same_bits(generic[1][key], best[1][key])

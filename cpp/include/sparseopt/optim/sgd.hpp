@@ -79,14 +79,14 @@ inline void SgdOptions::validate() const {
 namespace detail {
 
 template <bool Coupled, class T>
-void sgd_row(T* SPARSEOPT_RESTRICT p, const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr,
+SPARSEOPT_ALWAYS_INLINE void sgd_row(T* SPARSEOPT_RESTRICT p, const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr,
              T wd) noexcept {
   for (std::int64_t j = 0; j < w; ++j) formulas::sgd<Coupled>(p, j, g[j], lr, wd);
 }
 
 // first: the row's buffer does not exist yet and starts as g (undampened), as in PyTorch.
 template <bool Coupled, class T>
-void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
+SPARSEOPT_ALWAYS_INLINE void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
                       const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr, T mu, T keep,
                       bool nesterov, bool first, T wd) noexcept {
   for (std::int64_t j = 0; j < w; ++j)
@@ -230,15 +230,17 @@ void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
           detail::sgd_catch_up(options, book, momentum_pow, w, p, b, state.exact.last_step[r], step - 1);
           state.exact.last_step[r] = step;
         }
-        if (!momentum)
-          return coupled ? detail::sgd_row<true>(p, g, w, lr, wd) : detail::sgd_row<false>(p, g, w, lr, wd);
         // PyTorch creates the buffer at its first step: the global first step in exact mode,
         // the row's first touch in lazy mode.
-        const bool first = exact ? step == 1 : state.row_steps[r]++ == 0;
-        if (coupled)
-          detail::sgd_momentum_row<true>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
-        else
-          detail::sgd_momentum_row<false>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
+        const bool first = momentum && (exact ? step == 1 : state.row_steps[r]++ == 0);
+        detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // AVX2 where the CPU has it, same bits
+          if (!momentum)
+            coupled ? detail::sgd_row<true>(p, g, w, lr, wd) : detail::sgd_row<false>(p, g, w, lr, wd);
+          else if (coupled)
+            detail::sgd_momentum_row<true>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
+          else
+            detail::sgd_momentum_row<false>(p, b, g, w, lr, mu, keep, nesterov, first, wd);
+        });
         });
       },
       [&](std::int64_t r) {
