@@ -38,6 +38,25 @@ def _optimizers():
     }
 
 
+# What each optimizer's step reads and writes per touched row, in bytes beyond the parameter
+# row: (state rows of the row's width, extra bytes per row). Exact Adam also keeps last_step.
+_STATE = {"SGD": (0, 0), "RowWiseAdagrad": (0, 4), "Adagrad": (1, 0), "Adam (lazy)": (2, 0),
+          "Adam (exact)": (2, 8)}
+
+
+def byte_bound(name: str, unique: float, lookups: int, bags: int, dim: int) -> float:
+    """The most the fused step can gain over the two calls if both move their bytes at the same
+    rate: (two calls' bytes) / (fused step's bytes), counting the least each must move. Both
+    read the bags' output gradient and indices and read and write every touched row of the
+    parameter and state; the two calls also write the coalesced gradient (U rows and their
+    int64 indices) and read it back."""
+    row = dim * 4
+    state_rows, per_row = _STATE[name]
+    fused = 2 * unique * ((1 + state_rows) * row + per_row) + bags * row + lookups * 8
+    extra = 2 * unique * (row + 8)
+    return (fused + extra) / fused
+
+
 def _batches(cfg, dist, rng):
     n = cfg["bags"] * cfg["bag_len"]
     out = []
@@ -85,16 +104,25 @@ def run(quick: bool = False, seed: int = 0, bandwidth=None, machine=None) -> dic
             if not np.array_equal(fused_table, two_table):  # same bits, or the timing means nothing
                 raise AssertionError(f"{name}, {dist}: the fused step and the two calls differ")
             ratio = statistics.median(a / b for a, b in zip(times["two"], times["fused"]))
-            results[f"{name} / {dist}"] = {"times": times, "ratio": ratio}
+            unique = statistics.mean(len(np.unique(b[2])) for b in batches)
+            bound = byte_bound(name, unique, len(batches[0][2]), cfg["bags"], cfg["dim"])
+            results[f"{name} / {dist}"] = {"times": times, "ratio": ratio, "unique_rows": unique,
+                                           "byte_bound": bound}
             f, t = harness.summarize(times["fused"]), harness.summarize(times["two"])
             rows.append([name, dist, f"{f['median'] * 1e3:.2f} ({f['min'] * 1e3:.2f}–{f['max'] * 1e3:.2f})",
-                         f"{t['median'] * 1e3:.2f} ({t['min'] * 1e3:.2f}–{t['max'] * 1e3:.2f})", f"{ratio:.2f}x"])
+                         f"{t['median'] * 1e3:.2f} ({t['min'] * 1e3:.2f}–{t['max'] * 1e3:.2f})", f"{ratio:.2f}x",
+                         f"{bound:.2f}x"])
             del fused, two, fused_table, two_table
     table_md = harness.markdown_table(
-        ["optimizer", "indices", "step_bags ms", "gather_sum_backward + step ms", "fused is faster by"], rows)
+        ["optimizer", "indices", "step_bags ms", "gather_sum_backward + step ms", "fused is faster by",
+         "at most, by bytes"], rows)
     notes = (f"{cfg['rows']:,} x {cfg['dim']} float32 table, {cfg['bags']} bags x {cfg['bag_len']} lookups "
              f"(int64) per step, {cfg['batches']} batches cycled, {cfg['rounds']} rounds: ms median (min–max); "
              f"speedup: median of per-round paired ratios. Both paths end with the same table (checked). "
+             f"At most, by bytes: the two calls' bytes over the fused step's, counting the least each "
+             f"must move (both: the touched rows of the parameter and state read and written, grad_out "
+             f"and the indices read; the two calls also write the coalesced gradient and read it back), "
+             f"the speedup a step that moves its bytes at a fixed rate could reach. "
              f"Command: `python bench/run.py --only fused`.")
     markdown = "\n".join([("**Quick smoke run -- not representative.**\n\n" if quick else "") + table_md,
                           "", notes])
