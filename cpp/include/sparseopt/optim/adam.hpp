@@ -581,6 +581,27 @@ AdamStepScalars adam_step_scalars(const AdamOptions& o, std::int64_t t) {
   return s;
 }
 
+// Exact mode's bookkeeping of one step, in one place for the CPU step and the device's
+// (cuda/src/exact.cu), so their records cannot drift: record() writes the step's lr, decay
+// factor, c_t and q_t before any row moves; advance() adds the step's series terms
+// f_n = c_t (q_t / scale)^n to the window sums once the touched rows are updated.
+struct AdamRecordStep {
+  const AdamOptions& options;
+  const AdamSeries& series;
+  AdamStepScalars now;
+  std::int64_t step;
+
+  void record(const ExactBook& book) const noexcept {
+    const double aux[2] = {now.c, now.q};
+    book.record(step, options.lr, now.delta, aux);
+  }
+  void advance(const ExactBook& book) const noexcept {
+    double f[adam_max_terms];
+    for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q / series.scale, n);
+    book.advance(step, now.delta, f, series.ratio);
+  }
+};
+
 template <class P, class S, class Grad, class Plan>
 void adam_exact_step(const Table<P>& param, const Grad& grad, const AdamState<S>& state,
                      const AdamOptions& o, std::int64_t step, int num_threads,
@@ -593,8 +614,8 @@ void adam_exact_step(const Table<P>& param, const Grad& grad, const AdamState<S>
   const AdamSeries& series = constants.series;
   const AdamCatchUpTables& tables = constants.tables;
   const AdamStepScalars now = adam_step_scalars<T>(o, step);
-  const double aux[2] = {now.c, now.q};
-  book.record(step, o.lr, now.delta, aux);
+  const AdamRecordStep record{o, series, now, step};
+  record.record(book);
 
   const std::int64_t w = param.row_width;
   const T beta2 = T(o.beta2), keep1 = T(1.0 - o.beta1), keep2 = T(1.0 - o.beta2), eps = T(o.eps);
@@ -620,9 +641,7 @@ void adam_exact_step(const Table<P>& param, const Grad& grad, const AdamState<S>
         prefetch_adam_rows(param, state, o, r);
       });
 
-  double f[adam_max_terms];
-  for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q / series.scale, n);
-  book.advance(step, now.delta, f, series.ratio);
+  record.advance(book);
   restart_record(layout, state.exact, param, step, num_threads,
                  [&](const ExactBook& b, std::int64_t r, std::int64_t from) {
                    on_adam_rows(access, param, state, o, r, [&](T* p, T* m, T* v, T* vmax) {

@@ -61,6 +61,20 @@ void rmsprop_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT sq, T* SPARSEOPT
     formulas::rmsprop<Centered, Momentum>(p, sq, ga, b, j, g[j], lr, alpha, keep, eps, mu);
 }
 
+// Exact mode's bookkeeping of one step, in one place for the CPU step and the device's
+// (cuda/src/exact.cu), so their records cannot drift: record() writes the step's lr before any
+// row moves (the parameter does not decay), advance() adds the step to the momentum window sum
+// once the touched rows are updated.
+struct RmspropRecordStep {
+  const RmspropOptions& options;
+  std::int64_t step;
+
+  void record(const ExactBook& book) const noexcept { book.record(step, options.lr, 1.0, nullptr); }
+  void advance(const ExactBook& book) const noexcept {
+    book.advance(step, 1.0, &options.lr, &options.momentum);
+  }
+};
+
 // Exact mode: a row (p, sq, ga with centered, b with momentum: w elements each) from step s
 // to e, the latest recorded step, under zero gradients.
 template <class T>
@@ -147,9 +161,10 @@ void rmsprop_step(const Table<P>& param, const Grad& grad, const RmspropState<S>
   if (exact) detail::add_exact_arrays(written, state.exact, layout, param.num_rows);
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
   const detail::ExactBook book(layout, state.exact);
+  const detail::RmspropRecordStep record{options, step};
   if (exact) {
     book.require_step(step, param.num_rows);
-    book.record(step, options.lr, 1.0, nullptr);
+    record.record(book);
   }
 
   const std::int64_t w = param.row_width;
@@ -181,7 +196,7 @@ void rmsprop_step(const Table<P>& param, const Grad& grad, const RmspropState<S>
         detail::prefetch_rmsprop_rows(param, state, r);
       });
   if (exact) {
-    book.advance(step, 1.0, &options.lr, &options.momentum);
+    record.advance(book);
     detail::restart_record(layout, state.exact, param, step, num_threads,
                            [&](const detail::ExactBook& book_, std::int64_t r, std::int64_t from) {
                              detail::on_rmsprop_rows(access, param, state, options, r, [&](T* p, T* sq, T* ga, T* b) {

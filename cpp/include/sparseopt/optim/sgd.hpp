@@ -126,6 +126,27 @@ struct SgdStepMatrices {
   }
 };
 
+// Exact mode's bookkeeping of one step, in one place for the CPU step and the device's
+// (cuda/src/exact.cu), so their records cannot drift: record() writes the step's lr and decay
+// factor before any row moves; advance() adds the step to the momentum window sum (or the step
+// matrices' products) once the touched rows are updated.
+struct SgdRecordStep {
+  const SgdOptions& options;
+  std::int64_t step;
+
+  // Without momentum, coupled weight decay multiplies p by 1 - lr wd each step; with momentum
+  // the decay is in the step matrices.
+  double delta() const noexcept {
+    return options.momentum != 0.0 ? 1.0 : 1.0 - options.lr * options.weight_decay;
+  }
+  void record(const ExactBook& book) const noexcept { book.record(step, options.lr, delta(), nullptr); }
+  void advance(const ExactBook& book) const noexcept {
+    const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
+    book.advance(step, delta(), &f, &options.momentum);
+    if (book.layout().pair_products) book.append_product(step, SgdStepMatrices{options, book});
+  }
+};
+
 // Exact mode: a row (p and, with momentum, its buffer b: w elements each) from step s to e,
 // the latest recorded step, under zero gradients.
 template <class T>
@@ -210,10 +231,10 @@ void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
   const detail::ExactBook book(layout, state.exact);
   const bool momentum = options.momentum != 0.0;
-  const double delta = momentum ? 1.0 : 1.0 - options.lr * options.weight_decay;
+  const detail::SgdRecordStep record{options, step};
   if (exact) {
     book.require_step(step, param.num_rows);
-    book.record(step, options.lr, delta, nullptr);
+    record.record(book);
   }
 
   const std::int64_t w = param.row_width;
@@ -246,9 +267,7 @@ void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
         detail::prefetch_sgd_rows(param, state, r);
       });
   if (exact) {
-    const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
-    book.advance(step, delta, &f, &options.momentum);
-    if (layout.pair_products) book.append_product(step, detail::SgdStepMatrices{options, book});
+    record.advance(book);
     detail::restart_record(layout, state.exact, param, step, num_threads,
                            [&](const detail::ExactBook& book_, std::int64_t r, std::int64_t from) {
                              detail::on_sgd_rows(access, param, state, r, [&](T* p, T* b) {
