@@ -520,13 +520,6 @@ SPARSEOPT_ALWAYS_INLINE void on_adam_rows(const RowAccess<T>& access, const Tabl
           o.amsgrad ? state.max_exp_avg_sq.row(r) : static_cast<S*>(nullptr));
 }
 
-template <class P, class S>
-RowAccess<compute_t<P>> adam_access(const Table<P>& param, const AdamOptions& o, const HalfRounding& how,
-                                    std::int64_t step, int num_threads) {
-  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, o.amsgrad ? 4 : 3,
-                                 any_wide_v<compute_t<P>, P, S>);
-}
-
 template <class P, class S, class Grad, class Plan>
 void adam_lazy_step(const Table<P>& param, const Grad& grad, const AdamState<S>& state,
                     const AdamOptions& o, std::int64_t step, int num_threads,
@@ -669,7 +662,7 @@ void adam_step(const Table<P>& param, const Grad& grad, const AdamState<S>& stat
   if (options.mode == Mode::exact)
     detail::add_exact_arrays(written, state.exact, detail::adam_exact_constants<T>(options).layout, param.num_rows);
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
-  const auto access = detail::adam_access<P, S>(param, options, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, options.amsgrad ? 4 : 3);
   if (options.mode == Mode::exact)
     detail::adam_exact_step(param, grad, state, options, step, num_threads, plan, access);
   else
@@ -692,7 +685,7 @@ void adam_flush(const Table<P>& param, const AdamState<S>& state, const AdamOpti
   const ExactLayout& layout = constants.layout;
   const detail::AdamSeries& series = constants.series;
   const detail::AdamCatchUpTables& tables = constants.tables;
-  const auto access = detail::adam_access<P, S>(param, options, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, options.amsgrad ? 4 : 3);
   const std::int64_t w = param.row_width;
   detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n, written,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {

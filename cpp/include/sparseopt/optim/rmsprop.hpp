@@ -134,13 +134,6 @@ SPARSEOPT_ALWAYS_INLINE void on_rmsprop_rows(const RowAccess<T>& access, const T
           o.momentum != 0.0 ? state.momentum_buffer.row(r) : static_cast<S*>(nullptr));
 }
 
-template <class P, class S>
-RowAccess<compute_t<P>> rmsprop_access(const Table<P>& param, const HalfRounding& how, std::int64_t step,
-                                       int num_threads) {
-  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, 4,
-                                 any_wide_v<compute_t<P>, P, S>);
-}
-
 }  // namespace detail
 
 // One RMSprop step; `step` counts this step (1 on the first call; exact mode records it).
@@ -173,7 +166,7 @@ void rmsprop_step(const Table<P>& param, const Grad& grad, const RmspropState<S>
   const bool momentum = options.momentum != 0.0, centered = options.centered;
   const std::int64_t table_size = exact ? detail::PowerTable::default_size : 0;
   const detail::PowerTable alpha_pow(options.alpha, table_size), momentum_pow(options.momentum, table_size);
-  const auto access = detail::rmsprop_access<P, S>(param, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 4);
   detail::for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
@@ -218,7 +211,7 @@ void rmsprop_flush(const Table<P>& param, const RmspropState<S>& state,
   const detail::WrittenArrays written = detail::require_rmsprop_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const detail::PowerTable alpha_pow(options.alpha), momentum_pow(options.momentum);
-  const auto access = detail::rmsprop_access<P, S>(param, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 4);
   const std::int64_t w = param.row_width;
   detail::flush_rows(rmsprop_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {

@@ -203,13 +203,6 @@ SPARSEOPT_ALWAYS_INLINE void on_sgd_rows(const RowAccess<T>& access, const Table
           state.momentum_buffer.data ? state.momentum_buffer.row(r) : static_cast<S*>(nullptr));
 }
 
-template <class P, class S>
-RowAccess<compute_t<P>> sgd_access(const Table<P>& param, const HalfRounding& how, std::int64_t step,
-                                   int num_threads) {
-  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, 2,
-                                 any_wide_v<compute_t<P>, P, S>);
-}
-
 }  // namespace detail
 
 // One SGD step; `step` counts this step (1 on the first call; exact mode records it).
@@ -242,7 +235,7 @@ void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
   const T wd = T(options.weight_decay);
   const bool nesterov = options.nesterov, coupled = options.weight_decay != 0.0;
   const detail::PowerTable momentum_pow(options.momentum, exact ? detail::PowerTable::default_size : 0);
-  const auto access = detail::sgd_access<P, S>(param, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 2);
   detail::for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
@@ -288,7 +281,7 @@ void sgd_flush(const Table<P>& param, const SgdState<S>& state, const SgdOptions
   const detail::WrittenArrays written = detail::require_sgd_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const detail::PowerTable momentum_pow(options.momentum);
-  const auto access = detail::sgd_access<P, S>(param, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 2);
   const std::int64_t w = param.row_width;
   detail::flush_rows(sgd_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
