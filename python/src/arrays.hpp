@@ -108,10 +108,14 @@ inline void require_float_dtype(const py::array& a, const char* name, bool writt
                                                                   : "np.float32", written));
 }
 
+// Whether a has the float32/float64 dtype of `like`.
+inline bool same_float_dtype(const py::array& a, const py::array& like) {
+  return has_dtype<float>(like) ? has_dtype<float>(a) : has_dtype<double>(a);
+}
+
 inline void require_same_dtype(const py::array& a, const py::array& like, const char* name,
                                const char* like_name, bool written = false) {
-  const bool same = has_dtype<float>(like) ? has_dtype<float>(a) : has_dtype<double>(a);
-  if (!same)
+  if (!same_float_dtype(a, like))
     throw py::type_error(std::string(name) + " must have the dtype of " + like_name + " (" +
                          dtype_name(like) + "), got " + dtype_name(a) +
                          dtype_hint(name, written ? "dtype " + dtype_name(like)
@@ -141,16 +145,44 @@ inline py::array require_param(py::handle obj) {
   return param;
 }
 
-// A state array: the parameter's (float32/float64) dtype and shape, writeable.
-inline py::array require_state_like(py::handle obj, const py::array& param, const char* name) {
+// What a rejected state array's dtype should have been: `wanted` for the message ("the dtype of
+// param (float32)"), `dtype` the one to create it with ("float32").
+struct StateDtype {
+  std::string wanted, dtype;
+};
+
+// A state array, updated in place: writeable, of a dtype `dtype_ok(a)` accepts (else
+// `expected()`, a StateDtype, says which), and of the parameter's shape, or with per_row of
+// shape (num_rows,): state kept once per row instead of once per element. Float tables
+// (require_float_state) and half tables (require_half_state) differ only in the dtype rule.
+template <class DtypeOk, class Expected>
+py::array require_state(py::handle obj, const py::array& param, const char* name, bool per_row,
+                        DtypeOk&& dtype_ok, Expected&& expected) {
   py::array a = require_writeable(obj, name);
-  require_same_dtype(a, param, name, "param", true);
+  if (!dtype_ok(a)) {
+    const StateDtype want = expected();
+    throw py::type_error(std::string(name) + " must have " + want.wanted + ", got " + dtype_name(a) +
+                         dtype_hint(name, "dtype " + want.dtype, true));
+  }
+  if (per_row) {
+    if (a.ndim() != 1 || a.shape(0) != param.shape(0))
+      throw py::value_error(std::string(name) + " must have shape (" + std::to_string(param.shape(0)) +
+                            ",), one value per row of param, got " + shape_str(a));
+    return a;
+  }
   bool same = a.ndim() == param.ndim();
   for (py::ssize_t d = 0; same && d < a.ndim(); ++d) same = a.shape(d) == param.shape(d);
   if (!same)
-    throw py::value_error(std::string(name) + " must have the parameter's shape " +
-                          shape_str(param) + ", got " + shape_str(a));
+    throw py::value_error(std::string(name) + " must have the parameter's shape " + shape_str(param) + ", got " +
+                          shape_str(a));
   return a;
+}
+
+// A float32/float64 table's state array: the parameter's dtype.
+inline py::array require_float_state(py::handle obj, const py::array& param, const char* name, bool per_row) {
+  return require_state(
+      obj, param, name, per_row, [&](const py::array& a) { return same_float_dtype(a, param); },
+      [&] { return StateDtype{"the dtype of param (" + dtype_name(param) + ")", dtype_name(param)}; });
 }
 
 // A per-row int64 counter array of shape (num_rows,), writeable.
@@ -162,17 +194,6 @@ inline std::int64_t* require_row_counts(py::handle obj, const py::array& param, 
     throw py::value_error(std::string(name) + " must have shape (" + std::to_string(param.shape(0)) +
                           ",), got " + shape_str(a));
   return static_cast<std::int64_t*>(a.mutable_data());
-}
-
-// A per-row state array of shape (num_rows,) with the parameter's (float32/float64) dtype,
-// writeable: state kept once per row instead of once per element.
-inline py::array require_row_state(py::handle obj, const py::array& param, const char* name) {
-  py::array a = require_writeable(obj, name);
-  require_same_dtype(a, param, name, "param", true);
-  if (a.ndim() != 1 || a.shape(0) != param.shape(0))
-    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(param.shape(0)) +
-                          ",), one value per row of param, got " + shape_str(a));
-  return a;
 }
 
 // indices (1-D int32/int64) and values (shape (len(indices), *row_shape)) of a row-sparse

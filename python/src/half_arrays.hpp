@@ -80,23 +80,18 @@ inline Element half_state_kind(py::handle first_state, const char* name) {
   return e;
 }
 
-// A half table's state array: writeable, dtype S (the state_dtype: the same for every state
-// array), and `shape` (the parameter's, or (num_rows,) for a per-row array).
+// A half table's state array (see require_state): dtype S, the state_dtype, the same for every
+// state array.
 template <class S>
 py::array require_half_state(py::handle obj, const py::array& param, const char* name, bool per_row) {
-  py::array a = require_writeable(obj, name);
-  if (element_of(a) != element_kind<S>)
-    throw py::type_error(std::string(name) + " must have dtype " + element_name(element_kind<S>) +
-                         " (the state_dtype, the same for every state array of a " + dtype_name(param) +
-                         " table), got " + dtype_name(a) + "; sparseopt updates it in place, so create it with that dtype");
-  bool same = per_row ? a.ndim() == 1 && a.shape(0) == param.shape(0) : a.ndim() == param.ndim();
-  for (py::ssize_t d = 0; same && !per_row && d < a.ndim(); ++d) same = a.shape(d) == param.shape(d);
-  if (!same)
-    throw py::value_error(std::string(name) + " must have shape " +
-                          (per_row ? "(" + std::to_string(param.shape(0)) + ",), one value per row of param"
-                                   : "the parameter's shape " + shape_str(param)) +
-                          ", got " + shape_str(a));
-  return a;
+  return require_state(
+      obj, param, name, per_row, [](const py::array& a) { return element_of(a) == element_kind<S>; },
+      [&] {
+        const std::string dtype = element_name(element_kind<S>);
+        return StateDtype{"dtype " + dtype + " (the state_dtype, the same for every state array of a " +
+                              dtype_name(param) + " table)",
+                          dtype};
+      });
 }
 
 // The gradient of a half table: int32/int64 indices, float32 values of shape

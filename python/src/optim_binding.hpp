@@ -88,7 +88,7 @@ void run_step(py::handle param_obj, py::handle indices_obj, py::handle values_ob
 template <class S>
 Table<S> state_table(py::handle obj, const py::array& param, const char* name) {
   py::array a = is_half_array(param) ? require_half_state<S>(obj, param, name, false)
-                                     : require_state_like(obj, param, name);
+                                     : require_float_state(obj, param, name, false);
   return table_of<S>(a);
 }
 
@@ -96,7 +96,7 @@ Table<S> state_table(py::handle obj, const py::array& param, const char* name) {
 template <class S>
 S* row_state(py::handle obj, const py::array& param, const char* name) {
   py::array a = is_half_array(param) ? require_half_state<S>(obj, param, name, true)
-                                     : require_row_state(obj, param, name);
+                                     : require_float_state(obj, param, name, true);
   return static_cast<S*>(a.mutable_data());
 }
 

@@ -135,24 +135,23 @@ void flush_rows(std::int64_t num_rows, std::int64_t* last, const Rows& rows, std
 }
 
 // One exact step, host side, after the optimizer's own checks: the record's checks, the
-// indices (waits), the host record of this step and its upload, the kernel, then advance(book)
-// (the window sums and products, as the CPU's step) and the bounded record's restart (the CPU's
-// restart_record: every row caught up on the device, the record moved on the host, its new
-// row 0 uploaded).
-template <class T, class I, class Rows, class Update, class Advance>
+// indices (waits), the host record of this step (bookkeeping.record(book), the CPU step's own
+// <opt>RecordStep) and its upload, the kernel, then bookkeeping.advance(book) (the window sums
+// and products) and the bounded record's restart (the CPU's restart_record: every row caught
+// up on the device, the record moved on the host, its new row 0 uploaded).
+template <class T, class I, class Rows, class Update, class Bookkeeping>
 void exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const ExactState& exact,
                 const ExactLayout& layout, WrittenArrays written, std::int64_t step, const DeviceRecord& record,
-                double lr, double delta, const double* aux, const Rows& rows, const Update& update,
-                Advance&& advance, cudaStream_t stream) {
+                const Bookkeeping& bookkeeping, const Rows& rows, const Update& update, cudaStream_t stream) {
   check_record(written, param, exact, step, record, layout);
   Scratch scratch(stream);
   const Groups<I> g = prepare(param, grad, written, scratch);  // waits: indices checked
   const ExactBook book(layout, exact);
-  book.record(step, lr, delta, aux);
+  bookkeeping.record(book);
   upload_row(layout, exact, record, step, stream);
   launch_rows(g.capacity, stream, exact_step_kernel<Rows, Update, T, I>, g, grad.values, param.row_width,
               exact.last_step, rows, update, step);
-  advance(book);
+  bookkeeping.advance(book);
   if (step - book.first_step() < exact_record_span) return;
   flush_rows<I>(param.num_rows, exact.last_step, rows, step, nullptr, nullptr, param.num_rows, stream);
   double* latest = exact.history + (step - book.first_step()) * layout.columns();
@@ -403,13 +402,7 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
   const auto& constants = sparseopt::detail::adam_exact_constants<T>(o);
   const ExactLayout& layout = constants.layout;
   const auto now = sparseopt::detail::adam_step_scalars<T>(o, step);
-  const double aux[2] = {now.c, now.q};
-  auto advance = [&](const ExactBook& book) {  // as the CPU's adam_exact_step
-    const auto& series = constants.series;
-    double f[sparseopt::detail::adam_max_terms];
-    for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q / series.scale, n);
-    book.advance(step, now.delta, f, series.ratio);
-  };
+  const sparseopt::detail::AdamRecordStep bookkeeping{o, constants.series, now, step};
   with_flags(o.amsgrad, false, [&](auto amsgrad, auto) {
     constexpr bool A = decltype(amsgrad)::value;
     const AdamUpdate<A, T> update{T(o.beta2),        T(1.0 - o.beta1),     T(1.0 - o.beta2),
@@ -418,7 +411,7 @@ void adam_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const A
                                   param.data,        state.exp_avg.data,   state.exp_avg_sq.data,
                                   state.max_exp_avg_sq.data};
     exact_step(param, grad, state.exact, layout, sparseopt::detail::require_adam_state(param, state, o), step,
-               record, o.lr, now.delta, aux, adam_rows<A>(param, state, o, layout, record), update, advance, stream);
+               record, bookkeeping, adam_rows<A>(param, state, o, layout, record), update, stream);
   });
 }
 
@@ -440,19 +433,14 @@ void sgd_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, const Sg
   require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   const ExactLayout layout = sgd_exact_layout(o);
   const bool momentum = o.momentum != 0.0;
-  const double delta = momentum ? 1.0 : 1.0 - o.lr * o.weight_decay;
-  auto advance = [&](const ExactBook& book) {  // as the CPU's sgd_step
-    const double f = o.lr * (o.nesterov ? o.momentum : 1.0);
-    book.advance(step, delta, &f, &o.momentum);
-    if (layout.pair_products) book.append_product(step, sparseopt::detail::SgdStepMatrices{o, book});
-  };
+  const sparseopt::detail::SgdRecordStep bookkeeping{o, step};
   with_flags(momentum, o.weight_decay != 0.0, [&](auto has_momentum, auto coupled) {
     constexpr bool M = decltype(has_momentum)::value, C = decltype(coupled)::value;
     const SgdUpdate<M, C, T> update{T(o.lr),         T(o.momentum), T(1.0 - o.dampening), T(o.weight_decay),
                                     o.nesterov,      step == 1,     param.row_width,      param.data,
                                     state.momentum_buffer.data};
     exact_step(param, grad, state.exact, layout, sparseopt::detail::require_sgd_state(param, state, o), step,
-               record, o.lr, delta, nullptr, sgd_rows<M>(param, state, o, layout, record), update, advance, stream);
+               record, bookkeeping, sgd_rows<M>(param, state, o, layout, record), update, stream);
   });
 }
 
@@ -473,7 +461,7 @@ void rmsprop_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, cons
   require_exact(o, "rmsprop_exact_step");
   require(step >= 1, "step must be >= 1 (it counts this step), got ", step);
   const ExactLayout layout = rmsprop_exact_layout(o);
-  auto advance = [&](const ExactBook& book) { book.advance(step, 1.0, &o.lr, &o.momentum); };
+  const sparseopt::detail::RmspropRecordStep bookkeeping{o, step};
   with_flags(o.centered, o.momentum != 0.0, [&](auto centered, auto has_momentum) {
     constexpr bool C = decltype(centered)::value, M = decltype(has_momentum)::value;
     const RmspropUpdate<C, M, T> update{T(o.lr),         T(o.alpha),         T(1.0 - o.alpha),
@@ -481,8 +469,7 @@ void rmsprop_exact_step(const Table<T>& param, const RowSparse<T, I>& grad, cons
                                         param.data,      state.square_avg.data, state.grad_avg.data,
                                         state.momentum_buffer.data};
     exact_step(param, grad, state.exact, layout, sparseopt::detail::require_rmsprop_state(param, state, o), step,
-               record, o.lr, 1.0, nullptr, rmsprop_rows<C, M>(param, state, o, layout, record), update, advance,
-               stream);
+               record, bookkeeping, rmsprop_rows<C, M>(param, state, o, layout, record), update, stream);
   });
 }
 

@@ -56,8 +56,7 @@ void adagrad_step(const Table<P>& param, const Grad& grad, const AdagradState<S>
   const std::int64_t w = param.row_width;
   const T clr = T(options.lr / (1.0 + double(step - 1) * options.lr_decay));
   const T eps = T(options.eps);
-  const detail::RowAccess<T> access(how, step, detail::resolve_threads(num_threads), w, 2,
-                                    detail::any_wide_v<T, P, S>);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 2);
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
     detail::on_rows(access, r, [&](T* p, T* sum) { detail::adagrad_row(p, sum, g, w, clr, eps); },
                     param.row(r), state.sum.row(r));

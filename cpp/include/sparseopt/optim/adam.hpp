@@ -520,13 +520,6 @@ SPARSEOPT_ALWAYS_INLINE void on_adam_rows(const RowAccess<T>& access, const Tabl
           o.amsgrad ? state.max_exp_avg_sq.row(r) : static_cast<S*>(nullptr));
 }
 
-template <class P, class S>
-RowAccess<compute_t<P>> adam_access(const Table<P>& param, const AdamOptions& o, const HalfRounding& how,
-                                    std::int64_t step, int num_threads) {
-  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, o.amsgrad ? 4 : 3,
-                                 any_wide_v<compute_t<P>, P, S>);
-}
-
 template <class P, class S, class Grad, class Plan>
 void adam_lazy_step(const Table<P>& param, const Grad& grad, const AdamState<S>& state,
                     const AdamOptions& o, std::int64_t step, int num_threads,
@@ -581,6 +574,27 @@ AdamStepScalars adam_step_scalars(const AdamOptions& o, std::int64_t t) {
   return s;
 }
 
+// Exact mode's bookkeeping of one step, in one place for the CPU step and the device's
+// (cuda/src/exact.cu), so their records cannot drift: record() writes the step's lr, decay
+// factor, c_t and q_t before any row moves; advance() adds the step's series terms
+// f_n = c_t (q_t / scale)^n to the window sums once the touched rows are updated.
+struct AdamRecordStep {
+  const AdamOptions& options;
+  const AdamSeries& series;
+  AdamStepScalars now;
+  std::int64_t step;
+
+  void record(const ExactBook& book) const noexcept {
+    const double aux[2] = {now.c, now.q};
+    book.record(step, options.lr, now.delta, aux);
+  }
+  void advance(const ExactBook& book) const noexcept {
+    double f[adam_max_terms];
+    for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q / series.scale, n);
+    book.advance(step, now.delta, f, series.ratio);
+  }
+};
+
 template <class P, class S, class Grad, class Plan>
 void adam_exact_step(const Table<P>& param, const Grad& grad, const AdamState<S>& state,
                      const AdamOptions& o, std::int64_t step, int num_threads,
@@ -593,8 +607,8 @@ void adam_exact_step(const Table<P>& param, const Grad& grad, const AdamState<S>
   const AdamSeries& series = constants.series;
   const AdamCatchUpTables& tables = constants.tables;
   const AdamStepScalars now = adam_step_scalars<T>(o, step);
-  const double aux[2] = {now.c, now.q};
-  book.record(step, o.lr, now.delta, aux);
+  const AdamRecordStep record{o, series, now, step};
+  record.record(book);
 
   const std::int64_t w = param.row_width;
   const T beta2 = T(o.beta2), keep1 = T(1.0 - o.beta1), keep2 = T(1.0 - o.beta2), eps = T(o.eps);
@@ -620,9 +634,7 @@ void adam_exact_step(const Table<P>& param, const Grad& grad, const AdamState<S>
         prefetch_adam_rows(param, state, o, r);
       });
 
-  double f[adam_max_terms];
-  for (int n = 0; n < series.terms; ++n) f[n] = now.c * std::pow(now.q / series.scale, n);
-  book.advance(step, now.delta, f, series.ratio);
+  record.advance(book);
   restart_record(layout, state.exact, param, step, num_threads,
                  [&](const ExactBook& b, std::int64_t r, std::int64_t from) {
                    on_adam_rows(access, param, state, o, r, [&](T* p, T* m, T* v, T* vmax) {
@@ -650,7 +662,7 @@ void adam_step(const Table<P>& param, const Grad& grad, const AdamState<S>& stat
   if (options.mode == Mode::exact)
     detail::add_exact_arrays(written, state.exact, detail::adam_exact_constants<T>(options).layout, param.num_rows);
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
-  const auto access = detail::adam_access<P, S>(param, options, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, options.amsgrad ? 4 : 3);
   if (options.mode == Mode::exact)
     detail::adam_exact_step(param, grad, state, options, step, num_threads, plan, access);
   else
@@ -673,7 +685,7 @@ void adam_flush(const Table<P>& param, const AdamState<S>& state, const AdamOpti
   const ExactLayout& layout = constants.layout;
   const detail::AdamSeries& series = constants.series;
   const detail::AdamCatchUpTables& tables = constants.tables;
-  const auto access = detail::adam_access<P, S>(param, options, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, options.amsgrad ? 4 : 3);
   const std::int64_t w = param.row_width;
   detail::flush_rows(layout, state.exact, param, step, num_threads, indices, n, written,
                      [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {

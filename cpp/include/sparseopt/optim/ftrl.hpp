@@ -157,8 +157,7 @@ void ftrl_step(const Table<P>& param, const Grad& grad, const FtrlState<S>& stat
 
   const std::int64_t w = param.row_width;
   const detail::FtrlScalars<T> c(options);
-  const detail::RowAccess<T> access(how, step, detail::resolve_threads(num_threads), w, 3,
-                                    detail::any_wide_v<T, P, S>);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 3);
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
     detail::on_rows(access, r, [&](T* p, T* a, T* z) {
       if (c.sqrt_power)

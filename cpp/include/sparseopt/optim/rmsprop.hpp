@@ -61,6 +61,20 @@ void rmsprop_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT sq, T* SPARSEOPT
     formulas::rmsprop<Centered, Momentum>(p, sq, ga, b, j, g[j], lr, alpha, keep, eps, mu);
 }
 
+// Exact mode's bookkeeping of one step, in one place for the CPU step and the device's
+// (cuda/src/exact.cu), so their records cannot drift: record() writes the step's lr before any
+// row moves (the parameter does not decay), advance() adds the step to the momentum window sum
+// once the touched rows are updated.
+struct RmspropRecordStep {
+  const RmspropOptions& options;
+  std::int64_t step;
+
+  void record(const ExactBook& book) const noexcept { book.record(step, options.lr, 1.0, nullptr); }
+  void advance(const ExactBook& book) const noexcept {
+    book.advance(step, 1.0, &options.lr, &options.momentum);
+  }
+};
+
 // Exact mode: a row (p, sq, ga with centered, b with momentum: w elements each) from step s
 // to e, the latest recorded step, under zero gradients.
 template <class T>
@@ -120,13 +134,6 @@ SPARSEOPT_ALWAYS_INLINE void on_rmsprop_rows(const RowAccess<T>& access, const T
           o.momentum != 0.0 ? state.momentum_buffer.row(r) : static_cast<S*>(nullptr));
 }
 
-template <class P, class S>
-RowAccess<compute_t<P>> rmsprop_access(const Table<P>& param, const HalfRounding& how, std::int64_t step,
-                                       int num_threads) {
-  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, 4,
-                                 any_wide_v<compute_t<P>, P, S>);
-}
-
 }  // namespace detail
 
 // One RMSprop step; `step` counts this step (1 on the first call; exact mode records it).
@@ -147,9 +154,10 @@ void rmsprop_step(const Table<P>& param, const Grad& grad, const RmspropState<S>
   if (exact) detail::add_exact_arrays(written, state.exact, layout, param.num_rows);
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
   const detail::ExactBook book(layout, state.exact);
+  const detail::RmspropRecordStep record{options, step};
   if (exact) {
     book.require_step(step, param.num_rows);
-    book.record(step, options.lr, 1.0, nullptr);
+    record.record(book);
   }
 
   const std::int64_t w = param.row_width;
@@ -158,7 +166,7 @@ void rmsprop_step(const Table<P>& param, const Grad& grad, const RmspropState<S>
   const bool momentum = options.momentum != 0.0, centered = options.centered;
   const std::int64_t table_size = exact ? detail::PowerTable::default_size : 0;
   const detail::PowerTable alpha_pow(options.alpha, table_size), momentum_pow(options.momentum, table_size);
-  const auto access = detail::rmsprop_access<P, S>(param, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 4);
   detail::for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
@@ -181,7 +189,7 @@ void rmsprop_step(const Table<P>& param, const Grad& grad, const RmspropState<S>
         detail::prefetch_rmsprop_rows(param, state, r);
       });
   if (exact) {
-    book.advance(step, 1.0, &options.lr, &options.momentum);
+    record.advance(book);
     detail::restart_record(layout, state.exact, param, step, num_threads,
                            [&](const detail::ExactBook& book_, std::int64_t r, std::int64_t from) {
                              detail::on_rmsprop_rows(access, param, state, options, r, [&](T* p, T* sq, T* ga, T* b) {
@@ -203,7 +211,7 @@ void rmsprop_flush(const Table<P>& param, const RmspropState<S>& state,
   const detail::WrittenArrays written = detail::require_rmsprop_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const detail::PowerTable alpha_pow(options.alpha), momentum_pow(options.momentum);
-  const auto access = detail::rmsprop_access<P, S>(param, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 4);
   const std::int64_t w = param.row_width;
   detail::flush_rows(rmsprop_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {

@@ -21,7 +21,9 @@
 
 #include "../config.hpp"
 #include "../half.hpp"
+#include "../parallel.hpp"
 #include "../simd.hpp"
+#include "../view.hpp"
 
 namespace sparseopt {
 
@@ -171,6 +173,16 @@ SPARSEOPT_ALWAYS_INLINE void on_rows(const RowAccess<T>& access, std::int64_t r,
 // Whether any of the tables stores another type than T (a half table or half state).
 template <class T, class... S>
 inline constexpr bool any_wide_v = (!std::is_same_v<S, T> || ...);
+
+// The RowAccess of one step (or flush) of a table of P whose state is stored as S...: `arrays`
+// arrays (the parameter and its state) as on_rows lists them; scratch only when one of them is
+// not stored as the type the step computes in.
+template <class P, class... S>
+RowAccess<compute_t<P>> row_access(const Table<P>& param, const HalfRounding& how, std::int64_t step,
+                                   int num_threads, int arrays) {
+  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, arrays,
+                                 any_wide_v<compute_t<P>, P, S...>);
+}
 
 }  // namespace detail
 }  // namespace sparseopt

@@ -93,8 +93,7 @@ void rowwise_adagrad_step(const Table<P>& param, const Grad& grad,
 
   const std::int64_t w = param.row_width;
   const double lr = options.lr, eps = options.eps;
-  const detail::RowAccess<T> access(how, step, detail::resolve_threads(num_threads), w, 2,
-                                    detail::any_wide_v<T, P, S>);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 2);
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
     detail::on_rows(access, r, [&](T* p) {
       T sum = access.load(state.sum[r]);

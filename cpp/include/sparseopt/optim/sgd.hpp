@@ -126,6 +126,27 @@ struct SgdStepMatrices {
   }
 };
 
+// Exact mode's bookkeeping of one step, in one place for the CPU step and the device's
+// (cuda/src/exact.cu), so their records cannot drift: record() writes the step's lr and decay
+// factor before any row moves; advance() adds the step to the momentum window sum (or the step
+// matrices' products) once the touched rows are updated.
+struct SgdRecordStep {
+  const SgdOptions& options;
+  std::int64_t step;
+
+  // Without momentum, coupled weight decay multiplies p by 1 - lr wd each step; with momentum
+  // the decay is in the step matrices.
+  double delta() const noexcept {
+    return options.momentum != 0.0 ? 1.0 : 1.0 - options.lr * options.weight_decay;
+  }
+  void record(const ExactBook& book) const noexcept { book.record(step, options.lr, delta(), nullptr); }
+  void advance(const ExactBook& book) const noexcept {
+    const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
+    book.advance(step, delta(), &f, &options.momentum);
+    if (book.layout().pair_products) book.append_product(step, SgdStepMatrices{options, book});
+  }
+};
+
 // Exact mode: a row (p and, with momentum, its buffer b: w elements each) from step s to e,
 // the latest recorded step, under zero gradients.
 template <class T>
@@ -182,13 +203,6 @@ SPARSEOPT_ALWAYS_INLINE void on_sgd_rows(const RowAccess<T>& access, const Table
           state.momentum_buffer.data ? state.momentum_buffer.row(r) : static_cast<S*>(nullptr));
 }
 
-template <class P, class S>
-RowAccess<compute_t<P>> sgd_access(const Table<P>& param, const HalfRounding& how, std::int64_t step,
-                                   int num_threads) {
-  return RowAccess<compute_t<P>>(how, step, resolve_threads(num_threads), param.row_width, 2,
-                                 any_wide_v<compute_t<P>, P, S>);
-}
-
 }  // namespace detail
 
 // One SGD step; `step` counts this step (1 on the first call; exact mode records it).
@@ -210,10 +224,10 @@ void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
   const auto& plan = detail::plan_step(param, grad, num_threads, written);
   const detail::ExactBook book(layout, state.exact);
   const bool momentum = options.momentum != 0.0;
-  const double delta = momentum ? 1.0 : 1.0 - options.lr * options.weight_decay;
+  const detail::SgdRecordStep record{options, step};
   if (exact) {
     book.require_step(step, param.num_rows);
-    book.record(step, options.lr, delta, nullptr);
+    record.record(book);
   }
 
   const std::int64_t w = param.row_width;
@@ -221,7 +235,7 @@ void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
   const T wd = T(options.weight_decay);
   const bool nesterov = options.nesterov, coupled = options.weight_decay != 0.0;
   const detail::PowerTable momentum_pow(options.momentum, exact ? detail::PowerTable::default_size : 0);
-  const auto access = detail::sgd_access<P, S>(param, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 2);
   detail::for_each_row(
       grad, plan, num_threads,
       [&](std::int64_t r, const T* g) {
@@ -248,9 +262,7 @@ void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
         detail::prefetch_sgd_rows(param, state, r);
       });
   if (exact) {
-    const double f = options.lr * (options.nesterov ? options.momentum : 1.0);
-    book.advance(step, delta, &f, &options.momentum);
-    if (layout.pair_products) book.append_product(step, detail::SgdStepMatrices{options, book});
+    record.advance(book);
     detail::restart_record(layout, state.exact, param, step, num_threads,
                            [&](const detail::ExactBook& book_, std::int64_t r, std::int64_t from) {
                              detail::on_sgd_rows(access, param, state, r, [&](T* p, T* b) {
@@ -271,7 +283,7 @@ void sgd_flush(const Table<P>& param, const SgdState<S>& state, const SgdOptions
   const detail::WrittenArrays written = detail::require_sgd_state(param, state, options);
   if (options.mode != Mode::exact) return;
   const detail::PowerTable momentum_pow(options.momentum);
-  const auto access = detail::sgd_access<P, S>(param, how, step, num_threads);
+  const auto access = detail::row_access<P, S>(param, how, step, num_threads, 2);
   const std::int64_t w = param.row_width;
   detail::flush_rows(sgd_exact_layout(options), state.exact, param, step, num_threads, indices, n,
                      written, [&](const detail::ExactBook& book, std::int64_t r, std::int64_t last) {
