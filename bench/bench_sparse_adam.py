@@ -20,6 +20,10 @@ hits all of them alike:
 A few dozen distinct batches are pre-generated, so every timed step sees
 fresh indices; the batch list is cycled.
 
+The fraction of the copy bandwidth: a one-thread np.copyto (the copy bandwidth's own loop) is
+timed as one more block in every round, and the column is the median over rounds of the step's
+GB/s over the copy's GB/s in the same round (a per-round paired ratio, like the speedups).
+
 Bytes a lazy step must move, with U unique rows, width w, n lookups:
   6*U*w*4 (param, exp_avg, exp_avg_sq read + written on U rows)
   + n*w*4 (gradient values read) + n*8 (int64 indices read).
@@ -40,9 +44,11 @@ import harness  # noqa: E402
 NAME = "sparse_adam"
 
 FULL = dict(num_rows=1_000_000, width=64, lookups=16_384, batches=32,
-            warmup=32, block_warmup=2, steps=25, blocks=9, max_rounds_factor=3, bw_reps=7)
+            warmup=32, block_warmup=2, steps=25, blocks=9, max_rounds_factor=3, bw_reps=7,
+            copy_mib=256)
 QUICK = dict(num_rows=1_000_000, width=64, lookups=16_384, batches=8,
-             warmup=4, block_warmup=1, steps=5, blocks=2, max_rounds_factor=1, bw_reps=3)
+             warmup=4, block_warmup=1, steps=5, blocks=2, max_rounds_factor=1, bw_reps=3,
+             copy_mib=64)
 
 ADAM_KW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
 ZIPF_S = 1.1
@@ -117,6 +123,18 @@ def make_torch(base: np.ndarray, batches):
     return {"step": step, "prepare": prepare, "objs": [p, opt, grads]}
 
 
+def make_copy(size_mib: int):
+    """np.copyto of size_mib MiB on one thread (the copy bandwidth's loop), timed in the same
+    rounds as the steps so that the step's fraction of it is a per-round paired ratio."""
+    n = size_mib * harness.MiB // 8
+    src, dst = np.ones(n), np.zeros(n)  # every page touched
+
+    def step(i):
+        np.copyto(dst, src)
+
+    return {"step": step, "prepare": None, "objs": [src, dst], "bytes": 2 * src.nbytes}
+
+
 # --------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------
@@ -151,7 +169,7 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
 
     impl_names = []
     if have_so:
-        impl_names += ["sparseopt", "sparseopt_1t"]
+        impl_names += ["sparseopt", "sparseopt_1t", "copy"]
     if have_torch:
         impl_names += ["torch"]
 
@@ -167,6 +185,8 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
                 impls[name] = make_sparseopt(base, batches, num_threads=0)
             elif name == "sparseopt_1t":
                 impls[name] = make_sparseopt(base, batches, num_threads=1)
+            elif name == "copy":
+                impls[name] = make_copy(cfg["copy_mib"])
             else:
                 impls[name] = make_torch(base, batches)
         # initial warm-up: state allocation, page faults, one pass over batches
@@ -239,10 +259,18 @@ def run(quick: bool = False, seed: int = 0, bandwidth: dict | None = None,
             s["block_step_medians_ms"] = [x * 1e3 for x in steps_all[name]]
             s["block_other_cores"] = other[name]
             s["block_steal_cores"] = steal[name]
-            gbps = res["bytes_per_step"] / (s["median"] / 1e3) / 1e9
+            gbps = (impls[name].get("bytes") or res["bytes_per_step"]) / (s["median"] / 1e3) / 1e9
             s["gbps"] = gbps
             s["frac_copy_bw"] = gbps / bandwidth["gbps"]["median"]
             res["impls"][name] = s
+        if "copy" in res["impls"]:
+            # The fraction of the copy rate as a paired ratio: in each round, the step's GB/s
+            # over the copy's GB/s of the same round; the median over rounds.
+            copy_bytes = impls["copy"]["bytes"]
+            for name in ("sparseopt", "sparseopt_1t"):
+                im = res["impls"][name]
+                ratio = _paired(res["impls"]["copy"], im)  # copy time / step time
+                im["frac_copy_bw_paired"] = ratio * res["bytes_per_step"] / copy_bytes
         if "torch" in res["impls"] and "sparseopt" in res["impls"]:
             res["speedup_vs_torch"] = _paired(res["impls"]["torch"], res["impls"]["sparseopt"])
         if "torch" in res["impls"] and "sparseopt_1t" in res["impls"]:
@@ -277,13 +305,22 @@ def _ms(s: dict | None) -> str:
     return f"{s['median']:.2f} ({s['min']:.2f}–{s['max']:.2f})"
 
 
+def _frac(im: dict | None) -> str:
+    """The paired fraction of the copy rate (older results: against the run's one copy
+    bandwidth)."""
+    if im is None:
+        return "n/a"
+    return f"{100 * im.get('frac_copy_bw_paired', im['frac_copy_bw']):.0f}%"
+
+
 def to_markdown(data: dict) -> str:
     cfg = data["config"]
     st = data["sparseopt_threads"] or "?"
     tt = data["torch_threads"] or "?"
     header = ["indices", "unique rows/step", f"sparseopt ms ({st} thr)",
               "sparseopt ms (1 thr)", f"torch SparseAdam ms ({tt} thr)",
-              "speedup vs torch", "MB moved/step", "GB/s", "% of copy bandwidth"]
+              "speedup vs torch", "MB moved/step", "GB/s", "% of copy bandwidth",
+              "% of copy bandwidth (1 thr)"]
     rows = []
     used = [(im["n_blocks_undisturbed"], im["n_blocks_total"], im["blocks_used"])
             for c in data["cases"] for im in c["impls"].values()]
@@ -301,7 +338,7 @@ def to_markdown(data: dict) -> str:
         rows.append([dist, f"{c['unique_rows_mean']:,.0f}", _ms(so), _ms(so1), _ms(th), sp,
                      f"{c['bytes_per_step'] / 1e6:.1f}",
                      f"{so['gbps']:.1f}" if so else "n/a",
-                     f"{100 * so['frac_copy_bw']:.0f}%" if so else "n/a"])
+                     _frac(so), _frac(so1)])
     table = harness.markdown_table(header, rows)
     notes = (
         f"One lazy Adam step (`opt.step(indices, values)`) on a "
@@ -312,8 +349,12 @@ def to_markdown(data: dict) -> str:
         f"Speedup: median of the per-round paired ratios torch / sparseopt ({st} thr), "
         f"blocks of the same round (undisturbed ones when enough). "
         f"MB moved = 6·U·w·4 (param, exp_avg, exp_avg_sq read+written on U unique rows) "
-        f"+ n·w·4 (values) + n·8 (indices); GB/s and % of copy bandwidth are for "
-        f"sparseopt ({st} thr).")
+        f"+ n·w·4 (values) + n·8 (indices); GB/s is for sparseopt ({st} thr). "
+        f"% of copy bandwidth: the step's bytes per second over those of a one-thread "
+        f"np.copyto of {cfg.get('copy_mib', 64)} MiB (read + write counted) timed as one more "
+        f"block in every round; the median of the per-round ratios (the shared host's memory "
+        f"rate drifts by a quarter between runs, and a copy bandwidth measured once before them "
+        f"moved this column by as much).")
     bw = data["copy_bandwidth"]
     lines = [table, "", notes, "", harness.describe_machine(data["machine"], bw)]
     loads = [x for c in data["cases"] for im in c["impls"].values()
