@@ -286,3 +286,29 @@ def test_optimizer_steps_paths_same_bits(rng, name, opts, width, table_dtype):
     assert generic[1].keys() == best[1].keys()
     for key in generic[1]:
         same_bits(generic[1][key], best[1][key])
+
+
+@pytest.mark.parametrize("path", ["generic", "best"])
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 17, 64, 1001])
+def test_index_range_checks_on_both_paths(rng, path, index_dtype, n):
+    """The vectorised range check of the indices (AVX2's 64-bit compares) finds a bad index at
+    any position -- in a full vector, in the scalar tail, negative or past the end -- names
+    it, and writes nothing; good indices pass."""
+    table = rng.standard_normal((50, 4)).astype(np.float32)
+    indptr = np.array([0, n], dtype=index_dtype)
+    with simd_path(path):
+        for pos in sorted({0, n // 2, n - 1}):
+            for bad in (-1, 50, np.iinfo(index_dtype).min, np.iinfo(index_dtype).max):
+                indices = rng.integers(0, 50, n).astype(index_dtype)
+                indices[pos] = bad
+                out = np.full((1, 4), 7.0, np.float32)
+                with pytest.raises(IndexError, match=rf"indices\[{pos}\] = {bad} is out of range"):
+                    sparseopt.gather_sum(table, indptr, indices, out=out)
+                assert np.all(out == 7.0)
+                with pytest.raises(IndexError, match=rf"\[{pos}\] = {bad} is out of range"):
+                    sparseopt.coalesce(indices, np.ones((n, 4), np.float32), num_rows=50)
+        good = rng.integers(0, 50, n).astype(index_dtype)
+        good[n - 1] = 49
+        sums = sparseopt.gather_sum(table, indptr, good)
+        np.testing.assert_allclose(sums[0], table[good].sum(axis=0), rtol=1e-5)

@@ -13,23 +13,36 @@
 
 #include "errors.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 #include "view.hpp"
 
 namespace sparseopt {
 
 namespace detail {
 
+// {min(0, smallest index), max(-1, largest index)} of indices[0, n): on the AVX2 copy where
+// the CPU has it (64-bit compares, which the baseline SSE2 lacks, so its loop is scalar).
+template <class I>
+std::pair<std::int64_t, std::int64_t> index_range(const I* indices, std::int64_t n) noexcept {
+  I lo = 0, hi = -1;
+  simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+    I l = 0, h = -1;
+    for (std::int64_t k = 0; k < n; ++k) {
+      l = indices[k] < l ? indices[k] : l;
+      h = indices[k] > h ? indices[k] : h;
+    }
+    lo = l;
+    hi = h;
+  });
+  return {static_cast<std::int64_t>(lo), static_cast<std::int64_t>(hi)};
+}
+
 // Throws index_error naming the first index outside [0, num_rows) (num_rows < 0: no upper
 // bound); returns the largest index (or -1 when there are none).
 template <class I>
 std::int64_t check_indices(const I* indices, std::int64_t n, std::int64_t num_rows) {
   static_assert(std::is_integral_v<I> && std::is_signed_v<I>, "indices must be signed integers");
-  std::int64_t lo = 0, hi = -1;
-  for (std::int64_t k = 0; k < n; ++k) {
-    const auto r = static_cast<std::int64_t>(indices[k]);
-    lo = std::min(lo, r);
-    hi = std::max(hi, r);
-  }
+  const auto [lo, hi] = index_range(indices, n);
   const bool too_big = num_rows >= 0 && hi >= num_rows;
   if (lo < 0 || too_big) {
     for (std::int64_t k = 0; k < n; ++k) {

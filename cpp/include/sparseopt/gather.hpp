@@ -114,12 +114,7 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
           names.indices, ") (torch's include_last_offset=True layout): torch's offsets (one per bag) "
           "become it with len(", names.indices, ") appended");
   // Indices in range: a vectorised min/max first, the position of the culprit only on failure.
-  std::int64_t lo = 0, hi = -1;
-  for (std::int64_t p = 0; p < bags.size; ++p) {
-    const auto r = static_cast<std::int64_t>(bags.indices[p]);
-    lo = std::min(lo, r);
-    hi = std::max(hi, r);
-  }
+  const auto [lo, hi] = index_range(bags.indices, bags.size);
   if (lo < 0 || hi >= num_rows) {
     for (std::int64_t p = 0; p < bags.size; ++p) {
       const auto r = static_cast<std::int64_t>(bags.indices[p]);
