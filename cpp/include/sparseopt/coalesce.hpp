@@ -134,16 +134,25 @@ class CoalescePlan {
       return;
     }
     const int position_bits = sort_positions(indices, n, max_index);
+    // Runs of equal indices: written through plain pointers into buffers of the largest size
+    // (push_back's checks cost more than the loop's work), then cut to the rows found.
+    rows.resize(size);
+    offsets.resize(size + 1);
+    I* SPARSEOPT_RESTRICT unique = rows.data();
+    std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
+    std::int64_t u = 0;
     for (std::int64_t k = 0; k < n; ++k) {
       // The packed sort leaves the sorted keys, whose high bits are the indices: reading them
       // in order beats gathering indices[order[k]] from all over a long input.
       const I r = position_bits >= 0 ? static_cast<I>(keys_[k] >> position_bits) : indices[order[k]];
-      if (rows.empty() || rows.back() != r) {
-        if (!rows.empty()) offsets.push_back(k);
-        rows.push_back(r);
+      if (u == 0 || unique[u - 1] != r) {
+        bounds[u] = k;
+        unique[u++] = r;
       }
     }
-    if (n > 0) offsets.push_back(n);
+    bounds[u] = n;
+    rows.resize(static_cast<std::size_t>(u));
+    offsets.resize(static_cast<std::size_t>(u + 1));
   }
 
  private:
