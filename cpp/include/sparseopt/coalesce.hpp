@@ -37,10 +37,12 @@ std::pair<std::int64_t, std::int64_t> index_range(const I* indices, std::int64_t
   return {static_cast<std::int64_t>(lo), static_cast<std::int64_t>(hi)};
 }
 
-// Throws index_error naming the first index outside [0, num_rows) (num_rows < 0: no upper
-// bound); returns the largest index (or -1 when there are none).
+// Throws index_error naming (as name[k]) the first index outside [0, num_rows) (num_rows < 0:
+// no upper bound); returns the largest index (or -1 when there are none). A vectorised min/max
+// first, the position of the culprit only on failure.
 template <class I>
-std::int64_t check_indices(const I* indices, std::int64_t n, std::int64_t num_rows) {
+std::int64_t check_indices(const I* indices, std::int64_t n, std::int64_t num_rows,
+                           const char* name = "indices") {
   static_assert(std::is_integral_v<I> && std::is_signed_v<I>, "indices must be signed integers");
   const auto [lo, hi] = index_range(indices, n);
   const bool too_big = num_rows >= 0 && hi >= num_rows;
@@ -49,9 +51,9 @@ std::int64_t check_indices(const I* indices, std::int64_t n, std::int64_t num_ro
       const auto r = static_cast<std::int64_t>(indices[k]);
       if (r < 0 || (num_rows >= 0 && r >= num_rows)) {
         if (num_rows >= 0)
-          throw index_error(concat("indices[", k, "] = ", r, " is out of range for a table of ",
+          throw index_error(concat(name, "[", k, "] = ", r, " is out of range for a table of ",
                                    num_rows, " rows; indices must be in [0, ", num_rows, ")"));
-        throw index_error(concat("indices[", k, "] = ", r, " is negative; indices must be >= 0"));
+        throw index_error(concat(name, "[", k, "] = ", r, " is negative; indices must be >= 0"));
       }
     }
   }

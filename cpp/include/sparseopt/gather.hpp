@@ -113,16 +113,8 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
           ") = ", bags.size, "; ", names.indptr, " holds num_bags + 1 offsets, the last one len(",
           names.indices, ") (torch's include_last_offset=True layout): torch's offsets (one per bag) "
           "become it with len(", names.indices, ") appended");
-  // Indices in range: a vectorised min/max first, the position of the culprit only on failure.
-  const auto [lo, hi] = index_range(bags.indices, bags.size);
-  if (lo < 0 || hi >= num_rows) {
-    for (std::int64_t p = 0; p < bags.size; ++p) {
-      const auto r = static_cast<std::int64_t>(bags.indices[p]);
-      if (r < 0 || r >= num_rows)
-        throw index_error(concat(names.indices, "[", p, "] = ", r, " is out of range for a table of ",
-                                 num_rows, " rows; indices must be in [0, ", num_rows, ")"));
-    }
-  }
+  // (A table has at least 0 rows: check_indices reads a negative count as "no upper bound".)
+  check_indices(bags.indices, bags.size, std::max<std::int64_t>(num_rows, 0), names.indices);
 }
 
 // The sum of terms begin..end-1 (end > begin) into out (w elements): out = term(begin), then

@@ -79,16 +79,16 @@ inline void SgdOptions::validate() const {
 namespace detail {
 
 template <bool Coupled, class T>
-SPARSEOPT_ALWAYS_INLINE void sgd_row(T* SPARSEOPT_RESTRICT p, const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr,
-             T wd) noexcept {
+SPARSEOPT_ALWAYS_INLINE void sgd_row(T* SPARSEOPT_RESTRICT p, const T* SPARSEOPT_RESTRICT g, std::int64_t w,
+                                     T lr, T wd) noexcept {
   for (std::int64_t j = 0; j < w; ++j) formulas::sgd<Coupled>(p, j, g[j], lr, wd);
 }
 
 // first: the row's buffer does not exist yet and starts as g (undampened), as in PyTorch.
 template <bool Coupled, class T>
 SPARSEOPT_ALWAYS_INLINE void sgd_momentum_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b,
-                      const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr, T mu, T keep,
-                      bool nesterov, bool first, T wd) noexcept {
+                                              const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr, T mu,
+                                              T keep, bool nesterov, bool first, T wd) noexcept {
   for (std::int64_t j = 0; j < w; ++j)
     formulas::sgd_momentum<Coupled>(p, b, j, g[j], lr, mu, keep, nesterov, first, wd);
 }
