@@ -5,8 +5,8 @@ accumulator per row, FBGEMM's / TorchRec's row-wise Adagrad):
         sum[r] += mean(g**2)
         p[r]   -= lr * g / (sqrt(sum[r]) + eps)
 
-The reference works in the table's dtype throughout (the kernel computes the mean and the
-row's multiplier in float64, which the suite's tolerance covers). No torch class has this
+The reference works in the table's dtype throughout, as the kernel does; the last tests
+also pin the kernel's order of operations, bit for bit. No torch class has this
 formula, except on a table with one element per row, where it is plain Adagrad.
 """
 
@@ -405,3 +405,65 @@ def test_thread_count_invariant(rng, dtype):
         ref.step(idx, vals)
     assert_close(results[2][0], ref.p, dtype)
     assert_close(results[2][1]["state"]["sum"], ref.s, dtype)
+
+
+# --------------------------------------------------------------------------- #
+# bit for bit: the arithmetic in the table's precision, in the documented order
+# --------------------------------------------------------------------------- #
+def _rowwise_bits_ref(p, s, idx, vals, lr, eps):
+    """One step written out scalar by scalar in the table's dtype (every NumPy scalar
+    operation rounds to it, as the kernel's do): eight partial sums of squares, part l
+    taking elements l, l + 8, ... in order, combined pairwise; then the row's sum, its
+    multiplier and the update."""
+    dt = p.dtype.type
+    u, g = coalesce_ref(idx, vals)[:2]
+    if u.size == 0:
+        return
+    flat = p.reshape(len(p), -1)
+    g = g.reshape(len(u), -1)
+    w = flat.shape[1]
+    for k, r in enumerate(u.tolist()):
+        part = [dt(0)] * 8
+        for j in range(w):
+            part[j % 8] = dt(part[j % 8] + dt(g[k, j] * g[k, j]))
+        sq = dt(dt(dt(part[0] + part[1]) + dt(part[2] + part[3]))
+                + dt(dt(part[4] + part[5]) + dt(part[6] + part[7])))
+        s[r] = dt(s[r] + dt(sq / dt(w)))
+        m = dt(dt(lr) / dt(np.sqrt(s[r]) + dt(eps)))
+        for j in range(w):
+            flat[r, j] = dt(flat[r, j] - dt(m * g[k, j]))
+
+
+@pytest.mark.parametrize("row_width", [1, 7, 8, 9, 16, 64, 100], ids=lambda w: f"w{w}")
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_bits_are_the_formula_in_the_tables_precision(rng, dtype, row_width):
+    """float32 tables compute in float32 (FBGEMM's precision), float64 tables in float64:
+    the same bits as a scalar transcription in that dtype, over steps with repeats."""
+    num_rows = 30
+    param = random_param(rng, num_rows, (row_width,), dtype)
+    p_ref = param.copy()
+    s_ref = np.zeros(num_rows, dtype)
+    opt = RowWiseAdagrad(param, lr=0.07, eps=1e-6)
+    for idx, vals in make_steps(rng, num_rows, 12, (row_width,), dtype, np.int64, empty_every=5,
+                                hot_rows=2):
+        opt.step(idx, vals)
+        _rowwise_bits_ref(p_ref, s_ref, idx, vals, 0.07, 1e-6)
+        np.testing.assert_array_equal(param, p_ref)
+        np.testing.assert_array_equal(opt.state["sum"], s_ref)
+
+
+@pytest.mark.parametrize("lr, eps", [(1.0, 1e-50), (1e-3, 1e-44), (1e39, 1.0)])
+def test_hyperparameters_out_of_float32_rejected_by_the_step(rng, lr, eps):
+    """A float32 table computes in float32: an eps that is 0 there, or an lr / eps that
+    overflows it, is refused by the step with nothing written (float64 takes them)."""
+    param = random_param(rng, 10, (8,), np.float32)
+    opt = RowWiseAdagrad(param, lr=lr, eps=eps)
+    before = snapshot(opt, param)
+    idx = np.array([1, 3, 1])
+    vals = rng.standard_normal((3, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="eps.*finite in float32"):
+        opt.step(idx, vals)
+    assert_unchanged(opt, param, before)
+    wide = random_param(rng, 10, (8,), np.float64)
+    RowWiseAdagrad(wide, lr=lr, eps=eps).step(idx, vals.astype(np.float64))
+    assert np.isfinite(wide).all()

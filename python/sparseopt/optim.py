@@ -925,8 +925,8 @@ class RowWiseAdagrad(_ModesCoincide):
         p[r]   -= lr * g / (sqrt(sum[r]) + eps)
 
     The mean, the row's multiplier ``lr / (sqrt(sum[r]) + eps)`` and the update are computed
-    in float64 (for float32 tables too, rounded once), in an order that does not depend on
-    ``num_threads``. A zero gradient changes nothing, so this lazy update already is the dense
+    in the table's precision (float32 for float32 and half tables, as FBGEMM does), in an
+    order that does not depend on ``num_threads``. A zero gradient changes nothing, so this lazy update already is the dense
     optimizer's result.
 
     Parameters
@@ -937,7 +937,9 @@ class RowWiseAdagrad(_ModesCoincide):
         Learning rate, finite and >= 0.
     eps : float
         Added to ``sqrt(sum[r])``; finite and > 0 (with 0, a row whose gradient and
-        accumulator are both 0 would divide 0 by 0), and ``lr / eps`` must be finite.
+        accumulator are both 0 would divide 0 by 0), and ``lr / eps`` must be finite, in
+        float32 too for a float32 or half table (checked by ``step``, which then writes
+        nothing).
     mode : str
         ``"lazy"`` or ``"exact"``: the two coincide (anything else: ValueError).
     num_threads : int

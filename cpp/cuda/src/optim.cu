@@ -134,21 +134,20 @@ __global__ void ftrl_kernel(Groups<I> g, const T* values, std::int64_t w, T* par
 template <class T, class I>
 __global__ void rowwise_adagrad_kernel(Groups<I> g, const T* values, std::int64_t w, T* param, T* sum, double lr,
                                        double eps) {
-  using W = sparseopt::detail::rowwise_wide_t<T>;
   const std::int64_t u = warp_index();
   if (u >= *g.num_groups) return;
   const std::int64_t r = g.rows[u];
   const int lane = lane_index();
-  W part = 0;
+  T part = 0;
   if (lane < formulas::rowwise_parts)
     for (std::int64_t j = lane; j < w; j += formulas::rowwise_parts)
       formulas::rowwise_square_add(part, summed_element(g, u, values, w, j));
-  W parts[formulas::rowwise_parts];
+  T parts[formulas::rowwise_parts];
   for (int l = 0; l < formulas::rowwise_parts; ++l) parts[l] = __shfl_sync(full_warp, part, l);
   const T s_new = formulas::rowwise_new_sum(sum[r], formulas::rowwise_combine_parts(parts), w);
   __syncwarp();  // every lane has read sum[r]
   if (lane == 0) sum[r] = s_new;
-  const W multiplier = formulas::rowwise_multiplier(s_new, W(lr), W(eps));
+  const T multiplier = formulas::rowwise_multiplier(s_new, T(lr), T(eps));
   T* p = param + r * w;
   for (std::int64_t j = lane; j < w; j += warp_size)
     formulas::rowwise_adagrad(p, j, summed_element(g, u, values, w, j), multiplier);

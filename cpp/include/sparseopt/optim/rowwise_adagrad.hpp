@@ -4,8 +4,8 @@
 // first, as here). For each touched row r with summed gradient g of w elements:
 //   sum[r] += mean(g^2)                           mean over the row's w elements
 //   p[r]   -= lr / (sqrt(sum[r]) + eps) * g       with the sum[r] just stored
-// Precision: the mean, the row's multiplier lr / (sqrt(sum[r]) + eps) and the parameter update
-// are computed in double (for float32 tables too) and rounded once to the table's dtype. The sum
+// Precision: everything is computed in the table's compute type (float32 for float32 and half
+// tables, float64 for float64 ones), as FBGEMM's CPU and CUDA kernels do for float32; the sum
 // of squares adds eight partial sums in a pattern fixed by w alone, so the bits do not depend
 // on the thread count (each row is updated by one thread).
 // A zero gradient changes neither sum[r] nor p[r], so lazy updates are already the dense
@@ -44,32 +44,43 @@ struct RowWiseAdagradState {
 
 namespace detail {
 
-// The type a row's mean and multiplier are computed in: double, or T where T is wider.
+// sum of g[j]^2 over eight interleaved partial sums (partial l: elements l, l + 8, ... in
+// order), combined pairwise: an order fixed by w alone. The partial sums are lanes of Vec<T>
+// (one 8-float or two 4-double vectors), each lane doing exactly the scalar partial sum's
+// operations.
 template <class T>
-using rowwise_wide_t = std::conditional_t<(sizeof(T) > sizeof(double)), T, double>;
-
-// sum of g[j]^2 in W over eight interleaved partial sums, combined pairwise: an order fixed by
-// w, and lanes that vectorise without reassociating anything.
-template <class W, class T>
-SPARSEOPT_ALWAYS_INLINE W sum_of_squares(const T* SPARSEOPT_RESTRICT g, std::int64_t w) noexcept {
-  constexpr std::int64_t lanes = formulas::rowwise_parts;
-  W part[lanes] = {};
+SPARSEOPT_ALWAYS_INLINE T sum_of_squares(const T* SPARSEOPT_RESTRICT g, std::int64_t w) noexcept {
+  constexpr std::int64_t parts = formulas::rowwise_parts;
+  T part[parts] = {};
   std::int64_t j = 0;
-  for (; j + lanes <= w; j += lanes)
-    for (std::int64_t l = 0; l < lanes; ++l) formulas::rowwise_square_add(part[l], g[j + l]);
+#if SPARSEOPT_HAS_VECTOR_EXT
+  constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
+  static_assert(parts % lanes == 0, "the partial sums fill whole vectors");
+  constexpr std::int64_t vecs = parts / lanes;
+  if (w >= parts) {
+    Vec<T> acc[vecs] = {};
+    for (; j + parts <= w; j += parts)
+      for (std::int64_t v = 0; v < vecs; ++v) {
+        Vec<T> x;
+        load_vec(x, g + j + v * lanes);
+        acc[v] += x * x;
+      }
+    for (std::int64_t v = 0; v < vecs; ++v) store_vec(part + v * lanes, acc[v]);
+  }
+#endif
+  for (; j + parts <= w; j += parts)
+    for (std::int64_t l = 0; l < parts; ++l) formulas::rowwise_square_add(part[l], g[j + l]);
   for (std::int64_t l = 0; j < w; ++j, ++l) formulas::rowwise_square_add(part[l], g[j]);
   return formulas::rowwise_combine_parts(part);
 }
 
 template <class T>
 SPARSEOPT_ALWAYS_INLINE void rowwise_adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT s,
-                         const T* SPARSEOPT_RESTRICT g, std::int64_t w, double lr,
-                         double eps) noexcept {
-  using W = rowwise_wide_t<T>;
+                         const T* SPARSEOPT_RESTRICT g, std::int64_t w, T lr, T eps) noexcept {
   if (w == 0) return;
-  const T s_new = formulas::rowwise_new_sum(*s, sum_of_squares<W>(g, w), w);
+  const T s_new = formulas::rowwise_new_sum(*s, sum_of_squares(g, w), w);
   *s = s_new;
-  const W multiplier = formulas::rowwise_multiplier(s_new, W(lr), W(eps));
+  const T multiplier = formulas::rowwise_multiplier(s_new, lr, eps);
   for (std::int64_t j = 0; j < w; ++j) formulas::rowwise_adagrad(p, j, g[j], multiplier);
 }
 
@@ -86,13 +97,20 @@ void rowwise_adagrad_step(const Table<P>& param, const Grad& grad,
   static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I> (T: float for half tables)");
   static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
   options.validate();
+  // The step computes in T: eps must stay > 0 and lr / eps finite there too (a float32 or half
+  // table's eps of 1e-50 is a float 0).
+  detail::require(T(options.eps) > T(0) && std::isfinite(T(options.lr) / T(options.eps)), "eps=",
+                  options.eps, " with lr=", options.lr, " gives no finite lr / eps in ",
+                  std::is_same_v<T, float> ? "float32" : "float64",
+                  ", the precision this table's step computes in; pass an eps for which lr / eps is "
+                  "finite there (float32: below 3.4e38)");
   const std::int64_t sum_bytes = param.num_rows * std::int64_t(sizeof(S));
   detail::require(state.sum != nullptr || param.num_rows == 0, "sum is null");
   const auto& plan = detail::plan_step(
       param, grad, num_threads, detail::WrittenArrays(param).add(state.sum, sum_bytes, "sum"));
 
   const std::int64_t w = param.row_width;
-  const double lr = options.lr, eps = options.eps;
+  const T lr = T(options.lr), eps = T(options.eps);
   const auto access = detail::row_access<P, S>(param, how, step, num_threads, 2);
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
     detail::on_rows(access, r, [&](T* p) {
