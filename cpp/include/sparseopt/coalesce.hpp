@@ -262,20 +262,17 @@ void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int 
   const std::int64_t n = plan.size();
   // Allocated before the parallel region so nothing in it can fail half-way through.
   std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
-  // Each thread's rows in one plain loop (parallel_ranges), which the compiler sees whole.
-  parallel_ranges(
+  parallel_for(
       n, threads, (grad.size + n) * w,
-      [&](std::int64_t first_row, std::int64_t last_row, int slot) {
-        T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
-        for (std::int64_t u = first_row; u < last_row; ++u) {
-          if (u + ahead < n) {
-            prefetch(static_cast<std::int64_t>(plan.rows[u + ahead]));
-            const std::int64_t first = plan.offsets[u + ahead];
-            const std::int64_t last = std::min(plan.offsets[u + ahead + 1], first + 4);
-            for (std::int64_t k = first; k < last; ++k) prefetch_row(grad.value_row(plan.order[k]), w);
-          }
-          update(static_cast<std::int64_t>(plan.rows[u]), summed_row(grad, plan, u, own));
+      [&](std::int64_t u, int slot) {
+        if (u + ahead < n) {
+          prefetch(static_cast<std::int64_t>(plan.rows[u + ahead]));
+          const std::int64_t first = plan.offsets[u + ahead];
+          const std::int64_t last = std::min(plan.offsets[u + ahead + 1], first + 4);
+          for (std::int64_t k = first; k < last; ++k) prefetch_row(grad.value_row(plan.order[k]), w);
         }
+        T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
+        update(static_cast<std::int64_t>(plan.rows[u]), summed_row(grad, plan, u, own));
       },
       [&](std::int64_t u) { return plan.offsets[u] + update_cost * u; });
 }

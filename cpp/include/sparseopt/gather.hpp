@@ -831,31 +831,25 @@ void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int 
   auto scale = [&](std::int64_t k) { return sorted.scale(k); };
   auto ahead_term = [&](std::int64_t k) { return sorted.ahead_row(k); };
   auto ahead_scale = [&](std::int64_t k) { return sorted.ahead_scale(k); };
-  // Each thread's rows in one plain loop (parallel_ranges), which the compiler sees whole.
-  parallel_ranges(
+  parallel_for(
       nu, threads, (n + nu) * w,
-      [&](std::int64_t first, std::int64_t last, int slot) {
+      [&](std::int64_t u, int slot) {
+        if (u + ahead < nu) prefetch(static_cast<std::int64_t>(rows[u + ahead]));
+        const std::int64_t begin = offsets[u], end = offsets[u + 1];
+        if (end - begin == 1 && !weighted) return update(static_cast<std::int64_t>(rows[u]), term(begin));
         T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
-        for (std::int64_t u = first; u < last; ++u) {
-          if (u + ahead < nu) prefetch(static_cast<std::int64_t>(rows[u + ahead]));
-          const std::int64_t begin = offsets[u], end = offsets[u + 1];
-          if (end - begin == 1 && !weighted) {
-            update(static_cast<std::int64_t>(rows[u]), term(begin));
-            continue;
-          }
-          auto sum = [&](auto scaled, auto rolling) SPARSEOPT_INLINE_BODY {
-            simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
-              sum_terms_body<decltype(scaled)::value, decltype(avx2)::value ? 8 : 4, decltype(rolling)::value>(
-                  own, w, begin, end, term, scale, ahead_term, ahead_scale);
-            });
-          };
-          const bool long_row = end - begin > gather_ahead;
-          if (weighted)
-            long_row ? sum(std::true_type{}, std::true_type{}) : sum(std::true_type{}, std::false_type{});
-          else
-            long_row ? sum(std::false_type{}, std::true_type{}) : sum(std::false_type{}, std::false_type{});
-          update(static_cast<std::int64_t>(rows[u]), static_cast<const T*>(own));
-        }
+        auto sum = [&](auto scaled, auto rolling) SPARSEOPT_INLINE_BODY {
+          simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+            sum_terms_body<decltype(scaled)::value, decltype(avx2)::value ? 8 : 4, decltype(rolling)::value>(
+                own, w, begin, end, term, scale, ahead_term, ahead_scale);
+          });
+        };
+        const bool long_row = end - begin > gather_ahead;
+        if (weighted)
+          long_row ? sum(std::true_type{}, std::true_type{}) : sum(std::true_type{}, std::false_type{});
+        else
+          long_row ? sum(std::false_type{}, std::true_type{}) : sum(std::false_type{}, std::false_type{});
+        update(static_cast<std::int64_t>(rows[u]), static_cast<const T*>(own));
       },
       [&](std::int64_t u) { return offsets[u] + update_cost * u; });
 }

@@ -64,20 +64,16 @@ inline int resolve_threads(int num_threads) {
   return num_threads == 0 ? available : num_threads;
 }
 
-// Calls range(first, last, slot) for one contiguous range [first, last) of [0, n) per thread
-// (empty ranges skipped); slot in [0, threads) names the calling thread so that it can use its
-// own scratch memory. cost_before(i) (non-decreasing, 0 at i = 0) is the cost of items
-// [0, i): ranges are cut so that each thread gets about the same cost. `work` (elements
-// touched) decides whether threads are worth starting; without them, range(0, n, 0). Which
-// thread runs an item never changes its result. Kernels check their inputs before they get
-// here; should range throw anyway, the first exception is rethrown after the loop instead of
-// terminating the process. A kernel whose items are small loops over them itself, as a plain
-// loop the compiler sees whole (parallel_for's per-item calls cost the fused optimizer steps
-// about a tenth of their time on one thread).
-template <class Range, class CostBefore>
-void parallel_ranges(std::int64_t n, int threads, std::int64_t work, Range&& range,
-                     CostBefore&& cost_before) {
-  if (n <= 0) return;
+// Calls fn(i, slot) for every i in [0, n), split into one contiguous range per thread;
+// slot in [0, threads) names the calling thread so that it can use its own scratch memory.
+// cost_before(i) (non-decreasing, 0 at i = 0) is the cost of items [0, i): ranges are cut so
+// that each thread gets about the same cost (the default treats items as equal). `work`
+// (elements touched) decides whether threads are worth starting. Which thread runs an item
+// never changes its result. Kernels check their inputs before they get here; should fn throw
+// anyway, the first exception is rethrown after the loop instead of terminating the process.
+template <class F, class CostBefore>
+void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn,
+                  CostBefore&& cost_before) {
 #if SPARSEOPT_HAS_OPENMP
   if (threads > 1 && n > 1 && work >= parallel_min_work) {
     std::exception_ptr error;
@@ -96,9 +92,9 @@ void parallel_ranges(std::int64_t n, int threads, std::int64_t work, Range&& ran
         return s == slots ? n : lo;
       };
       const std::int64_t begin = first_item(slot), end = first_item(slot + 1);
-      if (begin < end) {
+      for (std::int64_t i = begin; i < end; ++i) {
         try {
-          range(begin, end, static_cast<int>(slot));
+          fn(i, static_cast<int>(slot));
         } catch (...) {
 #pragma omp critical(sparseopt_parallel_for_error)
           if (!error) error = std::current_exception();
@@ -113,19 +109,7 @@ void parallel_ranges(std::int64_t n, int threads, std::int64_t work, Range&& ran
   (void)work;
   (void)cost_before;
 #endif
-  range(std::int64_t(0), n, 0);
-}
-
-// Calls fn(i, slot) for every i in [0, n), over parallel_ranges' ranges (see there).
-template <class F, class CostBefore>
-void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn,
-                  CostBefore&& cost_before) {
-  parallel_ranges(
-      n, threads, work,
-      [&](std::int64_t first, std::int64_t last, int slot) {
-        for (std::int64_t i = first; i < last; ++i) fn(i, slot);
-      },
-      cost_before);
+  for (std::int64_t i = 0; i < n; ++i) fn(i, 0);
 }
 
 template <class F>
