@@ -397,16 +397,18 @@ def test_set_bad_lr_changes_nothing(rng, bad):
 
 
 def test_lr_that_breaks_the_float32_bound_is_refused_by_the_step(rng):
-    """The lr setter checks what does not depend on the dtype; the kernel's own check in
-    float32 then refuses the step, changing nothing."""
+    """The core step checks lr in float32 itself (a C++ caller has no setter), changing
+    nothing."""
     param = rng.standard_normal((8, 2)).astype(np.float32)
-    opt = FTRL(param, lr=0.1)
-    opt.step(np.array([1], np.int64), np.ones((1, 2), np.float32))
-    opt.lr = 1e39
-    snap = snapshot(opt, param)
+    accumulator, linear = np.full((8, 2), 0.1, np.float32), np.zeros((8, 2), np.float32)
+    p0, a0 = param.copy(), accumulator.copy()
+    options = _core.FtrlOptions()
+    options.lr = 1e39  # inf in float32
+    options.validate()
     with pytest.raises(ValueError, match="lr"):
-        opt.step(np.array([2], np.int64), np.ones((1, 2), np.float32))
-    assert_unchanged(opt, param, snap)
+        _core.ftrl_step(param, np.array([2], np.int64), np.ones((1, 2), np.float32), None, accumulator,
+                        linear, options, 0)
+    assert np.array_equal(param, p0) and np.array_equal(accumulator, a0) and not linear.any()
 
 
 # --------------------------------------------------------------------------- #
@@ -512,3 +514,14 @@ def test_thread_count_invariant(rng, dtype, hp):
         ref.step(idx, vals)
     assert_close(results[2][0], ref.p, dtype)
     assert_close(results[2][1]["state"]["linear"], ref.linear, dtype)
+
+
+def test_lr_setter_checks_the_table_dtype(rng):
+    """Setting lr runs the same float32 bound as construction (the step would refuse it
+    anyway); the optimizer keeps its old lr."""
+    param = rng.standard_normal((8, 2)).astype(np.float32)
+    opt = FTRL(param, lr=0.1)
+    with pytest.raises(ValueError, match="float32"):
+        opt.lr = 1e39  # inf in float32
+    assert opt.lr == 0.1
+    FTRL(rng.standard_normal((8, 2)), lr=0.1).lr = 1e39  # float64 takes it

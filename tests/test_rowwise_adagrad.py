@@ -452,18 +452,59 @@ def test_bits_are_the_formula_in_the_tables_precision(rng, dtype, row_width):
         np.testing.assert_array_equal(opt.state["sum"], s_ref)
 
 
-@pytest.mark.parametrize("lr, eps", [(1.0, 1e-50), (1e-3, 1e-44), (1e39, 1.0)])
-def test_hyperparameters_out_of_float32_rejected_by_the_step(rng, lr, eps):
+BAD_IN_FLOAT32 = [(1.0, 1e-50), (1e-3, 1e-44), (1e39, 1.0)]  # eps 0, lr / eps or lr overflow
+
+
+@pytest.mark.parametrize("lr, eps", BAD_IN_FLOAT32)
+def test_hyperparameters_out_of_float32_refused_before_any_step(rng, lr, eps):
     """A float32 table computes in float32: an eps that is 0 there, or an lr / eps that
-    overflows it, is refused by the step with nothing written (float64 takes them)."""
+    overflows it, is refused at construction and when set (the optimizer keeps its value),
+    while a float64 table takes them and steps to finite values."""
     param = random_param(rng, 10, (8,), np.float32)
-    opt = RowWiseAdagrad(param, lr=lr, eps=eps)
-    before = snapshot(opt, param)
-    idx = np.array([1, 3, 1])
-    vals = rng.standard_normal((3, 8)).astype(np.float32)
     with pytest.raises(ValueError, match="no finite lr / eps in float32"):
-        opt.step(idx, vals)
+        RowWiseAdagrad(param, lr=lr, eps=eps)
+    opt = RowWiseAdagrad(param, lr=1e-2, eps=1e-6)
+    before = snapshot(opt, param)
+    name, value = ("lr", lr) if eps == 1.0 else ("eps", eps)
+    with pytest.raises(ValueError, match="no finite lr / eps in float32"):
+        setattr(opt, name, value)
+    assert (opt.lr, opt.eps) == (1e-2, 1e-6)
     assert_unchanged(opt, param, before)
+    idx = np.array([1, 3, 1])
+    vals = rng.standard_normal((3, 8))
     wide = random_param(rng, 10, (8,), np.float64)
-    RowWiseAdagrad(wide, lr=lr, eps=eps).step(idx, vals.astype(np.float64))
+    RowWiseAdagrad(wide, lr=lr, eps=eps).step(idx, vals)
     assert np.isfinite(wide).all()
+
+
+@pytest.mark.parametrize("lr, eps", BAD_IN_FLOAT32)
+@pytest.mark.parametrize("table", ["float32", "bfloat16"])
+def test_the_step_itself_refuses_them_and_writes_nothing(rng, lr, eps, table):
+    """The core step checks too (a C++ caller has no optimizer object): nothing written. A
+    half table computes in float32, so the same bounds apply."""
+    dtype = np.float32 if table == "float32" else np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    param = rng.standard_normal((10, 8)).astype(dtype)
+    state = np.zeros(10, np.float32)
+    p0, s0 = param.copy(), state.copy()
+    options = _core.RowWiseAdagradOptions()
+    options.lr, options.eps = lr, eps
+    options.validate()  # fine in float64
+    with pytest.raises(ValueError, match="no finite lr / eps in float32"):
+        _core.rowwise_adagrad_check_options(param, options)
+    with pytest.raises(ValueError, match="no finite lr / eps in float32"):
+        _core.rowwise_adagrad_step(param, np.array([1, 3, 1]), np.ones((3, 8), np.float32), None, state,
+                                   options, 0)
+    assert np.array_equal(param.view(np.uint8), p0.view(np.uint8))
+    assert np.array_equal(state, s0)
+    _core.rowwise_adagrad_check_options(np.zeros((10, 8)), options)
+
+
+def test_the_largest_float32_bounds_are_taken(rng):
+    """Just inside: eps = 1e-38 (a float32 normal) with lr = 1 gives lr / eps = 1e38 < 3.4e38."""
+    param = random_param(rng, 10, (8,), np.float32)
+    p0 = param.copy()
+    opt = RowWiseAdagrad(param, lr=1.0, eps=1e-38)
+    opt.step(np.array([2]), np.zeros((1, 8), np.float32))  # a zero gradient moves nothing
+    np.testing.assert_array_equal(param, p0)
+    opt.step(np.array([2]), np.ones((1, 8), np.float32))
+    assert np.isfinite(param).all() and not np.array_equal(param, p0)

@@ -259,6 +259,11 @@ def ftrl_check_options(param: Any, options: Any) -> None:
     module().ftrl_check_options(plain(param), options)
 
 
+def rowwise_adagrad_check_options(param: Any, options: Any) -> None:
+    """Row-wise Adagrad's eps and lr / eps in a device table's dtype (as every step checks them)."""
+    module().rowwise_adagrad_check_options(plain(param), options)
+
+
 def coalesce(indices: Any, values: Any, num_rows: int | None) -> tuple[Any, Any, Any]:
     cuda = module()
     require_same_place("values", True, indices=indices)

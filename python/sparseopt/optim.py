@@ -111,10 +111,16 @@ class Optimizer:
         self._options.lr = value
         try:
             self._options.validate()
+            self._check_in_dtype(self._options)
         except ValueError:
             self._options.lr = old
             raise
         self._hyperparams["lr"] = value
+
+    def _check_in_dtype(self, options: Any) -> None:
+        """Raises ValueError unless `options` suit the type this table's step computes in
+        (the check every step makes, run early so that construction and setters refuse them);
+        optimizers whose options can be valid in float64 but not in float32 override it."""
 
     @property
     def num_threads(self) -> int:
@@ -938,8 +944,7 @@ class RowWiseAdagrad(_ModesCoincide):
     eps : float
         Added to ``sqrt(sum[r])``; finite and > 0 (with 0, a row whose gradient and
         accumulator are both 0 would divide 0 by 0), and ``lr / eps`` must be finite, in
-        float32 too for a float32 or half table (checked by ``step``, which then writes
-        nothing).
+        float32 too for a float32 or half table (an eps of 1e-50 is 0 in float32).
     mode : str
         ``"lazy"`` or ``"exact"``: the two coincide (anything else: ValueError).
     num_threads : int
@@ -964,7 +969,12 @@ class RowWiseAdagrad(_ModesCoincide):
         o.lr = h["lr"] = _args.real("lr", h["lr"])
         o.eps = h["eps"] = _args.real("eps", h["eps"])
         o.validate()
+        self._check_in_dtype(o)
         return self._options_from_half(h, o)
+
+    def _check_in_dtype(self, options: Any) -> None:
+        # The step computes in the table's precision and checks eps and lr / eps there too.
+        (_device if self._on_device else _core).rowwise_adagrad_check_options(self._param, options)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         # A dtype (the parameter's, or a half table's state_dtype) gives one value per row
@@ -1048,10 +1058,12 @@ class FTRL(_ModesCoincide):
             value = h[name] = _args.real(name, h[name])
             setattr(o, name, value)
         o.validate()
-        # Every step also checks the bounds in the table's dtype; checking them now makes
-        # construction and load_state_dict refuse such options rather than the first step.
-        (_device if self._on_device else _core).ftrl_check_options(self._param, o)
+        self._check_in_dtype(o)
         return self._options_from_half(h, o)
+
+    def _check_in_dtype(self, options: Any) -> None:
+        # Every step also checks the bounds in the table's dtype.
+        (_device if self._on_device else _core).ftrl_check_options(self._param, options)
 
     def _state_spec(self, options: Any, hyperparams: dict[str, Any]) -> dict[str, tuple[Any, float]]:
         return {"accumulator": (None, hyperparams["initial_accumulator_value"]),

@@ -16,16 +16,7 @@ void bind_ftrl(py::module_& m) {
       .def_readwrite("initial_accumulator_value", &FtrlOptions::initial_accumulator_value)
       .def("validate", &FtrlOptions::validate);
 
-  m.def(
-      "ftrl_check_options",
-      [](py::handle param, const FtrlOptions& options) {
-        if (is_half_array(param)) return options.validate_in<float>();  // half tables compute in float
-        dispatch_float(require_param(param), [&](auto value_tag) {
-          options.validate_in<typename decltype(value_tag)::type>();
-        });
-      },
-      py::arg("param"), py::arg("options"),
-      "Raises ValueError unless options suit param's dtype (the check every ftrl_step makes).");
+  def_check_options<FtrlOptions>(m, "ftrl_check_options");
 
   m.def(
       "ftrl_step",

@@ -12,6 +12,7 @@ void bind_rowwise_adagrad(py::module_& m) {
       .def_readwrite("lr", &RowWiseAdagradOptions::lr)
       .def_readwrite("eps", &RowWiseAdagradOptions::eps)
       .def("validate", &RowWiseAdagradOptions::validate);
+  def_check_options<RowWiseAdagradOptions>(m, "rowwise_adagrad_check_options");
 
   m.def(
       "rowwise_adagrad_step",

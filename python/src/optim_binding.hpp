@@ -180,6 +180,23 @@ inline ExactState exact_state(py::handle last_step, py::handle history, py::hand
   return s;
 }
 
+// name(param, options): raises ValueError unless options.validate_in<T>() accepts them for the
+// type param's step computes in (float for half tables): the check every step makes, for
+// Python to run at construction and when a hyper-parameter is set.
+template <class Options>
+void def_check_options(py::module_& m, const char* name) {
+  m.def(
+      name,
+      [](py::handle param, const Options& options) {
+        if (is_half_array(param)) return options.template validate_in<float>();
+        dispatch_float(require_param(param), [&](auto value_tag) {
+          options.template validate_in<typename decltype(value_tag)::type>();
+        });
+      },
+      py::arg("param"), py::arg("options"),
+      "Raises ValueError unless options suit param's dtype (the check every step makes).");
+}
+
 // The layout as Python sees it: (window, quantities, columns).
 inline py::tuple layout_tuple(const ExactLayout& layout) {
   return py::make_tuple(layout.window, layout.quantities, layout.columns());

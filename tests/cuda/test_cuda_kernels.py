@@ -145,6 +145,18 @@ def test_rejected_steps_change_nothing(name, hyper):
     assert opt.step_count == 1
 
 
+@pytest.mark.parametrize("hyper", [dict(lr=1.0, eps=1e-50), dict(lr=1e39, eps=1.0)])
+def test_rowwise_hyperparameters_out_of_float32_refused(hyper):
+    """A float32 device table computes in float32: an eps that is 0 there or an lr / eps
+    that overflows it is refused before any step; a float64 device table takes them."""
+    device = to_device(np.ones((8, 5), np.float32))
+    with pytest.raises(ValueError, match="no finite lr / eps in float32"):
+        optim.RowWiseAdagrad(device, **hyper)
+    wide = to_device(np.ones((8, 5)))
+    optim.RowWiseAdagrad(wide, **hyper).step(to_device(np.array([1, 1])), to_device(np.ones((2, 5))))
+    assert np.isfinite(to_host(wide)).all()
+
+
 def test_a_parameter_that_requires_grad_is_updated_in_place():
     param = torch.nn.Parameter(torch.zeros(4, 3, device="cuda"))
     opt = optim.SGD(param, lr=1.0)

@@ -288,7 +288,7 @@ void rmsprop_step(const Table<T>& param, const RowSparse<T, I>& grad, const Rmsp
 template <class T, class I>
 void rowwise_adagrad_step(const Table<T>& param, const RowSparse<T, I>& grad, const RowWiseAdagradState<T>& state,
                           const RowWiseAdagradOptions& options, cudaStream_t stream) {
-  options.validate();
+  options.validate_in<T>();
   require(state.sum != nullptr || param.num_rows == 0, "sum is null");
   Scratch scratch(stream);
   const auto written =

@@ -249,6 +249,21 @@ void dispatch_types(const std::string& table, const std::string& index, F&& f) {
 
 }  // namespace
 
+// name(param, options): raises ValueError unless options.validate_in<T>() accepts them for
+// param's dtype (the check every step makes), for Python to run before any step.
+template <class Options>
+void def_check_options(py::module_& m, const char* name) {
+  m.def(
+      name,
+      [](py::handle param_obj, const Options& options) {
+        const DeviceArray param = device_array(param_obj, "param", false);
+        require(param.present && (param.typestr == "<f4" || param.typestr == "<f8"),
+                "param must be a float32 or float64 device array");
+        param.typestr == "<f8" ? options.template validate_in<double>() : options.template validate_in<float>();
+      },
+      py::arg("param"), py::arg("options"), "Raises ValueError unless options suit param's dtype (as every step).");
+}
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "sparseopt's CUDA kernels for device arrays (private: use the sparseopt package)";
   py::module_::import("sparseopt._core");  // the option types
@@ -345,15 +360,8 @@ PYBIND11_MODULE(_cuda, m) {
         });
       },
       arg("param"), arg("indices"), arg("values"), arg("bags"), arg("sum"), arg("options"), arg("stream") = 0);
-  m.def(
-      "ftrl_check_options",
-      [](py::handle param_obj, const sparseopt::FtrlOptions& options) {
-        const DeviceArray param = device_array(param_obj, "param", false);
-        require(param.present && (param.typestr == "<f4" || param.typestr == "<f8"),
-                "param must be a float32 or float64 device array");
-        param.typestr == "<f8" ? options.validate_in<double>() : options.validate_in<float>();
-      },
-      arg("param"), arg("options"), "Raises ValueError unless options suit param's dtype (as every ftrl_step).");
+  def_check_options<sparseopt::FtrlOptions>(m, "ftrl_check_options");
+  def_check_options<sparseopt::RowWiseAdagradOptions>(m, "rowwise_adagrad_check_options");
   m.def(
       "ftrl_step",
       [](py::handle param, py::handle indices, py::handle values, py::handle bags, py::handle accumulator,

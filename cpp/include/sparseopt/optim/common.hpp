@@ -32,6 +32,12 @@ inline void require_finite_at_least(double value, double lower, const char* name
           ", got ", value);
 }
 
+// The name of the type a step computes in, for messages.
+template <class T>
+constexpr const char* float_name() noexcept {
+  return sizeof(T) == 4 ? "float32" : sizeof(T) == 8 ? "float64" : "this floating-point type";
+}
+
 inline void require_unit_interval(double value, const char* name) {
   require(value >= 0.0 && value < 1.0, name, " must be in [0, 1), got ", value);
 }

@@ -184,7 +184,7 @@ SPARSEOPT_HD_INLINE void ftrl(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT acc
 }
 
 // Row-wise Adagrad: the row's sum of squares adds eight partial sums, partial l taking the
-// elements j = l, l + 8, ... in order (rowwise_square_part), combined pairwise
+// elements j = l, l + 8, ... in order (rowwise_square_add), combined pairwise
 // (rowwise_combine_parts); then sum = T(sum + squares / w), and each element moves by
 // T(W(p) - multiplier * W(g)), W being the type the step computes in (rowwise_adagrad).
 inline constexpr int rowwise_parts = 8;

@@ -79,11 +79,6 @@ struct FtrlState {
 
 namespace detail {
 
-template <class T>
-constexpr const char* float_name() noexcept {
-  return sizeof(T) == 4 ? "float32" : sizeof(T) == 8 ? "float64" : "this floating-point type";
-}
-
 using formulas::ftrl_power;  // accum**(-lr_power), through sqrt on TF's lr_power == -0.5 path
 
 // The hyper-parameters in T, as the row kernel uses them.

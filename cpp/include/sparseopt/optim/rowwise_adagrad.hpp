@@ -35,6 +35,19 @@ struct RowWiseAdagradOptions {
     detail::require(std::isfinite(lr / eps), "lr / eps must be finite (it bounds the step "
                     "multiplier lr / (sqrt(sum) + eps)), got lr=", lr, " and eps=", eps);
   }
+
+  // validate(), then the same bounds in T, the type the step computes in (float32 for float32
+  // and half tables): eps > 0 and lr / eps finite there too, so that a zero gradient still
+  // moves nothing (a float32 eps of 1e-50 is 0). Every rowwise_adagrad_step runs it before
+  // writing.
+  template <class T>
+  void validate_in() const {
+    validate();
+    detail::require(T(eps) > T(0) && std::isfinite(T(lr) / T(eps)), "eps=", eps, " with lr=", lr,
+                    " gives no finite lr / eps in ", detail::float_name<T>(),
+                    ", the precision this table's step computes in; pass an eps for which lr / eps "
+                    "is finite there (float32: below 3.4e38)");
+  }
 };
 
 template <class T>
@@ -96,14 +109,7 @@ void rowwise_adagrad_step(const Table<P>& param, const Grad& grad,
   using T = compute_t<P>;
   static_assert(detail::is_gradient_v<Grad, T>, "grad: a RowSparse<T, I> or BagGradient<T, I> (T: float for half tables)");
   static_assert(detail::state_type_ok_v<P, S>, "state: the table's type, or float or half for a half table");
-  options.validate();
-  // The step computes in T: eps must stay > 0 and lr / eps finite there too (a float32 or half
-  // table's eps of 1e-50 is a float 0).
-  detail::require(T(options.eps) > T(0) && std::isfinite(T(options.lr) / T(options.eps)), "eps=",
-                  options.eps, " with lr=", options.lr, " gives no finite lr / eps in ",
-                  std::is_same_v<T, float> ? "float32" : "float64",
-                  ", the precision this table's step computes in; pass an eps for which lr / eps is "
-                  "finite there (float32: below 3.4e38)");
+  options.validate_in<T>();
   const std::int64_t sum_bytes = param.num_rows * std::int64_t(sizeof(S));
   detail::require(state.sum != nullptr || param.num_rows == 0, "sum is null");
   const auto& plan = detail::plan_step(
@@ -115,7 +121,7 @@ void rowwise_adagrad_step(const Table<P>& param, const Grad& grad,
   detail::for_each_row(grad, plan, num_threads, [&](std::int64_t r, const T* g) {
     detail::on_rows(access, r, [&](T* p) {
       T sum = access.load(state.sum[r]);
-      // AVX2 where the CPU has it (simd.hpp): the same double arithmetic, four lanes at a time.
+      // AVX2 where the CPU has it (simd.hpp): the same arithmetic in T, a whole vector at a time.
       detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
         detail::rowwise_adagrad_row(p, &sum, g, w, lr, eps);
       });
