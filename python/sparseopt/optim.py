@@ -932,8 +932,8 @@ class RowWiseAdagrad(_ModesCoincide):
 
     The mean, the row's multiplier ``lr / (sqrt(sum[r]) + eps)`` and the update are computed
     in the table's precision (float32 for float32 and half tables, as FBGEMM does), in an
-    order that does not depend on ``num_threads``. A zero gradient changes nothing, so this lazy update already is the dense
-    optimizer's result.
+    order that does not depend on ``num_threads``. A zero gradient changes nothing, so this
+    lazy update already is the dense optimizer's result.
 
     Parameters
     ----------
