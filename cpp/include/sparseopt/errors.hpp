@@ -3,9 +3,10 @@
 // Every check runs before a kernel writes anything: a thrown call leaves all arrays unchanged.
 #pragma once
 
-#include <sstream>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace sparseopt {
@@ -22,12 +23,35 @@ struct index_error : std::out_of_range {
 
 namespace detail {
 
+// One part of a message: text as it is, characters as characters, integers in decimal, floating
+// point numbers with 17 significant digits (%.17g, what an ostream with precision 17 writes).
+template <class Part>
+void append_part(std::string& out, const Part& part) {
+  using P = std::decay_t<Part>;
+  if constexpr (std::is_same_v<P, bool>)
+    out += part ? '1' : '0';
+  else if constexpr (std::is_same_v<P, char> || std::is_same_v<P, signed char> || std::is_same_v<P, unsigned char>)
+    out += char(part);
+  else if constexpr (std::is_integral_v<P>)
+    out += std::to_string(part);
+  else if constexpr (std::is_enum_v<P>)
+    out += std::to_string(static_cast<long long>(part));
+  else if constexpr (std::is_floating_point_v<P>) {
+    char number[40];
+    std::snprintf(number, sizeof number, "%.17g", double(part));
+    out += number;
+  } else {
+    out += part;  // std::string, string views, C strings
+  }
+}
+
+// The message made of `parts`. No iostreams: an ostream instantiated inside a CUDA build's module
+// (host code compiled by nvcc) crashed formatting a number, in every error message that had one.
 template <class... Parts>
 std::string concat(Parts&&... parts) {
-  std::ostringstream out;
-  out.precision(17);
-  (out << ... << std::forward<Parts>(parts));
-  return out.str();
+  std::string out;
+  (append_part(out, parts), ...);
+  return out;
 }
 
 template <class... Parts>
