@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include <cub/device/device_radix_sort.cuh>
@@ -23,10 +24,39 @@ inline void check(cudaError_t status, const char* what) {
     throw cuda_error(sparseopt::detail::concat("sparseopt CUDA: ", what, " failed: ", cudaGetErrorString(status)));
 }
 
-// Device memory for one call, freed in stream order when the call ends (also when it throws).
+// The current device's pool for Scratch, created on first use and kept for the process. It
+// keeps up to scratch_pool_keep bytes reserved across synchronizations: the device's default
+// pool releases all of its memory at every synchronization (threshold 0), so each step (which
+// waits once, for the indices' check) mapped its scratch memory afresh. A pool of our own leaves
+// the default pool's settings, which other libraries share, as they are.
+inline constexpr std::uint64_t scratch_pool_keep = std::uint64_t(256) << 20;
+
+inline cudaMemPool_t scratch_pool() {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  static std::mutex mutex;
+  static std::vector<cudaMemPool_t> pools;
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (std::size_t(device) >= pools.size()) pools.resize(std::size_t(device) + 1, nullptr);
+  if (pools[std::size_t(device)] == nullptr) {
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device;
+    cudaMemPool_t pool = nullptr;
+    check(cudaMemPoolCreate(&pool, &props), "cudaMemPoolCreate");
+    std::uint64_t keep = scratch_pool_keep;
+    check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+    pools[std::size_t(device)] = pool;
+  }
+  return pools[std::size_t(device)];
+}
+
+// Device memory for one call, from scratch_pool(), freed in stream order when the call ends
+// (also when it throws).
 class Scratch {
  public:
-  explicit Scratch(cudaStream_t stream) : stream_(stream) {}
+  explicit Scratch(cudaStream_t stream) : stream_(stream), pool_(scratch_pool()) {}
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() {
@@ -37,7 +67,7 @@ class Scratch {
   U* get(std::int64_t count) {
     void* p = nullptr;
     if (count <= 0) return nullptr;
-    check(cudaMallocAsync(&p, std::size_t(count) * sizeof(U), stream_), "cudaMallocAsync");
+    check(cudaMallocFromPoolAsync(&p, std::size_t(count) * sizeof(U), pool_, stream_), "cudaMallocFromPoolAsync");
     blocks_.push_back(p);
     return static_cast<U*>(p);
   }
@@ -45,6 +75,7 @@ class Scratch {
 
  private:
   cudaStream_t stream_;
+  cudaMemPool_t pool_;
   std::vector<void*> blocks_;
 };
 

@@ -53,8 +53,11 @@ void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last
                                const sparseopt::ExactLayout& layout) {
   require(last_step.present && last_step.typestr == "<i8" && last_step.shape == std::vector<std::int64_t>{param.rows()},
           "last_step must be an int64 device array of shape (", param.rows(), ",)");
-  require(mirror.present && mirror.typestr == "<f8" && mirror.shape.size() == 2 && mirror.shape[1] == 2 + layout.aux,
-          "device_record must be a float64 device array of shape (rows, ", 2 + layout.aux, ")");
+  // Every optimizer's mirror has device_record_columns columns (lr, L, and up to two scalars).
+  require(mirror.present && mirror.typestr == "<f8" && mirror.shape.size() == 2 &&
+              mirror.shape[1] == sparseopt::cuda::device_record_columns && 2 + layout.aux <= mirror.shape[1],
+          "device_record must be a float64 device array of shape (rows, ", sparseopt::cuda::device_record_columns,
+          ")");
   Call check(param);
   check.add(last_step);
   check.add(mirror);

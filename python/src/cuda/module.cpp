@@ -51,11 +51,13 @@ DeviceArray device_array(py::handle obj, const char* name, bool writable) {
   DeviceArray a;
   a.name = name;
   if (obj.is_none()) return a;
-  require(py::hasattr(obj, "__cuda_array_interface__"), name,
+  // Read once: the property builds a new dict at each read (torch's costs microseconds).
+  const py::object interface = py::getattr(obj, "__cuda_array_interface__", py::none());
+  require(!interface.is_none(), name,
           " must be a device array (with __cuda_array_interface__, as CuPy, Numba and torch CUDA tensors "
           "have) like the parameter; got ", std::string(py::str(py::type::of(obj))),
           ": keep the parameter, its state and the gradient on one device");
-  const py::dict cai = obj.attr("__cuda_array_interface__");
+  const py::dict cai = interface;
   const py::tuple data = cai["data"];
   a.data = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
   require(!(writable && data[1].cast<bool>()), name, " is read-only; pass a writable array");
