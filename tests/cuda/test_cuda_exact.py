@@ -48,16 +48,16 @@ def to_host(t) -> np.ndarray:
     return t.cpu().numpy()
 
 
-def assert_close(expected: np.ndarray, got: np.ndarray, what: str) -> None:
+def assert_close(expected: np.ndarray, got: np.ndarray, what: str, rtol32: float = 1e-6) -> None:
     assert got.dtype == expected.dtype and got.shape == expected.shape, what
-    rtol = 1e-6 if expected.dtype == np.float32 else 1e-10
+    rtol = rtol32 if expected.dtype == np.float32 else 1e-10
     scale = float(np.abs(expected).max()) if expected.size else 0.0
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
-def assert_same_state(cpu, gpu, what: str) -> None:
+def assert_same_state(cpu, gpu, what: str, rtol32: float = 1e-6) -> None:
     assert gpu.step_count == cpu.step_count, what
-    assert_close(cpu.param, to_host(gpu.param), f"{what}: param")
+    assert_close(cpu.param, to_host(gpu.param), f"{what}: param", rtol32)
     for name, host in cpu._state.items():
         device = gpu._state[name]
         if name in ("history", "window", "history_start"):  # host arrays, the same host code
@@ -66,7 +66,7 @@ def assert_same_state(cpu, gpu, what: str) -> None:
         elif name == "last_step":
             assert np.array_equal(host, to_host(device)), f"{what}: last_step"
         else:
-            assert_close(host, to_host(device), f"{what}: {name}")
+            assert_close(host, to_host(device), f"{what}: {name}", rtol32)
 
 
 @pytest.mark.parametrize("name,hyper", CASES)
@@ -141,10 +141,13 @@ def test_a_run_past_the_record_span_restarts_the_record_as_the_cpu(name, hyper):
         cpu.step(indices, values)
         gpu.step(to_device(indices), to_device(values))
     assert int(gpu._state["history_start"][0]) == 4096
-    assert_same_state(cpu, gpu, f"{name} after 4,100 steps")
+    # Rows 0..2 are caught up ~1,370 times each, each time within an ulp of the CPU's result,
+    # in float32 storage: the differences add up (as a random walk, ~sqrt(1,370) ulps, 2e-6
+    # relative; measured on an H200: 2.6e-6), so this long run is held to 1e-5, not 1e-6.
+    assert_same_state(cpu, gpu, f"{name} after 4,100 steps", rtol32=1e-5)
     cpu.flush()
     gpu.flush()
-    assert_same_state(cpu, gpu, f"{name} after 4,100 steps and a flush")
+    assert_same_state(cpu, gpu, f"{name} after 4,100 steps and a flush", rtol32=1e-5)
 
 
 def test_a_hyperparameter_change_starts_a_new_record_on_both():

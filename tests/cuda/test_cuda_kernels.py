@@ -2,8 +2,8 @@
 steps (empty steps, single indices, many repeats), both float and index dtypes; gather_sum and
 its backward; and the refusals, which must leave the table and state unchanged. Bit for bit
 where the device runs the CPU's operations in the CPU's order (the shared formulas,
---fmad=false); within 1e-6 relative (float32) where a device library function (pow) rounds
-differently."""
+--fmad=false); within 1e-6 (float32) of the array's largest magnitude where a device library
+function (pow) rounds differently."""
 
 from __future__ import annotations
 
@@ -54,9 +54,11 @@ def assert_same(expected: np.ndarray, got: np.ndarray, bitwise: bool, what: str)
     assert got.dtype == expected.dtype and got.shape == expected.shape, what
     if bitwise:
         assert expected.tobytes() == got.tobytes(), f"{what}: not bit for bit the CPU's"
-    else:
+    else:  # measured against the array's largest magnitude: FTRL's l1 threshold subtracts
+        # nearly equal numbers, so an element near it keeps the absolute error, not the relative
         rtol = 1e-6 if expected.dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * 1e-3, err_msg=what)
+        scale = float(np.abs(expected).max()) if expected.size else 0.0
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
 @pytest.mark.parametrize("name,hyper,bitwise", CASES)
@@ -191,7 +193,7 @@ def test_topk_equals_the_cpu_sorted_output(dtype, largest, magnitude):
 def test_coalesce_equals_the_cpu(dtype, index_dtype):
     rng = np.random.default_rng(5)
     for n, bound in ((0, None), (1, 10), (500, None), (500, 40)):
-        indices = rng.integers(0, 40, n).astype(index_dtype)
+        indices = rng.integers(0, bound or 40, n).astype(index_dtype)
         values = rng.standard_normal((n, 3, 11)).astype(dtype)
         expected = sparseopt.coalesce(indices, values, bound)
         got = sparseopt.coalesce(to_device(indices), to_device(values), bound)
