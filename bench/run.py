@@ -2,6 +2,7 @@
 """Run sparseopt's benchmarks.
 
     python bench/run.py [--quick] [--update-readme] [--only NAME ...]
+    python bench/run.py --from-results --only cuda    # splice a table measured elsewhere
 
 Writes bench/results/<name>.json and <name>.md for every benchmark below.
 With --update-readme, splices each benchmark's markdown table into
@@ -56,6 +57,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results-dir", default=None,
                     help="where to write <name>.json/.md (default bench/results/, "
                          "or bench/results/quick/ with --quick)")
+    ap.add_argument("--from-results", action="store_true",
+                    help="measure nothing: splice the stored bench/results/<name>.md into the README "
+                         "(for a table measured elsewhere, e.g. bench_cuda.py on a GPU machine)")
     ap.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
                     help="first wait up to this long for other processes to leave "
                          "the CPUs idle (0: don't wait; default 120)")
@@ -82,6 +86,12 @@ def main(argv=None) -> int:
             harness.log(f"error: {e}")
             return 2
 
+    if args.from_results:
+        for name in names:
+            md = (Path(args.results_dir) / f"{name}.md").read_text()
+            changed = harness.splice_readme(name, md, args.readme)
+            harness.log(f"{'updated' if changed else 'unchanged'}: {args.readme} [{name}]")
+        return 0
     if args.wait > 0:
         q = harness.wait_for_quiet(timeout_s=args.wait)
         machine["quiet_at_start"] = q

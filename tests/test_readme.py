@@ -158,3 +158,23 @@ def test_gather_sums_default_is_flagged_for_torch_users():
     assert 'mode="sum"' in doc and "embedding_bag" in doc and 'mode="mean"' in doc
     tour = next(b for b in PYTHON_BLOCKS if "gather_sum(" in b)
     assert 'defaults to "mean"' in tour
+
+
+def test_bench_tables_measured_elsewhere_are_spliced_from_their_results(tmp_path):
+    """`bench/run.py --from-results --only NAME` measures nothing: it splices the stored
+    results/NAME.md into the README between NAME's markers (the CUDA table, measured on a GPU
+    machine), and the committed cuda table is exactly its stored result."""
+    spec = importlib.util.spec_from_file_location("_bench_run_splice", REPO / "bench" / "run.py")
+    bench_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_run)
+    (tmp_path / "cuda.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench:cuda -->\nold table\n<!-- /bench:cuda -->\nafter\n")
+    assert bench_run.main(["--from-results", "--only", "cuda", "--results-dir", str(tmp_path),
+                           "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and "| 1 | 2 |" in text
+    assert text.startswith("intro\n<!-- bench:cuda -->\n") and text.endswith("<!-- /bench:cuda -->\nafter\n")
+    committed = (REPO / "bench" / "README.md").read_text()
+    spliced = committed.split("<!-- bench:cuda -->")[1].split("<!-- /bench:cuda -->")[0].strip()
+    assert spliced == (REPO / "bench" / "results" / "cuda.md").read_text().strip()
