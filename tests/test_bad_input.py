@@ -515,3 +515,16 @@ def test_values_sharing_memory_with_param_are_rejected():
     for name, array in opt.state_dict()["state"].items():
         np.testing.assert_array_equal(array, state_before["state"][name])
     assert opt.state_dict()["step"] == 0
+
+
+@pytest.mark.parametrize("lr", [-0.0015, -1e-300, -123456.789, -(2.0 ** 70)])
+def test_messages_write_numbers_in_full(lr):
+    """The core's messages write a floating-point number as printf's %.17g and an integer in
+    decimal (errors.hpp's concat, which uses no iostreams)."""
+    with pytest.raises(ValueError) as info:
+        Adam(np.zeros((3, 2), np.float32), lr=lr)
+    assert f"got {lr:.17g}" in str(info.value)
+    big = 2 ** 40 + 3
+    with pytest.raises(IndexError) as info:
+        sparseopt.coalesce(np.array([0, big], np.int64), np.ones((2, 1)), 7)
+    assert f"indices[1] = {big} is out of range for a table of 7 rows" in str(info.value)
