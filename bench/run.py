@@ -44,6 +44,22 @@ BENCHMARKS = {
 }
 
 
+def splice_from_results(names: list[str], results_dir: Path, readme: str) -> int:
+    """--from-results: every table file and marker checked first, then each stored table
+    spliced (so a missing one changes nothing)."""
+    try:
+        tables = {name: (results_dir / f"{name}.md").read_text() for name in names}
+        for name in names:
+            harness.check_markers(name, readme)
+    except (OSError, harness.MarkerError) as e:
+        harness.log(f"error: {e}")
+        return 2
+    for name, md in tables.items():
+        changed = harness.splice_readme(name, md, readme)
+        harness.log(f"{'updated' if changed else 'unchanged'}: {readme} [{name}]")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run sparseopt benchmarks.")
     ap.add_argument("--quick", action="store_true",
@@ -68,6 +84,11 @@ def main(argv=None) -> int:
     names = args.only or list(BENCHMARKS)
     if args.results_dir is None:
         args.results_dir = str(harness.RESULTS_DIR / "quick" if args.quick else harness.RESULTS_DIR)
+    if args.from_results:  # before machine_info(): nothing is measured
+        if args.quick:
+            harness.log("refusing --from-results with --quick (smoke numbers are not representative)")
+            return 2
+        return splice_from_results(names, Path(args.results_dir), args.readme)
     if args.quick and args.update_readme:
         harness.log("refusing --update-readme with --quick (smoke numbers are not representative)")
         return 2
@@ -86,12 +107,6 @@ def main(argv=None) -> int:
             harness.log(f"error: {e}")
             return 2
 
-    if args.from_results:
-        for name in names:
-            md = (Path(args.results_dir) / f"{name}.md").read_text()
-            changed = harness.splice_readme(name, md, args.readme)
-            harness.log(f"{'updated' if changed else 'unchanged'}: {args.readme} [{name}]")
-        return 0
     if args.wait > 0:
         q = harness.wait_for_quiet(timeout_s=args.wait)
         machine["quiet_at_start"] = q

@@ -175,6 +175,12 @@ def test_bench_tables_measured_elsewhere_are_spliced_from_their_results(tmp_path
     text = readme.read_text()
     assert "old table" not in text and "| 1 | 2 |" in text
     assert text.startswith("intro\n<!-- bench:cuda -->\n") and text.endswith("<!-- /bench:cuda -->\nafter\n")
+    # a table that is not stored, or --quick: an error, and the README is left as it was
+    assert bench_run.main(["--from-results", "--only", "cuda", "fused", "--results-dir", str(tmp_path),
+                           "--readme", str(readme)]) == 2
+    assert bench_run.main(["--from-results", "--quick", "--only", "cuda", "--results-dir", str(tmp_path),
+                           "--readme", str(readme)]) == 2
+    assert readme.read_text() == text
     committed = (REPO / "bench" / "README.md").read_text()
     spliced = committed.split("<!-- bench:cuda -->")[1].split("<!-- /bench:cuda -->")[0].strip()
     assert spliced == (REPO / "bench" / "results" / "cuda.md").read_text().strip()

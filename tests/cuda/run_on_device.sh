@@ -16,12 +16,15 @@ export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available(), 'numpy', numpy.__version__)"
 arch=$(python3 -c "import torch; a, b = torch.cuda.get_device_capability(); print(f'{a}{b}')")
+[ -n "$arch" ] || { echo "no CUDA device that torch sees"; exit 1; }
 start=$SECONDS
 python3 -m pip install -q --no-build-isolation --no-deps . -C cmake.define.SPARSEOPT_CUDA=ON \
   -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$arch" -C cmake.define.CMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
   -C build-dir=/tmp/sparseopt-build 2>&1 | tee "$OUT/build.log" || exit 1
 echo "build: $((SECONDS - start)) s (sm_$arch)"
-(cd /tmp && python3 -c "import sparseopt; print(sparseopt.info())") || exit 1
+# Every GPU test would skip (and pytest pass) if the device path were not runnable: refuse that.
+(cd /tmp && python3 -c "import sparseopt; from sparseopt import _device; print(sparseopt.info())
+why = _device.why_not_runnable(); assert why is None, why") || exit 1
 start=$SECONDS
 python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 8 tests/cuda "$@" 2>&1 | tee "$OUT/tests.log" | grep -v "^\[gw"
 tests=${PIPESTATUS[0]}
@@ -37,12 +40,16 @@ if [ "${PROFILE:-1}" = 1 ]; then
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   start=$SECONDS
+  rm -f bench/results/cuda.json bench/results/cuda.md  # what comes back is this run's, or nothing
   timeout 300 python3 bench/bench_cuda.py 2>&1 | tee "$OUT/bench.log"
-  cp bench/results/cuda.json bench/results/cuda.md "$OUT/" 2>/dev/null
+  [ "${PIPESTATUS[0]}" = 0 ] && cp bench/results/cuda.json bench/results/cuda.md "$OUT/"
   echo "bench: $((SECONDS - start)) s"
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider -p no:benchmark \
-    tests/cuda -k "float32 and int64 and 40 and (Adam or gather or topk or coalesce)" 2>&1 | tail -40 | tee "$OUT/memcheck.log"
+    tests/cuda -k "float32 and int64 and 40 and (Adam or gather or topk or coalesce)" 2>&1 | tee "$OUT/memcheck.log" | tail -40
+  memcheck=${PIPESTATUS[0]}
+  echo "memcheck: exit $memcheck"
+  [ "$memcheck" = 0 ] || [ "$tests" != 0 ] || tests=$memcheck
 fi
 exit $tests

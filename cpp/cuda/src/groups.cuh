@@ -46,7 +46,9 @@ inline cudaMemPool_t scratch_pool() {
     cudaMemPool_t pool = nullptr;
     check(cudaMemPoolCreate(&pool, &props), "cudaMemPoolCreate");
     std::uint64_t keep = scratch_pool_keep;
-    check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+    const cudaError_t status = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    if (status != cudaSuccess) cudaMemPoolDestroy(pool);
+    check(status, "cudaMemPoolSetAttribute");
     pools[std::size_t(device)] = pool;
   }
   return pools[std::size_t(device)];
@@ -56,7 +58,7 @@ inline cudaMemPool_t scratch_pool() {
 // (also when it throws).
 class Scratch {
  public:
-  explicit Scratch(cudaStream_t stream) : stream_(stream), pool_(scratch_pool()) {}
+  explicit Scratch(cudaStream_t stream) : stream_(stream) {}
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() {
@@ -67,6 +69,7 @@ class Scratch {
   U* get(std::int64_t count) {
     void* p = nullptr;
     if (count <= 0) return nullptr;
+    if (pool_ == nullptr) pool_ = scratch_pool();  // a call that allocates nothing needs none
     check(cudaMallocFromPoolAsync(&p, std::size_t(count) * sizeof(U), pool_, stream_), "cudaMallocFromPoolAsync");
     blocks_.push_back(p);
     return static_cast<U*>(p);
@@ -75,7 +78,7 @@ class Scratch {
 
  private:
   cudaStream_t stream_;
-  cudaMemPool_t pool_;
+  cudaMemPool_t pool_ = nullptr;
   std::vector<void*> blocks_;
 };
 

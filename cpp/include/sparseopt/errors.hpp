@@ -3,9 +3,11 @@
 // Every check runs before a kernel writes anything: a thrown call leaves all arrays unchanged.
 #pragma once
 
+#include <clocale>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -23,25 +25,37 @@ struct index_error : std::out_of_range {
 
 namespace detail {
 
+template <class>
+inline constexpr bool always_false = false;
+
 // One part of a message: text as it is, characters as characters, integers in decimal, floating
-// point numbers with 17 significant digits (%.17g, what an ostream with precision 17 writes).
+// point numbers with 17 significant digits and a '.' whatever the C locale (%.17g, what an
+// ostream with precision 17 writes). Any other type is a compile error.
 template <class Part>
 void append_part(std::string& out, const Part& part) {
   using P = std::decay_t<Part>;
-  if constexpr (std::is_same_v<P, bool>)
+  if constexpr (std::is_same_v<P, bool>) {
     out += part ? '1' : '0';
-  else if constexpr (std::is_same_v<P, char> || std::is_same_v<P, signed char> || std::is_same_v<P, unsigned char>)
+  } else if constexpr (std::is_same_v<P, char> || std::is_same_v<P, signed char> ||
+                       std::is_same_v<P, unsigned char>) {
     out += char(part);
-  else if constexpr (std::is_integral_v<P>)
+  } else if constexpr (std::is_integral_v<P>) {
     out += std::to_string(part);
-  else if constexpr (std::is_enum_v<P>)
-    out += std::to_string(static_cast<long long>(part));
-  else if constexpr (std::is_floating_point_v<P>) {
+  } else if constexpr (std::is_enum_v<P>) {
+    out += std::to_string(static_cast<std::underlying_type_t<P>>(part));
+  } else if constexpr (std::is_floating_point_v<P>) {
     char number[40];
     std::snprintf(number, sizeof number, "%.17g", double(part));
+    const char point = *std::localeconv()->decimal_point;
+    for (char* c = number; *c != '\0'; ++c)
+      if (*c == point) *c = '.';
     out += number;
+  } else if constexpr (std::is_pointer_v<Part> && std::is_convertible_v<Part, const char*>) {
+    out += part != nullptr ? part : "(null)";  // C strings
+  } else if constexpr (std::is_convertible_v<const Part&, std::string_view>) {
+    out += std::string_view(part);  // std::string, string views, string literals
   } else {
-    out += part;  // std::string, string views, C strings
+    static_assert(always_false<Part>, "concat: pass text, a character, an integer or a floating-point number");
   }
 }
 
