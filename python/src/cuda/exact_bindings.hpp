@@ -30,14 +30,13 @@ struct ExactArrays {
   sparseopt::cuda::DeviceRecord record;
 };
 
-void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last_step, const DeviceArray& mirror,
-                               const sparseopt::ExactLayout& layout);
+void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last_step, const DeviceArray& mirror);
 
 ExactArrays exact_arrays(const DeviceArray& param, py::handle last_step, py::handle device_record, py::handle history,
                          py::handle window, py::handle history_start, const sparseopt::ExactLayout& layout) {
   const DeviceArray last = device_array(last_step, "last_step", true);
   const DeviceArray mirror = device_array(device_record, "device_record", true);
-  check_exact_device_arrays(param, last, mirror, layout);
+  check_exact_device_arrays(param, last, mirror);
   ExactArrays e;
   e.state.last_step = static_cast<std::int64_t*>(last.data);
   e.state.history = host_array<double>(history, "history", {-1, layout.columns()});
@@ -49,13 +48,13 @@ ExactArrays exact_arrays(const DeviceArray& param, py::handle last_step, py::han
   return e;
 }
 
-void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last_step, const DeviceArray& mirror,
-                               const sparseopt::ExactLayout& layout) {
+void check_exact_device_arrays(const DeviceArray& param, const DeviceArray& last_step, const DeviceArray& mirror) {
   require(last_step.present && last_step.typestr == "<i8" && last_step.shape == std::vector<std::int64_t>{param.rows()},
           "last_step must be an int64 device array of shape (", param.rows(), ",)");
-  // Every optimizer's mirror has device_record_columns columns (lr, L, and up to two scalars).
+  // Every optimizer's mirror has device_record_columns columns (lr, L, and up to two scalars;
+  // that the layout's scalars fit is exact.cu's check_record, run by every step and flush).
   require(mirror.present && mirror.typestr == "<f8" && mirror.shape.size() == 2 &&
-              mirror.shape[1] == sparseopt::cuda::device_record_columns && 2 + layout.aux <= mirror.shape[1],
+              mirror.shape[1] == sparseopt::cuda::device_record_columns,
           "device_record must be a float64 device array of shape (rows, ", sparseopt::cuda::device_record_columns,
           ")");
   Call check(param);
