@@ -4,6 +4,7 @@ settings, checked for their tables, never for their timings."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,29 @@ def test_random_rows_builds_and_reports_every_loop(tmp_path):
         "adam fused", "adam 2-call", "sgd fused", "sgd 2-call"], run.stdout
     assert loops[0][3] == "100"
     assert all(float(ms) > 0 for _, ms, _, _ in loops)
+
+
+def test_gather_floor_reports_every_loop_and_the_verdict():
+    script = _need(DIAGNOSTICS / "gather_floor.py")
+    pytest.importorskip("torch")
+    if sys.platform == "win32" or not any(map(shutil.which, ("c++", "g++", "clang++"))):
+        pytest.skip("needs a C++ compiler")
+    run = subprocess.run([sys.executable, str(script), "--rows", "20000", "--bags", "64",
+                          "--bag-len", "8", "--rounds", "2", "--batches", "2", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    loops = re.findall(r"^(\S.*?)\s+([\d.]+)\s+([\d.]+)x$", run.stdout, re.M)
+    assert [name for name, *_ in loops] == [
+        "torch embedding_bag", "sparseopt gather_sum", "read rows, lookup order, no prefetch",
+        "read rows, lookup order, prefetch 8", "read rows, lookup order, prefetch 16",
+        "read rows, lookup order, prefetch 32", "read rows, ascending, prefetch 0",
+        "read rows, ascending, prefetch 16", "read rows, ascending, prefetch 64",
+        "read distinct rows, ascending, prefetch 16", "same bytes, streamed"], run.stdout
+    assert all(float(ms) > 0 for _, ms, _ in loops)
+    fastest = max(float(ratio) for name, _, ratio in loops if name.startswith("read"))
+    verdict = re.search(r"^fastest reading loop: ([\d.]+)x embedding_bag; issue 18's bar 1\.30x "
+                        r"is (within|out of) reach", run.stdout, re.M)
+    assert verdict, run.stdout
+    assert float(verdict.group(1)) == pytest.approx(fastest, abs=0.006)
+    if abs(float(verdict.group(1)) - 1.3) > 0.005:  # (printed rounded)
+        assert (verdict.group(2) == "within") == (float(verdict.group(1)) > 1.3)

@@ -378,17 +378,27 @@ void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out,
       [&](std::int64_t first, std::int64_t last) {
         for (std::int64_t b = first; b < last; ++b)
           if (bags.begin(b) == bags.end(b)) std::memset(out.row(b), 0, sizeof(T) * static_cast<std::size_t>(w));
-        auto out_row = [&](std::int64_t b) { return out.row(b); };
-        auto bounds = [&](std::int64_t b) { return std::pair<std::int64_t, std::int64_t>(bags.begin(b), bags.end(b)); };
-        auto row = [&](std::int64_t p) { return table.row(static_cast<std::int64_t>(indices[p])); };
-        auto ahead = [&](std::int64_t p) -> const T* {
-          return p + detail::gather_ahead < n ? row(p + detail::gather_ahead) : nullptr;
+        // Captured by value, so that they stay in registers: a lambda capturing by reference
+        // reloads them for every term, the prefetch's under its branch (measured: the
+        // bench's forward 4% faster).
+        T* const out_data = out.data;
+        const T* const data = table.data;
+        const I* const indptr = bags.indptr;
+        auto out_row = [=](std::int64_t b) { return out_data + b * w; };
+        auto bounds = [=](std::int64_t b) {
+          return std::pair<std::int64_t, std::int64_t>(static_cast<std::int64_t>(indptr[b]),
+                                                       static_cast<std::int64_t>(indptr[b + 1]));
+        };
+        auto row = [=](std::int64_t p) { return data + static_cast<std::int64_t>(indices[p]) * w; };
+        auto ahead = [=](std::int64_t p) -> const T* {
+          return p + detail::gather_ahead < n ? data + static_cast<std::int64_t>(indices[p + detail::gather_ahead]) * w
+                                              : nullptr;
         };
         auto none = [](std::int64_t) -> const T* { return nullptr; };
         const std::int64_t terms = bags.begin(last) - bags.begin(first);
         if (weights)
           detail::sum_rows<true, T>(first, last, terms, w, out_row, bounds, row,
-                                    [&](std::int64_t p) { return weights[p]; }, ahead, none);
+                                    [=](std::int64_t p) { return weights[p]; }, ahead, none);
         else
           detail::sum_rows<false, T>(first, last, terms, w, out_row, bounds, row, [](std::int64_t) { return T(1); },
                                      ahead, none);

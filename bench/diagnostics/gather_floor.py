@@ -1,0 +1,149 @@
+"""The floor under issue 18's bar "gather_sum >= 1.3x torch's embedding_bag": how fast can any
+loop read the rows an EmbeddingBag forward sums, on this machine, beside torch and sparseopt.
+
+torch's ``embedding_bag`` (FBGEMM's JIT kernels), ``sparseopt.gather_sum`` and loops that do
+nothing but read the gathered rows (gather_floor.cpp: every byte of each row, folded into a
+running sum; no bags, no output rows, no index checks) are timed alternately in paired rounds
+on one table and the same lookups, torch and the loops on the same thread count. Each ratio is
+the median of the per-round ratios embedding_bag time / loop time. The reading loops:
+
+  * lookup order, with a software prefetch 0, 8, 16 or 32 lookups ahead (gather_sum's order);
+  * the same lookups sorted ascending (consecutive reads of nearby rows: the order friendliest
+    to DRAM pages and the hardware prefetchers), prefetch 0, 16 or 64 ahead;
+  * each distinct row once, ascending (fewer bytes than a forward must read), prefetch 16;
+  * the same number of bytes streamed from consecutive rows.
+
+A forward that beats embedding_bag by 1.3x must read its rows faster than 1.3x embedding_bag's
+time allows; if no reading loop does, the bar is out of reach on this machine whatever the
+kernel's arithmetic. Needs torch and a C++ compiler (the loops are built here with
+``c++ -O3 -march=native -fopenmp -shared -fPIC``; -march=native is right for a floor, which
+should be the fastest loop this CPU runs, and is never used for the package).
+
+    python bench/diagnostics/gather_floor.py [--threads 2] [--rounds 15] [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import sparseopt
+
+HERE = Path(__file__).resolve().parent
+BAR = 1.3
+
+
+def build(out_dir: Path) -> ctypes.CDLL:
+    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        sys.exit("gather_floor: needs a C++ compiler (c++, g++ or clang++)")
+    lib = out_dir / "gather_floor.so"
+    base = [cxx, "-std=c++17", "-O3", "-march=native", "-shared", "-fPIC",
+            str(HERE / "gather_floor.cpp"), "-o", str(lib)]
+    done = subprocess.run(base[:2] + ["-fopenmp"] + base[2:], capture_output=True, text=True)
+    if done.returncode != 0:  # a compiler without OpenMP: one thread only
+        done = subprocess.run(base, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit("gather_floor: the build failed:\n" + done.stdout + done.stderr)
+    so = ctypes.CDLL(str(lib))
+    for name in ("read_rows", "stream"):
+        getattr(so, name).restype = ctypes.c_float
+    return so
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--bags", type=int, default=4096)
+    ap.add_argument("--bag-len", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=8)
+    args = ap.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        sys.exit("gather_floor: needs torch (pip install torch)")
+    torch.set_num_threads(args.threads)
+    N, w, B, L, threads = args.rows, args.width, args.bags, args.bag_len, args.threads
+    n = B * L
+    rng = np.random.default_rng(0)
+    table = sparseopt.zeros((N, w), np.float32)  # cache-line aligned, as bench_gather's
+    table[...] = rng.standard_normal((N, w), dtype=np.float32)
+    indptr = np.arange(0, n + 1, L, dtype=np.int64)
+    batches = [rng.integers(0, N, n, dtype=np.int64) for _ in range(args.batches)]
+    ascending = [np.sort(b) for b in batches]
+    distinct = [np.unique(b) for b in batches]
+    t_table, t_indptr = torch.from_numpy(table), torch.from_numpy(indptr)
+    t_batches = [torch.from_numpy(b) for b in batches]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = build(Path(tmp))
+        P, I64, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+        def reading(orders, ahead):
+            return lambda i: so.read_rows(P(table.ctypes.data), I64(w), P(orders[i].ctypes.data),
+                                          I64(len(orders[i])), I64(ahead), INT(threads))
+
+        def streamed(i):
+            first = (i * n) % max(N - n, 1)
+            return so.stream(P(table.ctypes.data), I64(w), I64(first), I64(min(n, N)), INT(threads))
+
+        loops = {
+            "torch embedding_bag": lambda i: torch.nn.functional.embedding_bag(
+                t_batches[i], t_table, t_indptr, mode="sum", include_last_offset=True),
+            "sparseopt gather_sum": lambda i: sparseopt.gather_sum(table, indptr, batches[i],
+                                                                   num_threads=threads),
+            "read rows, lookup order, no prefetch": reading(batches, 0),
+        }
+        for ahead in (8, 16, 32):
+            loops[f"read rows, lookup order, prefetch {ahead}"] = reading(batches, ahead)
+        for ahead in (0, 16, 64):
+            loops[f"read rows, ascending, prefetch {ahead}"] = reading(ascending, ahead)
+        loops["read distinct rows, ascending, prefetch 16"] = reading(distinct, 16)
+        loops["same bytes, streamed"] = streamed
+        # the loops read what torch sums: check one on a tiny case before timing
+        check = np.array([3, 1, 4, 1, 5], np.int64)
+        want = float(table[check].astype(np.float64).sum())
+        got = so.read_rows(P(table.ctypes.data), I64(w), P(check.ctypes.data), I64(5), I64(0), INT(1))
+        assert abs(got - want) <= 1e-3 * max(1.0, abs(want)), (got, want)
+
+        times = {name: [] for name in loops}
+        names = list(loops)
+        for r in range(-1, args.rounds):  # one warm-up round
+            rot = r % len(names)
+            for name in names[rot:] + names[:rot]:
+                t0 = time.perf_counter()
+                for i in range(args.batches):
+                    loops[name](i)
+                if r >= 0:
+                    times[name].append((time.perf_counter() - t0) / args.batches)
+
+    torch_t = np.array(times["torch embedding_bag"])
+    print(f"{N} x {w} float32 table, {B} bags x {L} uniform lookups, {threads} threads, "
+          f"{args.rounds} rounds of {args.batches} batches; torch {torch.__version__}")
+    print(f"{'loop':44s} {'ms':>8s}  {'embedding_bag / loop':>20s}")
+    floor = 0.0
+    for name in names:
+        t = np.array(times[name])
+        ratio = float(np.median(torch_t / t))
+        if name.startswith("read"):
+            floor = max(floor, ratio)
+        print(f"{name:44s} {np.median(t) * 1e3:8.3f}  {ratio:19.2f}x")
+    verdict = "within reach" if floor >= BAR else "out of reach"
+    print(f"fastest reading loop: {floor:.2f}x embedding_bag; issue 18's bar {BAR:.2f}x is "
+          f"{verdict} for any forward that reads its rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
