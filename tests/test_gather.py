@@ -114,6 +114,31 @@ def test_small_example():
     assert np.array_equal(values, [[50, 500], [2 / 3, 20 / 3], [1 / 3, 10 / 3], [50, 500]])
 
 
+# Grouping the lookups by row (CoalescePlan, the sorted layout and the fused step's plan) takes
+# one of four paths by how large the indices are: a counting sort (small tables), a radix sort
+# of (index, bag, position) words, of (index, position) words with each bag looked up after,
+# or a comparison sort (indices too large to pack). The same result from each.
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("scale", ["counted", "bag in key", "bag looked up", "compared"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_backward_groups_alike_on_every_sort_path(rng, index_dtype, scale, weighted):
+    top = {"counted": 1000, "bag in key": 3_000_000, "bag looked up": 2**50, "compared": 2**60}[scale]
+    if top > np.iinfo(index_dtype).max:
+        pytest.skip("indices this large need int64")
+    num_bags, width = 700, 3  # 700 bags: 10 bits of bag, about 12 of position
+    indptr, indices = make_bags(rng, num_bags, 2, max_len=12, index_dtype=index_dtype)
+    # rows spread up to `top`, with repeats within and across bags
+    pool = np.unique(rng.integers(0, top, size=len(indices) // 3 + 1, dtype=np.int64))
+    indices = np.ascontiguousarray(rng.choice(pool, size=len(indices)).astype(index_dtype))
+    grad_out = rand(rng, (num_bags, width), np.float64)
+    weights = rand(rng, (len(indices),), np.float64) if weighted else None
+    rows, values = sparseopt.gather_sum_backward(grad_out, indptr, indices, weights,
+                                                 num_rows=int(np.iinfo(index_dtype).max))
+    want_rows, want_values = ref_backward(grad_out, indptr, indices, weights)
+    assert rows.dtype == index_dtype and np.array_equal(rows, want_rows)
+    assert values.tobytes() == want_values.tobytes()  # each row's terms added in order
+
+
 # The backward lays its terms out in one of two ways, by the ratio of num_rows to the number
 # of indices (see GatherPlan): "blocked" when num_rows <= len(indices), else "sorted".
 # Passing a larger num_rows than the indices need switches to the sorted layout.

@@ -20,6 +20,29 @@ namespace sparseopt {
 
 namespace detail {
 
+// std::vector's allocator, but resize() leaves new elements of trivial types uninitialised
+// (construct() with no arguments default-initialises): for scratch that is written in full
+// before it is read, where zero-filling a megabyte per build would cost a pass over it.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+  UninitAllocator() noexcept = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}  // NOLINT: converting, as std::allocator's
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0)
+      ::new (static_cast<void*>(p)) U;
+    else
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <class T>
+using Scratch = std::vector<T, UninitAllocator<T>>;
+
 // {min(0, smallest index), max(-1, largest index)} of indices[0, n): on the AVX2 copy where
 // the CPU has it (64-bit compares, which the baseline SSE2 lacks, so its loop is scalar).
 template <class I>
@@ -67,25 +90,35 @@ inline int bit_width(std::uint64_t x) noexcept {
 }
 
 // Sorts words by bits [shift, shift + key_bits): least-significant-digit radix sort (stable),
-// a comparison sort of the whole words for short inputs. The words ping-pong with `tmp`.
-inline void sort_packed(std::vector<std::uint64_t>& keys, std::vector<std::uint64_t>& tmp,
-                        int shift, int key_bits) {
+// a comparison sort of the whole words for short inputs. The words ping-pong with `tmp`. The
+// counts of every digit come from one pass over the words, before the first scatter.
+template <class V>
+void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
   const std::size_t n = keys.size();
   if (n < 256) {
     std::sort(keys.begin(), keys.end());
     return;
   }
-  constexpr int digit_bits = 11;
-  constexpr std::uint64_t buckets = std::uint64_t(1) << digit_bits;
+  constexpr int digit_bits = 11, max_digits = (64 + digit_bits - 1) / digit_bits;
+  constexpr std::uint64_t buckets = std::uint64_t(1) << digit_bits, mask = buckets - 1;
+  const int digits = (key_bits + digit_bits - 1) / digit_bits;
+  if (digits == 0) return;
   tmp.resize(n);
-  std::array<std::size_t, buckets> start;
-  for (int d = 0; d < key_bits; d += digit_bits) {
-    const int s = shift + d;
-    start.fill(0);
-    for (const std::uint64_t k : keys) ++start[(k >> s) & (buckets - 1)];
+  std::vector<std::array<std::size_t, buckets>> start(static_cast<std::size_t>(digits));
+  for (auto& c : start) c.fill(0);
+  const std::uint64_t* SPARSEOPT_RESTRICT in = keys.data();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t k = in[i] >> shift;
+    for (int d = 0; d < digits && d < max_digits; ++d) ++start[d][(k >> (d * digit_bits)) & mask];
+  }
+  for (int d = 0; d < digits; ++d) {
     std::size_t sum = 0;
-    for (auto& c : start) sum += std::exchange(c, sum);
-    for (const std::uint64_t k : keys) tmp[start[(k >> s) & (buckets - 1)]++] = k;
+    for (auto& c : start[d]) sum += std::exchange(c, sum);
+    const int s = shift + d * digit_bits;
+    std::size_t* SPARSEOPT_RESTRICT next = start[d].data();
+    const std::uint64_t* SPARSEOPT_RESTRICT from = keys.data();
+    std::uint64_t* SPARSEOPT_RESTRICT to = tmp.data();
+    for (std::size_t i = 0; i < n; ++i) to[next[(from[i] >> s) & mask]++] = from[i];
     keys.swap(tmp);
   }
 }
@@ -119,50 +152,127 @@ class CoalescePlan {
   // index_error, with the plan left empty, before anything is written -- and groups the
   // positions of each row.
   void build(const I* indices, std::int64_t n, std::int64_t num_rows) {
+    group(indices, n, num_rows, static_cast<const I*>(nullptr), 0, nullptr);
+  }
+
+  // As build(), for positions that fall into bags (bag b: positions indptr[b] to
+  // indptr[b + 1] - 1; num_bags + 1 non-decreasing offsets from 0 to n, which the caller has
+  // checked), also writing bag_out[k] = the bag of the k-th grouped position (order[k]). The
+  // bag rides in the sort's keys where the bits allow, so that it costs no gather.
+  template <class B>
+  void build_with_bags(const I* indices, std::int64_t n, std::int64_t num_rows, const B* indptr,
+                       std::int64_t num_bags, detail::Scratch<std::int64_t>& bag_out) {
+    group(indices, n, num_rows, indptr, num_bags, &bag_out);
+  }
+
+ private:
+  detail::Scratch<std::uint64_t> keys_, tmp_;  // sort scratch
+  detail::Scratch<std::int64_t> bag_at_;       // the bag of each position, where not in the keys
+  std::vector<std::int64_t> count_;            // counting scratch
+
+  // Indices below max(counting_min_rows, min(n, counting_max_rows)) are grouped by counting.
+  static constexpr std::int64_t counting_min_rows = 2048, counting_max_rows = std::int64_t(1) << 20;
+
+  template <class B>
+  void group(const I* indices, std::int64_t n, std::int64_t num_rows, const B* indptr, std::int64_t num_bags,
+             detail::Scratch<std::int64_t>* bag_out) {
     const auto size = static_cast<std::size_t>(n);
     for (auto* buffer : {&offsets, &order}) detail::fit(*buffer, size);
     detail::fit(rows, size);
     detail::fit(keys_, size);
     detail::fit(tmp_, size);
+    detail::fit(bag_at_, size);
     detail::fit(count_, size);
     rows.clear();
     offsets.assign(1, 0);
     order.clear();
     const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
+    if (bag_out) {
+      detail::fit(*bag_out, size);
+      bag_out->resize(size);
+    }
     // Few distinct values among many indices (a small table, meProp's units): one counting
     // pass over the indices does it, without packing keys or a bucket array per radix digit.
     if (n > 0 && max_index < std::max<std::int64_t>(counting_min_rows, std::min(n, counting_max_rows))) {
       count_positions(indices, n, max_index);
+      if (bag_out) bags_by_gather(indptr, num_bags, n, bag_out->data());
       return;
     }
-    const int position_bits = sort_positions(indices, n, max_index);
-    // Runs of equal indices: written through plain pointers into buffers of the largest size
-    // (push_back's checks cost more than the loop's work), then cut to the rows found.
+    // (index, [bag,] position) packed into one word with the index in the high bits, and
+    // radix-sorted on the index bits: equal indices keep their input order.
+    const int position_bits = detail::bit_width(std::uint64_t(n > 0 ? n - 1 : 0));
+    const int index_bits = detail::bit_width(std::uint64_t(max_index > 0 ? max_index : 0));
+    const int bag_bits = bag_out ? detail::bit_width(std::uint64_t(num_bags > 0 ? num_bags - 1 : 0)) : 0;
+    const bool bag_in_key = bag_out && position_bits + bag_bits + index_bits <= 64;
+    const int low_bits = position_bits + (bag_in_key ? bag_bits : 0);
     rows.resize(size);
     offsets.resize(size + 1);
+    order.resize(size);
+    // Runs of equal indices: written through plain pointers into buffers of the largest size
+    // (push_back's checks cost more than the loop's work), then cut to the rows found.
     I* SPARSEOPT_RESTRICT unique = rows.data();
     std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
+    std::int64_t* SPARSEOPT_RESTRICT positions = order.data();
     std::int64_t u = 0;
-    for (std::int64_t k = 0; k < n; ++k) {
-      // The packed sort leaves the sorted keys, whose high bits are the indices: reading them
-      // in order beats gathering indices[order[k]] from all over a long input.
-      const I r = position_bits >= 0 ? static_cast<I>(keys_[k] >> position_bits) : indices[order[k]];
-      if (u == 0 || unique[u - 1] != r) {
-        bounds[u] = k;
-        unique[u++] = r;
+    if (low_bits + index_bits <= 64) {
+      keys_.resize(size);
+      std::uint64_t* SPARSEOPT_RESTRICT keys = keys_.data();
+      if (bag_in_key) {
+        for (std::int64_t b = 0; b < num_bags; ++b)
+          for (auto k = static_cast<std::int64_t>(indptr[b]); k < static_cast<std::int64_t>(indptr[b + 1]); ++k)
+            keys[k] = (std::uint64_t(indices[k]) << low_bits) | (std::uint64_t(b) << position_bits) | std::uint64_t(k);
+      } else {
+        for (std::int64_t k = 0; k < n; ++k) keys[k] = (std::uint64_t(indices[k]) << low_bits) | std::uint64_t(k);
+      }
+      detail::sort_packed(keys_, tmp_, low_bits, index_bits);
+      // One pass over the sorted words: positions, bags, rows and their bounds.
+      const std::uint64_t* SPARSEOPT_RESTRICT sorted = keys_.data();
+      const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
+      const std::uint64_t bag_mask = bag_bits ? (~std::uint64_t(0) >> (64 - bag_bits)) : 0;
+      std::int64_t* SPARSEOPT_RESTRICT bag_of = bag_in_key ? bag_out->data() : nullptr;
+      for (std::int64_t k = 0; k < n; ++k) {
+        const std::uint64_t key = sorted[k];
+        positions[k] = std::int64_t(key & position_mask);
+        if (bag_of) bag_of[k] = std::int64_t((key >> position_bits) & bag_mask);
+        const I r = static_cast<I>(key >> low_bits);
+        if (u == 0 || unique[u - 1] != r) {
+          bounds[u] = k;
+          unique[u++] = r;
+        }
+      }
+    } else {  // indices too large to pack
+      for (std::int64_t k = 0; k < n; ++k) positions[k] = k;
+      std::stable_sort(order.begin(), order.end(),
+                       [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
+      for (std::int64_t k = 0; k < n; ++k) {
+        const I r = indices[positions[k]];
+        if (u == 0 || unique[u - 1] != r) {
+          bounds[u] = k;
+          unique[u++] = r;
+        }
       }
     }
     bounds[u] = n;
     rows.resize(static_cast<std::size_t>(u));
     offsets.resize(static_cast<std::size_t>(u + 1));
+    if (bag_out && !bag_in_key) bags_by_gather(indptr, num_bags, n, bag_out->data());
   }
 
- private:
-  std::vector<std::uint64_t> keys_, tmp_;  // sort scratch
-  std::vector<std::int64_t> count_;         // counting scratch
-
-  // Indices below max(counting_min_rows, min(n, counting_max_rows)) are grouped by counting.
-  static constexpr std::int64_t counting_min_rows = 2048, counting_max_rows = std::int64_t(1) << 20;
+  // bag_of[k] = the bag of position order[k]: each position's bag written in input order, then
+  // gathered from scattered positions, prefetched far ahead so that the misses overlap.
+  template <class B>
+  void bags_by_gather(const B* indptr, std::int64_t num_bags, std::int64_t n, std::int64_t* SPARSEOPT_RESTRICT bag_of) {
+    bag_at_.resize(static_cast<std::size_t>(n));
+    std::int64_t* SPARSEOPT_RESTRICT at = bag_at_.data();
+    for (std::int64_t b = 0; b < num_bags; ++b)
+      for (auto p = static_cast<std::int64_t>(indptr[b]); p < static_cast<std::int64_t>(indptr[b + 1]); ++p) at[p] = b;
+    const std::int64_t* SPARSEOPT_RESTRICT positions = order.data();
+    constexpr std::int64_t ahead = 64;
+    for (std::int64_t k = 0; k < n; ++k) {
+      if (k + ahead < n) detail::prefetch_row(at + positions[k + ahead], 1);
+      bag_of[k] = at[positions[k]];
+    }
+  }
 
   // A stable counting sort of the positions by index (all in [0, max_index]).
   void count_positions(const I* indices, std::int64_t n, std::int64_t max_index) {
@@ -188,28 +298,6 @@ class CoalescePlan {
     order.resize(static_cast<std::size_t>(n));
     std::int64_t* SPARSEOPT_RESTRICT out = order.data();
     for (std::int64_t k = 0; k < n; ++k) out[start[static_cast<std::int64_t>(indices[k])]++] = k;
-  }
-
-  // order = input positions sorted by index, equal indices in input order: (index, position)
-  // packed into one word with the index in the high bits and radix-sorted on the index bits.
-  // Returns the number of position bits when keys_ holds the sorted words, else -1.
-  int sort_positions(const I* indices, std::int64_t n, std::int64_t max_index) {
-    order.resize(static_cast<std::size_t>(n));
-    const int position_bits = detail::bit_width(std::uint64_t(n > 0 ? n - 1 : 0));
-    const int index_bits = detail::bit_width(std::uint64_t(max_index > 0 ? max_index : 0));
-    if (position_bits + index_bits <= 64) {
-      keys_.resize(static_cast<std::size_t>(n));
-      for (std::int64_t k = 0; k < n; ++k)
-        keys_[k] = (std::uint64_t(indices[k]) << position_bits) | std::uint64_t(k);
-      detail::sort_packed(keys_, tmp_, position_bits, index_bits);
-      const std::uint64_t mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
-      for (std::int64_t k = 0; k < n; ++k) order[k] = std::int64_t(keys_[k] & mask);
-      return position_bits;
-    }
-    for (std::int64_t k = 0; k < n; ++k) order[k] = k;  // indices too large to pack
-    std::stable_sort(order.begin(), order.end(),
-                     [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
-    return -1;
   }
 };
 

@@ -529,36 +529,19 @@ class GatherPlan {
   std::int64_t num_bags_ = -1, num_indices_ = -1;
   // Sorted layout: positions grouped by row, and the bag of each (in that order).
   CoalescePlan<I> coalesce_;
-  std::vector<std::int64_t> bag_at_, bag_sorted_;
+  detail::Scratch<std::int64_t> bag_sorted_;
   // Blocked layout: rows_ (ascending), slot_[r] = where row r is in rows_ (for touched r);
   // keys_ = (block << position_bits | position), grouped by block of 2^block_shift_ rows and
   // in input order within a block; block_keys_ and block_slots_ bound each block's keys and
   // output rows.
   std::vector<I> rows_, slot_;
-  std::vector<std::uint64_t> keys_, tmp_;
+  detail::Scratch<std::uint64_t> keys_, tmp_;
   std::vector<std::int64_t> block_keys_, block_slots_;
   int position_bits_ = 0, block_shift_ = 0;
 
   template <class T>
   void build_sorted(const Bags<T, I>& bags, std::int64_t num_rows) {
-    coalesce_.build(bags.indices, bags.size, num_rows);
-    const std::int64_t n = bags.size;
-    const auto size = static_cast<std::size_t>(n);
-    detail::fit(bag_at_, size);
-    detail::fit(bag_sorted_, size);
-    bag_at_.resize(size);
-    bag_sorted_.resize(size);
-    std::int64_t* SPARSEOPT_RESTRICT at = bag_at_.data();
-    for (std::int64_t b = 0; b < bags.num_bags; ++b)
-      for (std::int64_t p = bags.begin(b); p < bags.end(b); ++p) at[p] = b;
-    // A gather from scattered positions: prefetched far ahead so the misses overlap.
-    const std::int64_t* SPARSEOPT_RESTRICT order = coalesce_.order.data();
-    std::int64_t* SPARSEOPT_RESTRICT sorted = bag_sorted_.data();
-    constexpr std::int64_t ahead = 64;
-    for (std::int64_t k = 0; k < n; ++k) {
-      if (k + ahead < n) detail::prefetch_row(at + order[k + ahead], 1);
-      sorted[k] = at[order[k]];
-    }
+    coalesce_.build_with_bags(bags.indices, bags.size, num_rows, bags.indptr, bags.num_bags, bag_sorted_);
   }
 
   template <class T>
