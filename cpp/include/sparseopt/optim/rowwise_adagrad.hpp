@@ -94,7 +94,23 @@ SPARSEOPT_ALWAYS_INLINE void rowwise_adagrad_row(T* SPARSEOPT_RESTRICT p, T* SPA
   const T s_new = formulas::rowwise_new_sum(*s, sum_of_squares(g, w), w);
   *s = s_new;
   const T multiplier = formulas::rowwise_multiplier(s_new, lr, eps);
-  for (std::int64_t j = 0; j < w; ++j) formulas::rowwise_adagrad(p, j, g[j], multiplier);
+  std::int64_t j = 0;
+#if SPARSEOPT_HAS_VECTOR_EXT
+  // rowwise_adagrad a vector at a time, two per iteration (each lane the scalar's operations).
+  constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<T>) / sizeof(T));
+  for (; j + 2 * lanes <= w; j += 2 * lanes) {
+    Vec<T> p0, p1, g0, g1;
+    load_vec(p0, p + j);
+    load_vec(p1, p + j + lanes);
+    load_vec(g0, g + j);
+    load_vec(g1, g + j + lanes);
+    p0 -= multiplier * g0;
+    p1 -= multiplier * g1;
+    store_vec(p + j, p0);
+    store_vec(p + j + lanes, p1);
+  }
+#endif
+  for (; j < w; ++j) formulas::rowwise_adagrad(p, j, g[j], multiplier);
 }
 
 }  // namespace detail
