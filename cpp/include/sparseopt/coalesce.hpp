@@ -230,15 +230,18 @@ class CoalescePlan {
       const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
       const std::uint64_t bag_mask = bag_bits ? (~std::uint64_t(0) >> (64 - bag_bits)) : 0;
       std::int64_t* SPARSEOPT_RESTRICT bag_of = bag_in_key ? bag_out->data() : nullptr;
+      // Without a branch on "a new row starts here", which repeats (Zipf-like indices) make
+      // unpredictable: slot u is written every time, and kept (u advances) only at a new row.
+      std::uint64_t previous = n > 0 ? ~(sorted[0] >> low_bits) : 0;
       for (std::int64_t k = 0; k < n; ++k) {
         const std::uint64_t key = sorted[k];
         positions[k] = std::int64_t(key & position_mask);
         if (bag_of) bag_of[k] = std::int64_t((key >> position_bits) & bag_mask);
-        const I r = static_cast<I>(key >> low_bits);
-        if (u == 0 || unique[u - 1] != r) {
-          bounds[u] = k;
-          unique[u++] = r;
-        }
+        const std::uint64_t r = key >> low_bits;
+        bounds[u] = k;
+        unique[u] = static_cast<I>(r);
+        u += r != previous;
+        previous = r;
       }
     } else {  // indices too large to pack
       for (std::int64_t k = 0; k < n; ++k) positions[k] = k;
