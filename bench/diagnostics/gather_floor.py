@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bag-len", type=int, default=32)
     ap.add_argument("--batches", type=int, default=8)
     args = ap.parse_args(argv)
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # torch on huge pages, as NumPy (harness.py)
     try:
         import torch
     except ImportError:
