@@ -89,8 +89,10 @@ inline int bit_width(std::uint64_t x) noexcept {
   return bits;
 }
 
-// Sorts words by bits [shift, shift + key_bits): least-significant-digit radix sort (stable),
-// a comparison sort of the whole words for short inputs. The words ping-pong with `tmp`. The
+// Sorts words by bits [shift, shift + key_bits) (shift + key_bits <= 64, no bits above them):
+// least-significant-digit radix sort (stable), a comparison sort of the whole words for short
+// inputs -- the same order where the bits below `shift` rise with the input order, as the
+// callers' positions (and bags, which rise with them) do. The words ping-pong with `tmp`. The
 // counts of every digit come from one pass over the words, before the first scatter.
 template <class V>
 void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
@@ -99,17 +101,18 @@ void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
     std::sort(keys.begin(), keys.end());
     return;
   }
-  constexpr int digit_bits = 11, max_digits = (64 + digit_bits - 1) / digit_bits;
+  constexpr int digit_bits = 11;
   constexpr std::uint64_t buckets = std::uint64_t(1) << digit_bits, mask = buckets - 1;
-  const int digits = (key_bits + digit_bits - 1) / digit_bits;
+  const int digits = (key_bits + digit_bits - 1) / digit_bits;  // at most 6: shift + key_bits <= 64
   if (digits == 0) return;
   tmp.resize(n);
-  std::vector<std::array<std::size_t, buckets>> start(static_cast<std::size_t>(digits));
-  for (auto& c : start) c.fill(0);
-  const std::uint64_t* SPARSEOPT_RESTRICT in = keys.data();
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint64_t k = in[i] >> shift;
-    for (int d = 0; d < digits && d < max_digits; ++d) ++start[d][(k >> (d * digit_bits)) & mask];
+  std::vector<std::array<std::size_t, buckets>> start(static_cast<std::size_t>(digits));  // zeroed
+  {
+    const std::uint64_t* SPARSEOPT_RESTRICT in = keys.data();
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t k = in[i] >> shift;
+      for (int d = 0; d < digits; ++d) ++start[d][(k >> (d * digit_bits)) & mask];
+    }
   }
   for (int d = 0; d < digits; ++d) {
     std::size_t sum = 0;
@@ -155,10 +158,18 @@ class CoalescePlan {
     group(indices, n, num_rows, static_cast<const I*>(nullptr), 0, nullptr);
   }
 
+  // Empties the plan (no rows), keeping its buffers for the next build.
+  void clear() {
+    rows.clear();
+    offsets.assign(1, 0);
+    order.clear();
+  }
+
   // As build(), for positions that fall into bags (bag b: positions indptr[b] to
   // indptr[b + 1] - 1; num_bags + 1 non-decreasing offsets from 0 to n, which the caller has
   // checked), also writing bag_out[k] = the bag of the k-th grouped position (order[k]). The
-  // bag rides in the sort's keys where the bits allow, so that it costs no gather.
+  // bag rides in the sort's keys where the bits allow, so that it costs no gather. A rejected
+  // call leaves bag_out empty too.
   template <class B>
   void build_with_bags(const I* indices, std::int64_t n, std::int64_t num_rows, const B* indptr,
                        std::int64_t num_bags, detail::Scratch<std::int64_t>& bag_out) {
@@ -167,7 +178,7 @@ class CoalescePlan {
 
  private:
   detail::Scratch<std::uint64_t> keys_, tmp_;  // sort scratch
-  detail::Scratch<std::int64_t> bag_at_;       // the bag of each position, where not in the keys
+  detail::Scratch<std::int64_t> bag_at_;       // the bag of each position, where no key holds it
   std::vector<std::int64_t> count_;            // counting scratch
 
   // Indices below max(counting_min_rows, min(n, counting_max_rows)) are grouped by counting.
@@ -183,9 +194,8 @@ class CoalescePlan {
     detail::fit(tmp_, size);
     detail::fit(bag_at_, size);
     detail::fit(count_, size);
-    rows.clear();
-    offsets.assign(1, 0);
-    order.clear();
+    clear();
+    if (bag_out) bag_out->clear();
     const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
     if (bag_out) {
       detail::fit(*bag_out, size);
@@ -212,19 +222,21 @@ class CoalescePlan {
     // (push_back's checks cost more than the loop's work), then cut to the rows found.
     I* SPARSEOPT_RESTRICT unique = rows.data();
     std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
-    std::int64_t* SPARSEOPT_RESTRICT positions = order.data();
     std::int64_t u = 0;
     if (low_bits + index_bits <= 64) {
       keys_.resize(size);
-      std::uint64_t* SPARSEOPT_RESTRICT keys = keys_.data();
-      if (bag_in_key) {
-        for (std::int64_t b = 0; b < num_bags; ++b)
-          for (auto k = static_cast<std::int64_t>(indptr[b]); k < static_cast<std::int64_t>(indptr[b + 1]); ++k)
-            keys[k] = (std::uint64_t(indices[k]) << low_bits) | (std::uint64_t(b) << position_bits) | std::uint64_t(k);
-      } else {
-        for (std::int64_t k = 0; k < n; ++k) keys[k] = (std::uint64_t(indices[k]) << low_bits) | std::uint64_t(k);
+      {
+        std::uint64_t* SPARSEOPT_RESTRICT keys = keys_.data();
+        if (bag_in_key) {
+          for (std::int64_t b = 0; b < num_bags; ++b)
+            for (auto k = static_cast<std::int64_t>(indptr[b]); k < static_cast<std::int64_t>(indptr[b + 1]); ++k)
+              keys[k] = (std::uint64_t(indices[k]) << low_bits) | (std::uint64_t(b) << position_bits) | std::uint64_t(k);
+        } else {
+          for (std::int64_t k = 0; k < n; ++k) keys[k] = (std::uint64_t(indices[k]) << low_bits) | std::uint64_t(k);
+        }
       }
       detail::sort_packed(keys_, tmp_, low_bits, index_bits);
+      std::int64_t* SPARSEOPT_RESTRICT positions = order.data();
       // One pass over the sorted words: positions, bags, rows and their bounds.
       const std::uint64_t* SPARSEOPT_RESTRICT sorted = keys_.data();
       const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
@@ -244,11 +256,11 @@ class CoalescePlan {
         previous = r;
       }
     } else {  // indices too large to pack
-      for (std::int64_t k = 0; k < n; ++k) positions[k] = k;
+      for (std::int64_t k = 0; k < n; ++k) order[k] = k;
       std::stable_sort(order.begin(), order.end(),
                        [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
       for (std::int64_t k = 0; k < n; ++k) {
-        const I r = indices[positions[k]];
+        const I r = indices[order[k]];
         if (u == 0 || unique[u - 1] != r) {
           bounds[u] = k;
           unique[u++] = r;

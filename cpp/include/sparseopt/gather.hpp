@@ -489,7 +489,7 @@ class GatherPlan {
     num_bags_ = -1;
     num_indices_ = -1;
     rows_.clear();
-    coalesce_.build(bags.indices, 0, -1);  // empty until the checks pass
+    coalesce_.clear();  // empty until the checks pass (its buffers kept for the build below)
     detail::check_bags(bags, num_rows, mode, names);
     detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
     const std::int64_t n = bags.size;
