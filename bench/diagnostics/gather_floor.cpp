@@ -12,6 +12,7 @@
 // Both return a value from what they read, so that the compiler keeps the loads.
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -29,6 +30,16 @@ inline void fold_row(Lanes& acc, const float* row, std::int64_t width) {
   for (; j < width; ++j) acc[0] += row[j];
 }
 
+// This thread's share of [0, n) inside a parallel region: equal contiguous ranges.
+std::pair<std::int64_t, std::int64_t> own_range(std::int64_t n) {
+#if defined(_OPENMP)
+  const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+  const std::int64_t t = 0, nt = 1;
+#endif
+  return {n * t / nt, n * (t + 1) / nt};
+}
+
 float total(const Lanes& acc) {
   float s = 0;
   for (int l = 0; l < 16; ++l) s += acc[l];
@@ -43,12 +54,7 @@ float read_rows(const float* table, std::int64_t width, const std::int64_t* orde
   float result = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : result)
   {
-#if defined(_OPENMP)
-    const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const std::int64_t t = 0, nt = 1;
-#endif
-    const std::int64_t first = n * t / nt, last = n * (t + 1) / nt;
+    const auto [first, last] = own_range(n);
     const std::int64_t bytes = width * std::int64_t(sizeof(float));
     Lanes acc = {};
     for (std::int64_t k = first; k < last; ++k) {
@@ -68,12 +74,7 @@ float stream(const float* table, std::int64_t width, std::int64_t first_row, std
   float result = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : result)
   {
-#if defined(_OPENMP)
-    const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const std::int64_t t = 0, nt = 1;
-#endif
-    const std::int64_t first = n * t / nt, last = n * (t + 1) / nt;
+    const auto [first, last] = own_range(n);
     Lanes acc = {};
     for (std::int64_t k = first; k < last; ++k) fold_row(acc, table + (first_row + k) * width, width);
     result += total(acc);
