@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +37,8 @@ import numpy as np
 import sparseopt
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import harness  # noqa: E402  (also puts torch's tensors on huge pages, as NumPy's are)
 BAR = 1.3
 
 
@@ -70,7 +70,6 @@ def main(argv=None) -> int:
     ap.add_argument("--bag-len", type=int, default=32)
     ap.add_argument("--batches", type=int, default=8)
     args = ap.parse_args(argv)
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # torch on huge pages, as NumPy (harness.py)
     try:
         import torch
     except ImportError:
@@ -79,8 +78,7 @@ def main(argv=None) -> int:
     N, w, B, L, threads = args.rows, args.width, args.bags, args.bag_len, args.threads
     n = B * L
     rng = np.random.default_rng(0)
-    table = sparseopt.zeros((N, w), np.float32)  # cache-line aligned, as bench_gather's
-    table[...] = rng.standard_normal((N, w), dtype=np.float32)
+    table = harness.aligned_copy(rng.standard_normal((N, w), dtype=np.float32))  # as bench_gather's
     indptr = np.arange(0, n + 1, L, dtype=np.int64)
     batches = [rng.integers(0, N, n, dtype=np.int64) for _ in range(args.batches)]
     ascending = [np.sort(b) for b in batches]
@@ -119,25 +117,16 @@ def main(argv=None) -> int:
         got = so.read_rows(P(table.ctypes.data), I64(w), P(check.ctypes.data), I64(5), I64(0), INT(1))
         assert abs(got - want) <= 1e-3 * max(1.0, abs(want)), (got, want)
 
-        times = {name: [] for name in loops}
-        names = list(loops)
-        for r in range(-1, args.rounds):  # one warm-up round
-            rot = r % len(names)
-            for name in names[rot:] + names[:rot]:
-                t0 = time.perf_counter()
-                for i in range(args.batches):
-                    loops[name](i)
-                if r >= 0:
-                    times[name].append((time.perf_counter() - t0) / args.batches)
+        nb = args.batches
+        times = harness.paired_rounds({name: (lambda i, f=f: f(i % nb)) for name, f in loops.items()},
+                                      rounds=args.rounds, steps_per_round=nb)
 
-    torch_t = np.array(times["torch embedding_bag"])
     print(f"{N} x {w} float32 table, {B} bags x {L} uniform lookups, {threads} threads, "
           f"{args.rounds} rounds of {args.batches} batches; torch {torch.__version__}")
     print(f"{'loop':44s} {'ms':>8s}  {'embedding_bag / loop':>20s}")
     floor = 0.0
-    for name in names:
-        t = np.array(times[name])
-        ratio = float(np.median(torch_t / t))
+    for name, t in times.items():
+        ratio = harness.paired_ratio(times["torch embedding_bag"], t)["median"]
         if name.startswith("read"):
             floor = max(floor, ratio)
         print(f"{name:44s} {np.median(t) * 1e3:8.3f}  {ratio:19.2f}x")
