@@ -818,33 +818,43 @@ void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int 
   const bool weighted = grad.bags.weights != nullptr;
   const SortedTerms<T> sorted(source, plan.bag_of_sorted(), cp.order.data(), grad.bags.weights, grad.bags.num_bags,
                               n, w);
-  const std::int64_t* SPARSEOPT_RESTRICT offsets = cp.offsets.data();
-  const I* SPARSEOPT_RESTRICT rows = cp.rows.data();
-  auto term = [&](std::int64_t k) { return sorted.row(k); };
-  auto scale = [&](std::int64_t k) { return sorted.scale(k); };
-  auto ahead_term = [&](std::int64_t k) { return sorted.ahead_row(k); };
-  auto ahead_scale = [&](std::int64_t k) { return sorted.ahead_scale(k); };
+  // A row with several terms (or weighted ones) is summed out of line: with the sums inlined
+  // into the loop, the common row of one term ran 4-7% slower (more registers live, its
+  // pointers reloaded through the closure).
+  auto summed = [&](std::int64_t begin, std::int64_t end, int slot) SPARSEOPT_NOINLINE_BODY {
+    auto term = [&](std::int64_t k) { return sorted.row(k); };
+    auto scale = [&](std::int64_t k) { return sorted.scale(k); };
+    auto ahead_term = [&](std::int64_t k) { return sorted.ahead_row(k); };
+    auto ahead_scale = [&](std::int64_t k) { return sorted.ahead_scale(k); };
+    T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
+    auto sum = [&](auto scaled, auto rolling) SPARSEOPT_INLINE_BODY {
+      simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+        sum_terms_body<decltype(scaled)::value, decltype(avx2)::value ? 8 : 4, decltype(rolling)::value>(
+            own, w, begin, end, term, scale, ahead_term, ahead_scale);
+      });
+    };
+    const bool long_row = end - begin > gather_ahead;
+    if (weighted)
+      long_row ? sum(std::true_type{}, std::true_type{}) : sum(std::true_type{}, std::false_type{});
+    else
+      long_row ? sum(std::false_type{}, std::true_type{}) : sum(std::false_type{}, std::false_type{});
+    return static_cast<const T*>(own);
+  };
+  // The loop's arrays by value, so that they stay in registers (see gather_sum's loop).
+  const std::int64_t* offsets = cp.offsets.data();
+  const I* rows = cp.rows.data();
+  const std::int64_t* bag = plan.bag_of_sorted();
   parallel_for(
       nu, threads, (n + nu) * w,
-      [&](std::int64_t u, int slot) {
+      [offsets, rows, bag, source, w, nu, weighted, &update, &prefetch, &summed](std::int64_t u, int slot) {
         if (u + ahead < nu) prefetch(static_cast<std::int64_t>(rows[u + ahead]));
         const std::int64_t begin = offsets[u], end = offsets[u + 1];
-        if (end - begin == 1 && !weighted) return update(static_cast<std::int64_t>(rows[u]), term(begin));
-        T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
-        auto sum = [&](auto scaled, auto rolling) SPARSEOPT_INLINE_BODY {
-          simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
-            sum_terms_body<decltype(scaled)::value, decltype(avx2)::value ? 8 : 4, decltype(rolling)::value>(
-                own, w, begin, end, term, scale, ahead_term, ahead_scale);
-          });
-        };
-        const bool long_row = end - begin > gather_ahead;
-        if (weighted)
-          long_row ? sum(std::true_type{}, std::true_type{}) : sum(std::true_type{}, std::false_type{});
-        else
-          long_row ? sum(std::false_type{}, std::true_type{}) : sum(std::false_type{}, std::false_type{});
-        update(static_cast<std::int64_t>(rows[u]), static_cast<const T*>(own));
+        // One unweighted term: its row of grad_out in place (sorted.row(begin)).
+        const T* g = SPARSEOPT_LIKELY(end - begin == 1 && !weighted) ? source + bag[begin] * w
+                                                                      : summed(begin, end, slot);
+        update(static_cast<std::int64_t>(rows[u]), g);
       },
-      [&](std::int64_t u) { return offsets[u] + update_cost * u; });
+      [offsets](std::int64_t u) { return offsets[u] + update_cost * u; });
 }
 
 }  // namespace detail

@@ -45,14 +45,20 @@
 #define SPARSEOPT_HAS_VECTOR_EXT 1
 #define SPARSEOPT_ALWAYS_INLINE inline __attribute__((always_inline))
 #define SPARSEOPT_INLINE_BODY __attribute__((always_inline))
+#define SPARSEOPT_NOINLINE_BODY __attribute__((noinline))
+#define SPARSEOPT_LIKELY(x) __builtin_expect(!!(x), 1)
 #elif defined(_MSC_VER)
 #define SPARSEOPT_HAS_VECTOR_EXT 0
 #define SPARSEOPT_ALWAYS_INLINE __forceinline
 #define SPARSEOPT_INLINE_BODY
+#define SPARSEOPT_NOINLINE_BODY
+#define SPARSEOPT_LIKELY(x) (x)
 #else
 #define SPARSEOPT_HAS_VECTOR_EXT 0
 #define SPARSEOPT_ALWAYS_INLINE inline
 #define SPARSEOPT_INLINE_BODY
+#define SPARSEOPT_NOINLINE_BODY
+#define SPARSEOPT_LIKELY(x) (x)
 #endif
 
 namespace sparseopt {
