@@ -351,11 +351,13 @@ const T* summed_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, st
 // and writes only its own row gives the same bits for every thread count.
 //
 // Touched rows are scattered over a large table, so each one costs a memory round trip per
-// state array; prefetch(row) is called a few rows ahead so those trips overlap.
+// state array; prefetch(row, level) asks for a row's arrays ahead of its update, far rows to L2
+// and near ones to L1 (view.hpp's prefetch_ahead), so those trips overlap.
 template <class T, class I, class Update, class Prefetch>
 void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int num_threads,
                   Update&& update, Prefetch&& prefetch) {
-  constexpr std::int64_t ahead = 16;
+  // The gradient's value rows of a row are requested with its near hint (the first few).
+  constexpr std::int64_t value_rows_ahead = 4;
   // Cost model for splitting rows between threads: each value row summed, plus the update of
   // a row (a few state arrays read and written). Zipf-like indices put thousands of repeats
   // on a few rows, so counting rows alone would leave one thread with most of the work.
@@ -368,12 +370,14 @@ void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int 
   parallel_for(
       n, threads, (grad.size + n) * w,
       [&](std::int64_t u, int slot) {
-        if (u + ahead < n) {
-          prefetch(static_cast<std::int64_t>(plan.rows[u + ahead]));
-          const std::int64_t first = plan.offsets[u + ahead];
-          const std::int64_t last = std::min(plan.offsets[u + ahead + 1], first + 4);
-          for (std::int64_t k = first; k < last; ++k) prefetch_row(grad.value_row(plan.order[k]), w);
-        }
+        prefetch_ahead(u, n, [&](std::int64_t v, auto level) SPARSEOPT_INLINE_BODY {
+          prefetch(static_cast<std::int64_t>(plan.rows[v]), level);
+          if constexpr (std::is_same_v<decltype(level), PrefetchNear>) {
+            const std::int64_t first = plan.offsets[v];
+            const std::int64_t last = std::min(plan.offsets[v + 1], first + value_rows_ahead);
+            for (std::int64_t k = first; k < last; ++k) prefetch_row(grad.value_row(plan.order[k]), w);
+          }
+        });
         T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
         update(static_cast<std::int64_t>(plan.rows[u]), summed_row(grad, plan, u, own));
       },

@@ -390,9 +390,15 @@ void gather_sum(Table<const T> table, const Bags<T, I>& bags, Table<T> out,
                                                        static_cast<std::int64_t>(indptr[b + 1]));
         };
         auto row = [=](std::int64_t p) { return data + static_cast<std::int64_t>(indices[p]) * w; };
+        // The hints at term p: the row prefetch_far_rows terms on to L2, here; the one
+        // prefetch_near_rows on to L1, returned for the sums to ask for (view.hpp).
         auto ahead = [=](std::int64_t p) -> const T* {
-          return p + detail::gather_ahead < n ? data + static_cast<std::int64_t>(indices[p + detail::gather_ahead]) * w
-                                              : nullptr;
+          if (p + detail::prefetch_far_rows < n)
+            detail::prefetch_row(data + static_cast<std::int64_t>(indices[p + detail::prefetch_far_rows]) * w, w,
+                                 detail::PrefetchFar{});
+          return p + detail::prefetch_near_rows < n
+                     ? data + static_cast<std::int64_t>(indices[p + detail::prefetch_near_rows]) * w
+                     : nullptr;
         };
         auto none = [](std::int64_t) -> const T* { return nullptr; };
         const std::int64_t terms = bags.begin(last) - bags.begin(first);
@@ -807,7 +813,7 @@ namespace detail {
 template <class T, class I, class Update, class Prefetch>
 void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int num_threads, Update&& update,
                   Prefetch&& prefetch) {
-  constexpr std::int64_t ahead = 16, update_cost = 4;  // as for a row-sparse gradient
+  constexpr std::int64_t update_cost = 4;  // as for a row-sparse gradient
   const int threads = resolve_threads(num_threads);
   const CoalescePlan<I>& cp = plan.by_row();
   const std::int64_t nu = cp.size(), n = grad.bags.size, w = grad.grad_out.row_width;
@@ -847,7 +853,9 @@ void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int 
   parallel_for(
       nu, threads, (n + nu) * w,
       [offsets, rows, bag, source, w, nu, weighted, &update, &prefetch, &summed](std::int64_t u, int slot) {
-        if (u + ahead < nu) prefetch(static_cast<std::int64_t>(rows[u + ahead]));
+        prefetch_ahead(u, nu, [&](std::int64_t v, auto level) SPARSEOPT_INLINE_BODY {
+          prefetch(static_cast<std::int64_t>(rows[v]), level);
+        });
         const std::int64_t begin = offsets[u], end = offsets[u + 1];
         // One unweighted term: its row of grad_out in place (sorted.row(begin)).
         const T* g = SPARSEOPT_LIKELY(end - begin == 1 && !weighted) ? source + bag[begin] * w

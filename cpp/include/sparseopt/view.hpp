@@ -37,16 +37,32 @@ struct RowSparse {
 
 namespace detail {
 
+// Where a prefetched row goes (a hint: no effect on results): a row needed within a few
+// iterations to L1 (PrefetchNear), one needed later to L2 only (PrefetchFar). A core has only a
+// couple of dozen L1 misses in flight, so hints to L1 alone cap how many scattered rows are on
+// their way from DRAM; far hints wait in L2's own, longer queue, and a row asked for far ahead
+// is in L2 by the time its near hint brings it on. Loops over scattered rows ask for the row
+// prefetch_far_rows items ahead (far) and the one prefetch_near_rows ahead (near): measured on
+// a 1,000,000 x 64 float32 table (AMD EPYC, bench/README.md), the fused SGD step over 16K
+// scattered rows ran 1.3x faster (Adagrad 1.5-1.8x) than with near hints 16 rows ahead alone.
+template <int Locality>
+struct PrefetchTo {
+  static constexpr int locality = Locality;  // __builtin_prefetch's: 3 = L1, 2 = L2
+};
+using PrefetchNear = PrefetchTo<3>;
+using PrefetchFar = PrefetchTo<2>;
+inline constexpr std::int64_t prefetch_near_rows = 8, prefetch_far_rows = 32;
+
 // Asks the cache for a row that will be written soon, up to max_lines lines of it (a hint: no
-// effect on results).
+// effect on results), into L1 (PrefetchNear, the default) or L2 (PrefetchFar).
 // Always inlined: GCC finds that an out-of-line function which only prefetches has no effect
 // and deletes the calls to it (which it does in simd.hpp's AVX2 copies of loops, where it
 // does not inline this on its own); the empty asm below keeps the callers of this one alive.
-template <class T>
+template <class T, int Locality = 3>
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((always_inline))
 #endif
-inline void prefetch_row(const T* row, std::int64_t row_width) noexcept {
+inline void prefetch_row(const T* row, std::int64_t row_width, PrefetchTo<Locality> = {}) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
   constexpr std::int64_t line = 64, max_lines = 8;
   const std::int64_t bytes = row_width * std::int64_t(sizeof(T));
@@ -57,7 +73,7 @@ inline void prefetch_row(const T* row, std::int64_t row_width) noexcept {
   const std::int64_t span = std::min<std::int64_t>(bytes + std::int64_t(reinterpret_cast<std::uintptr_t>(p) - first),
                                                    line * max_lines);
   for (std::int64_t off = 0; off < span; off += line)
-    __builtin_prefetch(reinterpret_cast<const char*>(first) + off, 1, 3);
+    __builtin_prefetch(reinterpret_cast<const char*>(first) + off, 1, Locality);
   // An empty volatile asm: it emits nothing, but a function that contains it has an effect
   // as far as GCC is concerned. Without it GCC deletes calls to an out-of-line callable that
   // only prefetches (an optimizer's prefetch lambda too large to inline, say) as calls without
@@ -67,6 +83,18 @@ inline void prefetch_row(const T* row, std::int64_t row_width) noexcept {
   (void)row;
   (void)row_width;
 #endif
+}
+
+// The hints of a loop over items [0, n) whose rows are scattered, at item u:
+// fetch(u + prefetch_far_rows, PrefetchFar{}) and fetch(u + prefetch_near_rows, PrefetchNear{})
+// (items past the end are not asked for).
+template <class Fetch>
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+inline void prefetch_ahead(std::int64_t u, std::int64_t n, Fetch&& fetch) {
+  if (u + prefetch_far_rows < n) fetch(u + prefetch_far_rows, PrefetchFar{});
+  if (u + prefetch_near_rows < n) fetch(u + prefetch_near_rows, PrefetchNear{});
 }
 
 // Kernels update rows through non-aliasing pointers: arrays they write must not overlap.

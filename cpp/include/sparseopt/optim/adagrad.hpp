@@ -61,9 +61,9 @@ void adagrad_step(const Table<P>& param, const Grad& grad, const AdagradState<S>
     detail::on_rows(access, r, [&](T* p, T* sum) { detail::adagrad_row(p, sum, g, w, clr, eps); },
                     param.row(r), state.sum.row(r));
   },
-      [&](std::int64_t r) {
-        detail::prefetch_row(param.row(r), w);
-        detail::prefetch_row(state.sum.row(r), w);
+      [&](std::int64_t r, auto level) {
+        detail::prefetch_row(param.row(r), w, level);
+        detail::prefetch_row(state.sum.row(r), w, level);
       });
 }
 

@@ -481,14 +481,14 @@ void adam_catch_up(const AdamOptions& o, const AdamSeries& series, const AdamCat
 }
 
 // Asks for row r of the parameter and of every moment array (a hint: no effect on results).
-template <class T, class S>
+template <class T, class S, class Level = PrefetchNear>
 void prefetch_adam_rows(const Table<T>& param, const AdamState<S>& state, const AdamOptions& o,
-                        std::int64_t r) noexcept {
+                        std::int64_t r, Level level = {}) noexcept {
   const std::int64_t w = param.row_width;
-  prefetch_row(param.row(r), w);
-  prefetch_row(state.exp_avg.row(r), w);
-  prefetch_row(state.exp_avg_sq.row(r), w);
-  if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w);
+  prefetch_row(param.row(r), w, level);
+  prefetch_row(state.exp_avg.row(r), w, level);
+  prefetch_row(state.exp_avg_sq.row(r), w, level);
+  if (o.amsgrad) prefetch_row(state.max_exp_avg_sq.row(r), w, level);
 }
 
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
@@ -553,7 +553,7 @@ void adam_lazy_step(const Table<P>& param, const Grad& grad, const AdamState<S>&
         });
         });
       },
-      [&](std::int64_t r) { prefetch_adam_rows(param, state, o, r); });
+      [&](std::int64_t r, auto level) { prefetch_adam_rows(param, state, o, r, level); });
 }
 
 // Exact mode's per-step scalars: c_t and q_t (see the top of the file) and the decay factor.
@@ -629,9 +629,9 @@ void adam_exact_step(const Table<P>& param, const Grad& grad, const AdamState<S>
         });
         });
       },
-      [&](std::int64_t r) {
-        prefetch_row(last + r, 1);  // a scattered int64 per row: one more miss to overlap
-        prefetch_adam_rows(param, state, o, r);
+      [&](std::int64_t r, auto level) {
+        prefetch_row(last + r, 1, level);  // a scattered int64 per row: one more miss to overlap
+        prefetch_adam_rows(param, state, o, r, level);
       });
 
   record.advance(book);
@@ -693,7 +693,7 @@ void adam_flush(const Table<P>& param, const AdamState<S>& state, const AdamOpti
                          detail::adam_catch_up(options, series, tables, book, w, p, m, v, vmax, last, step);
                        });
                      },
-                     [&](std::int64_t r) { detail::prefetch_adam_rows(param, state, options, r); });
+                     [&](std::int64_t r, auto level) { detail::prefetch_adam_rows(param, state, options, r, level); });
 }
 
 }  // namespace sparseopt

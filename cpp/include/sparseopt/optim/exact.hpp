@@ -293,8 +293,9 @@ void momentum_catch_up(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b, std::in
 
 // Brings rows whose last step is before `step` up to `step` with catch_up(row, last), in
 // parallel over rows: every row when indices is null, else the rows in indices[0, n) (checked
-// against num_rows before anything is written; repeats are fine). prefetch(row) asks for a
-// row's state a few indices ahead, so that the scattered rows' misses overlap. Used by flush().
+// against num_rows before anything is written; repeats are fine). prefetch(row, level) asks
+// for a row's state ahead of its catch-up (far and near, as view.hpp's prefetch_ahead), so that
+// the scattered rows' misses overlap. Used by flush().
 template <class I, class CatchUp, class Prefetch>
 void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t row_width,
                    std::int64_t step, int num_threads, const I* indices, std::int64_t n,
@@ -316,16 +317,15 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
   // touched by two threads, and each row is caught up once, from its last step, whatever T is.
   check_indices(indices, n, num_rows);  // before anything is written
   const std::int64_t parts = threads > 1 && n * row_width >= parallel_min_work ? threads : 1;
-  constexpr std::int64_t ahead = 8;
   parallel_for(parts, int(parts), n * row_width, [&](std::int64_t part, int) {
     for (std::int64_t k = 0; k < n; ++k) {
-      if (k + ahead < n) {
-        const std::int64_t next = static_cast<std::int64_t>(indices[k + ahead]);
+      prefetch_ahead(k, n, [&](std::int64_t ahead, auto level) SPARSEOPT_INLINE_BODY {
+        const std::int64_t next = static_cast<std::int64_t>(indices[ahead]);
         if (next % parts == part) {
-          prefetch_row(last + next, 1);
-          prefetch(next);
+          prefetch_row(last + next, 1, level);
+          prefetch(next, level);
         }
-      }
+      });
       const std::int64_t r = static_cast<std::int64_t>(indices[k]);
       if (r % parts == part) bring(r);
     }
@@ -362,7 +362,7 @@ void restart_record(const ExactLayout& layout, const ExactState& exact, const Ta
   catch_up_rows(book, param.num_rows, param.row_width, step, num_threads,
                 static_cast<const std::int64_t*>(nullptr), 0,
                 [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); },
-                [](std::int64_t) {});
+                [](std::int64_t, auto) {});
   const std::int64_t columns = layout.columns();
   double* latest = exact.history + (step - *exact.first_step) * columns;
   std::copy(latest, latest + columns, exact.history);

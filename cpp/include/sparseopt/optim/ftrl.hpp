@@ -161,10 +161,10 @@ void ftrl_step(const Table<P>& param, const Grad& grad, const FtrlState<S>& stat
         detail::ftrl_row<T, false>(p, a, z, g, w, c.lr, c.neg_lr_power, c.l1, c.two_l2);
     }, param.row(r), state.accumulator.row(r), state.linear.row(r));
   },
-      [&](std::int64_t r) {
-        detail::prefetch_row(param.row(r), w);
-        detail::prefetch_row(state.accumulator.row(r), w);
-        detail::prefetch_row(state.linear.row(r), w);
+      [&](std::int64_t r, auto level) {
+        detail::prefetch_row(param.row(r), w, level);
+        detail::prefetch_row(state.accumulator.row(r), w, level);
+        detail::prefetch_row(state.linear.row(r), w, level);
       });
 }
 

@@ -94,14 +94,14 @@ void rmsprop_catch_up(const RmspropOptions& o, const ExactBook& book, const Powe
 }
 
 // Asks for row r of the parameter and of the averages and buffer (a hint: no effect on results).
-template <class P, class S>
+template <class P, class S, class Level = PrefetchNear>
 void prefetch_rmsprop_rows(const Table<P>& param, const RmspropState<S>& state,
-                           std::int64_t r) noexcept {
+                           std::int64_t r, Level level = {}) noexcept {
   const std::int64_t w = param.row_width;
-  prefetch_row(param.row(r), w);
-  prefetch_row(state.square_avg.row(r), w);
-  if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), w);
-  if (state.grad_avg.data) prefetch_row(state.grad_avg.row(r), w);
+  prefetch_row(param.row(r), w, level);
+  prefetch_row(state.square_avg.row(r), w, level);
+  if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), w, level);
+  if (state.grad_avg.data) prefetch_row(state.grad_avg.row(r), w, level);
 }
 
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
@@ -184,9 +184,9 @@ void rmsprop_step(const Table<P>& param, const Grad& grad, const RmspropState<S>
                    : detail::rmsprop_row<false, false>(p, sq, ga, b, g, w, lr, alpha, keep, eps, mu);
         });
       },
-      [&](std::int64_t r) {
-        if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
-        detail::prefetch_rmsprop_rows(param, state, r);
+      [&](std::int64_t r, auto level) {
+        if (exact) detail::prefetch_row(state.exact.last_step + r, 1, level);
+        detail::prefetch_rmsprop_rows(param, state, r, level);
       });
   if (exact) {
     record.advance(book);
@@ -220,7 +220,7 @@ void rmsprop_flush(const Table<P>& param, const RmspropState<S>& state,
                                                   step);
                        });
                      },
-                     [&](std::int64_t r) { detail::prefetch_rmsprop_rows(param, state, r); });
+                     [&](std::int64_t r, auto level) { detail::prefetch_rmsprop_rows(param, state, r, level); });
 }
 
 }  // namespace sparseopt

@@ -144,9 +144,9 @@ void rowwise_adagrad_step(const Table<P>& param, const Grad& grad,
       access.store(state.sum[r], sum, r, 1);
     }, param.row(r));
   },
-      [&](std::int64_t r) {
-        detail::prefetch_row(param.row(r), w);
-        detail::prefetch_row(state.sum + r, 1);
+      [&](std::int64_t r, auto level) {
+        detail::prefetch_row(param.row(r), w, level);
+        detail::prefetch_row(state.sum + r, 1, level);
       });
 }
 

@@ -174,10 +174,10 @@ void sgd_catch_up(const SgdOptions& o, const ExactBook& book, const PowerTable& 
 }
 
 // Asks for row r of the parameter and of the momentum buffer (a hint: no effect on results).
-template <class T, class S>
-void prefetch_sgd_rows(const Table<T>& param, const SgdState<S>& state, std::int64_t r) noexcept {
-  prefetch_row(param.row(r), param.row_width);
-  if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), param.row_width);
+template <class T, class S, class Level = PrefetchNear>
+void prefetch_sgd_rows(const Table<T>& param, const SgdState<S>& state, std::int64_t r, Level level = {}) noexcept {
+  prefetch_row(param.row(r), param.row_width, level);
+  if (state.momentum_buffer.data) prefetch_row(state.momentum_buffer.row(r), param.row_width, level);
 }
 
 // Checks the state against the parameter; returns the arrays a step or flush writes (exact
@@ -257,9 +257,9 @@ void sgd_step(const Table<P>& param, const Grad& grad, const SgdState<S>& state,
         });
         });
       },
-      [&](std::int64_t r) {
-        if (exact) detail::prefetch_row(state.exact.last_step + r, 1);
-        detail::prefetch_sgd_rows(param, state, r);
+      [&](std::int64_t r, auto level) {
+        if (exact) detail::prefetch_row(state.exact.last_step + r, 1, level);
+        detail::prefetch_sgd_rows(param, state, r, level);
       });
   if (exact) {
     record.advance(book);
@@ -291,7 +291,7 @@ void sgd_flush(const Table<P>& param, const SgdState<S>& state, const SgdOptions
                          detail::sgd_catch_up(options, book, momentum_pow, w, p, b, last, step);
                        });
                      },
-                     [&](std::int64_t r) { detail::prefetch_sgd_rows(param, state, r); });
+                     [&](std::int64_t r, auto level) { detail::prefetch_sgd_rows(param, state, r, level); });
 }
 
 }  // namespace sparseopt
