@@ -139,6 +139,37 @@ def test_backward_groups_alike_on_every_sort_path(rng, index_dtype, scale, weigh
     assert values.tobytes() == want_values.tobytes()  # each row's terms added in order
 
 
+# From 32,768 lookups up (CoalescePlan::team_min_indices) the radix paths pack, sort and group
+# the words on a team of threads, each thread taking a share of them: the same plan as on one
+# thread, so the same rows and bits for any thread count, for the bag-carrying plan of the
+# backward (and the fused step) and the plain one of a row-sparse gradient alike.
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("scale", ["bag in key", "bag looked up"])
+@pytest.mark.parametrize("zipf", [False, True], ids=["uniform", "zipf"])
+def test_grouping_on_a_team_of_threads_matches_the_reference(rng, index_dtype, scale, zipf):
+    top = {"bag in key": 3_000_000, "bag looked up": 2**47}[scale]  # 2**47: no room for the bag
+    if top > np.iinfo(index_dtype).max:
+        pytest.skip("indices this large need int64")
+    num_bags = 9000
+    indptr, indices = make_bags(rng, num_bags, 2, max_len=14, index_dtype=index_dtype)
+    n = len(indices)
+    assert n >= 32768
+    pool = np.unique(rng.integers(0, top, size=n // 3, dtype=np.int64))
+    pick = (rng.zipf(1.2, size=n) - 1) % len(pool) if zipf else rng.integers(0, len(pool), size=n)
+    indices = np.ascontiguousarray(pool[pick].astype(index_dtype))
+    grad_out = rand(rng, (num_bags, 3), np.float64)
+    want_rows, want_values = ref_backward(grad_out, indptr, indices)
+    values = rand(rng, (n, 2), np.float64)
+    want = coalesce_ref(indices, values)
+    for threads in (1, 2, 3):
+        rows, got = sparseopt.gather_sum_backward(grad_out, indptr, indices, num_threads=threads,
+                                                  num_rows=int(np.iinfo(index_dtype).max))
+        assert np.array_equal(rows, want_rows) and got.tobytes() == want_values.tobytes()
+        coalesced = sparseopt.coalesce(indices, values, num_threads=threads)
+        for a, b in zip(coalesced, want):
+            assert np.array_equal(a, b) and a.tobytes() == np.asarray(b, dtype=a.dtype).tobytes()
+
+
 # The backward lays its terms out in one of two ways, by the ratio of num_rows to the number
 # of indices (see GatherPlan): "blocked" when num_rows <= len(indices), else "sorted".
 # Passing a larger num_rows than the indices need switches to the sorted layout.

@@ -25,7 +25,7 @@ py::tuple coalesce(py::handle indices_obj, py::handle values_obj, std::optional<
     CoalescePlan<I> plan;
     {
       py::gil_scoped_release release;
-      plan = plan_coalesce(grad.indices, grad.size, num_rows.value_or(-1));
+      plan = plan_coalesce(grad.indices, grad.size, num_rows.value_or(-1), num_threads);
     }
     std::vector<py::ssize_t> shape(g.values.shape(), g.values.shape() + g.values.ndim());
     shape[0] = plan.size();

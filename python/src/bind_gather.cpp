@@ -116,7 +116,7 @@ py::tuple backward(py::handle grad_out_obj, py::handle indptr_obj, py::handle in
     thread_local GatherPlan<I> plan;  // reused between calls: no fresh buffers per batch
     {
       py::gil_scoped_release release;
-      plan.build(b, num_rows, g.row_width, reduction(mean), names.bag);
+      plan.build(b, num_rows, g.row_width, reduction(mean), names.bag, num_threads);
     }
     py::array_t<I> rows(plan.size());
     py::array_t<T> values(rows_like(plan.size(), grad_out));

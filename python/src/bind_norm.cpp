@@ -82,7 +82,7 @@ NormParts parts_of_items(const std::vector<GradItem>& items, int num_threads) {
         using I = typename decltype(index_tag)::type;
         const RowSparse<T, I> grad = row_sparse_of<T, I>(g);
         py::gil_scoped_release release;
-        return norm_parts(grad, plan_coalesce(grad.indices, grad.size, -1), num_threads);
+        return norm_parts(grad, plan_coalesce(grad.indices, grad.size, -1, num_threads), num_threads);
       });
     });
     total.add(parts);

@@ -94,6 +94,8 @@ inline int bit_width(std::uint64_t x) noexcept {
 // inputs -- the same order where the bits below `shift` rise with the input order, as the
 // callers' positions (and bags, which rise with them) do. The words ping-pong with `tmp`. The
 // counts of every digit come from one pass over the words, before the first scatter.
+inline constexpr int radix_digit_bits = 11;  // sort_packed's digits (2048 buckets)
+
 template <class V>
 void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
   const std::size_t n = keys.size();
@@ -101,7 +103,7 @@ void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
     std::sort(keys.begin(), keys.end());
     return;
   }
-  constexpr int digit_bits = 11;
+  constexpr int digit_bits = radix_digit_bits;
   constexpr std::uint64_t buckets = std::uint64_t(1) << digit_bits, mask = buckets - 1;
   const int digits = (key_bits + digit_bits - 1) / digit_bits;  // at most 6: shift + key_bits <= 64
   if (digits == 0) return;
@@ -153,9 +155,10 @@ class CoalescePlan {
 
   // Checks every index against [0, num_rows) (num_rows < 0: no upper bound) -- throwing
   // index_error, with the plan left empty, before anything is written -- and groups the
-  // positions of each row.
-  void build(const I* indices, std::int64_t n, std::int64_t num_rows) {
-    group(indices, n, num_rows, static_cast<const I*>(nullptr), 0, nullptr);
+  // positions of each row, on num_threads threads (0 = all; the plan is the same for any
+  // count).
+  void build(const I* indices, std::int64_t n, std::int64_t num_rows, int num_threads = 0) {
+    group(indices, n, num_rows, static_cast<const I*>(nullptr), 0, nullptr, num_threads);
   }
 
   // Empties the plan (no rows), keeping its buffers for the next build.
@@ -172,21 +175,27 @@ class CoalescePlan {
   // call leaves bag_out empty too.
   template <class B>
   void build_with_bags(const I* indices, std::int64_t n, std::int64_t num_rows, const B* indptr,
-                       std::int64_t num_bags, detail::Scratch<std::int64_t>& bag_out) {
-    group(indices, n, num_rows, indptr, num_bags, &bag_out);
+                       std::int64_t num_bags, detail::Scratch<std::int64_t>& bag_out, int num_threads = 0) {
+    group(indices, n, num_rows, indptr, num_bags, &bag_out, num_threads);
   }
 
  private:
   detail::Scratch<std::uint64_t> keys_, tmp_;  // sort scratch
   detail::Scratch<std::int64_t> bag_at_;       // the bag of each position, where no key holds it
   std::vector<std::int64_t> count_;            // counting scratch
+  detail::Scratch<std::size_t> team_counts_;   // the parallel sort's bucket counts and starts, per thread
+  std::vector<std::int64_t> team_rows_;        // the rows each thread's part of the words starts
+
+  // From this many indices up, the words are sorted and grouped by a team of threads.
+  static constexpr std::int64_t team_min_indices = std::int64_t(1) << 15;
 
   // Indices below max(counting_min_rows, min(n, counting_max_rows)) are grouped by counting.
   static constexpr std::int64_t counting_min_rows = 2048, counting_max_rows = std::int64_t(1) << 20;
 
   template <class B>
   void group(const I* indices, std::int64_t n, std::int64_t num_rows, const B* indptr, std::int64_t num_bags,
-             detail::Scratch<std::int64_t>* bag_out) {
+             detail::Scratch<std::int64_t>* bag_out, int num_threads) {
+    const int threads = detail::resolve_threads(num_threads);
     const auto size = static_cast<std::size_t>(n);
     for (auto* buffer : {&offsets, &order}) detail::fit(*buffer, size);
     detail::fit(rows, size);
@@ -223,7 +232,10 @@ class CoalescePlan {
     I* SPARSEOPT_RESTRICT unique = rows.data();
     std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
     std::int64_t u = 0;
-    if (low_bits + index_bits <= 64) {
+    if (low_bits + index_bits <= 64 && threads > 1 && n >= team_min_indices) {
+      u = group_by_team(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, position_bits,
+                        bag_bits, index_bits, threads);
+    } else if (low_bits + index_bits <= 64) {
       keys_.resize(size);
       {
         std::uint64_t* SPARSEOPT_RESTRICT keys = keys_.data();
@@ -273,6 +285,109 @@ class CoalescePlan {
     if (bag_out && !bag_in_key) bags_by_gather(indptr, num_bags, n, bag_out->data());
   }
 
+  // group()'s packed path on a team of threads (the same plan, word for word): each thread
+  // packs the words of its share of the positions; per radix digit, each counts its share's
+  // digits, then scatters its share after the shares before it (so equal digits keep their
+  // order, as in the one-thread sort); each then reads its share of the sorted words into
+  // positions, bags, rows and bounds, its rows numbered after those of the shares before it.
+  // Returns the number of rows.
+  template <class B>
+  std::int64_t group_by_team(const I* indices, std::int64_t n, const B* indptr, std::int64_t num_bags,
+                             std::int64_t* bag_of, int position_bits, int bag_bits, int index_bits, int threads) {
+    constexpr int digit_bits = detail::radix_digit_bits;
+    constexpr std::size_t buckets = std::size_t(1) << digit_bits;
+    const int low_bits = position_bits + (bag_of ? bag_bits : 0);
+    const int digits = (index_bits + digit_bits - 1) / digit_bits;
+    keys_.resize(static_cast<std::size_t>(n));
+    tmp_.resize(static_cast<std::size_t>(n));
+    team_counts_.resize(2 * static_cast<std::size_t>(threads) * buckets);
+    team_rows_.assign(static_cast<std::size_t>(threads) + 1, 0);
+    std::uint64_t* const words = keys_.data();
+    std::uint64_t* const spare = tmp_.data();
+    std::size_t* const counts = team_counts_.data();
+    std::int64_t* const first_row = team_rows_.data();
+    I* const unique = rows.data();
+    std::int64_t* const bounds = offsets.data();
+    std::int64_t* const positions = order.data();
+    const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
+    const std::uint64_t bag_mask = bag_bits ? (~std::uint64_t(0) >> (64 - bag_bits)) : 0;
+    detail::run_team(threads, [&](int t, int team, auto sync) {
+      const std::int64_t lo = detail::team_share(n, t, team), hi = detail::team_share(n, t + 1, team);
+      if (bag_of) {  // the bag of position lo: the last bag that starts at or before it
+        auto b = static_cast<std::int64_t>(std::upper_bound(indptr, indptr + num_bags + 1, static_cast<B>(lo)) - indptr) - 1;
+        for (std::int64_t k = lo; k < hi; ++k) {
+          while (static_cast<std::int64_t>(indptr[b + 1]) <= k) ++b;
+          words[k] = (std::uint64_t(indices[k]) << low_bits) | (std::uint64_t(b) << position_bits) | std::uint64_t(k);
+        }
+      } else {
+        for (std::int64_t k = lo; k < hi; ++k) words[k] = (std::uint64_t(indices[k]) << low_bits) | std::uint64_t(k);
+      }
+      std::uint64_t* from = words;
+      std::uint64_t* to = spare;
+      std::size_t* const mine = counts + static_cast<std::size_t>(t) * buckets;  // this share's counts
+      std::size_t* const next = counts + static_cast<std::size_t>(team + t) * buckets;  // and starts
+      for (int d = 0; d < digits; ++d) {
+        const int shift = low_bits + d * digit_bits;
+        {
+          std::size_t* SPARSEOPT_RESTRICT c = mine;
+          const std::uint64_t* SPARSEOPT_RESTRICT f = from;
+          std::fill(c, c + buckets, std::size_t(0));
+          for (std::int64_t k = lo; k < hi; ++k) ++c[(f[k] >> shift) & (buckets - 1)];
+        }
+        sync();
+        // Where this share's words of each digit go: after every smaller digit's, and after
+        // this digit's words of the shares before it.
+        std::size_t start = 0;
+        for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
+          std::size_t before = 0, all = 0;
+          for (int s = 0; s < team; ++s) {
+            const std::size_t c = counts[static_cast<std::size_t>(s) * buckets + bucket];
+            before += s < t ? c : 0;
+            all += c;
+          }
+          next[bucket] = start + before;
+          start += all;
+        }
+        {
+          std::size_t* SPARSEOPT_RESTRICT at = next;
+          const std::uint64_t* SPARSEOPT_RESTRICT f = from;
+          std::uint64_t* SPARSEOPT_RESTRICT out = to;
+          for (std::int64_t k = lo; k < hi; ++k) out[at[(f[k] >> shift) & (buckets - 1)]++] = f[k];
+        }
+        sync();  // every word in place, and every share's counts read, before the next digit
+        std::swap(from, to);
+      }
+      const std::uint64_t* SPARSEOPT_RESTRICT sorted = from;
+      // Rows starting in this share (a row starts where the index differs from the word before).
+      auto row_of = [&](std::int64_t k) { return sorted[k] >> low_bits; };
+      std::int64_t starts = 0;
+      for (std::int64_t k = lo; k < hi; ++k) starts += k == 0 || row_of(k) != row_of(k - 1);
+      first_row[t + 1] = starts;
+      sync();
+      std::int64_t u = 0;
+      for (int s = 0; s < t; ++s) u += first_row[s + 1];
+      // As the one-thread pass, without a branch on a new row: a word that starts none writes
+      // its row and bound to a slot of its own instead (another thread's first slot otherwise).
+      I spare_row;
+      std::int64_t spare_bound;
+      std::uint64_t previous = lo == 0 ? ~row_of(0) : row_of(lo - 1);
+      for (std::int64_t k = lo; k < hi; ++k) {
+        const std::uint64_t key = sorted[k];
+        positions[k] = std::int64_t(key & position_mask);
+        if (bag_of) bag_of[k] = std::int64_t((key >> position_bits) & bag_mask);
+        const std::uint64_t r = key >> low_bits;
+        const bool starts_row = r != previous;
+        *(starts_row ? unique + u : &spare_row) = static_cast<I>(r);
+        *(starts_row ? bounds + u : &spare_bound) = k;
+        u += starts_row;
+        previous = r;
+      }
+    });
+    std::int64_t u = 0;
+    for (int s = 0; s < threads; ++s) u += first_row[s + 1];
+    return u;
+  }
+
   // bag_of[k] = the bag of position order[k]: each position's bag written in input order, then
   // gathered from scattered positions, prefetched far ahead so that the misses overlap.
   template <class B>
@@ -318,9 +433,9 @@ class CoalescePlan {
 
 // A new plan for one gradient (see CoalescePlan::build).
 template <class I>
-CoalescePlan<I> plan_coalesce(const I* indices, std::int64_t n, std::int64_t num_rows) {
+CoalescePlan<I> plan_coalesce(const I* indices, std::int64_t n, std::int64_t num_rows, int num_threads = 0) {
   CoalescePlan<I> plan;
-  plan.build(indices, n, num_rows);
+  plan.build(indices, n, num_rows, num_threads);
   return plan;
 }
 

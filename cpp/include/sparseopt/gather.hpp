@@ -461,20 +461,21 @@ template <class I>
 class GatherPlan {
  public:
   // Checks `bags` against a table of num_rows rows (throwing before anything is written, the
-  // plan left empty) and lays out the terms. row_width (elements per table row) sizes the
-  // blocks of rows that stay in cache.
+  // plan left empty) and lays out the terms, on num_threads threads (0 = all; the plan is the
+  // same for any count). row_width (elements per table row) sizes the blocks of rows that stay
+  // in cache.
   template <class T>
   void build(const Bags<T, I>& bags, std::int64_t num_rows, std::int64_t row_width,
-             BagReduction mode = BagReduction::sum, const detail::BagNames& names = {}) {
-    lay_out(bags, num_rows, row_width, mode, names, false);
+             BagReduction mode = BagReduction::sum, const detail::BagNames& names = {}, int num_threads = 0) {
+    lay_out(bags, num_rows, row_width, mode, names, false, num_threads);
   }
 
   // As build(), always in the sorted layout: each touched row's terms together, as a fused
   // optimizer step (BagGradient) needs them to sum a row and update it at once.
   template <class T>
   void build_by_row(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode = BagReduction::sum,
-                    const detail::BagNames& names = {}) {
-    lay_out(bags, num_rows, 0, mode, names, true);
+                    const detail::BagNames& names = {}, int num_threads = 0) {
+    lay_out(bags, num_rows, 0, mode, names, true, num_threads);
   }
 
   // Where build() picks the blocked layout (see above).
@@ -491,7 +492,7 @@ class GatherPlan {
  private:
   template <class T>
   void lay_out(const Bags<T, I>& bags, std::int64_t num_rows, std::int64_t row_width, BagReduction mode,
-               const detail::BagNames& names, bool by_row) {
+               const detail::BagNames& names, bool by_row, int num_threads) {
     num_bags_ = -1;
     num_indices_ = -1;
     rows_.clear();
@@ -512,7 +513,7 @@ class GatherPlan {
     if (dense_)
       build_blocks(bags, num_rows, row_width);
     else
-      build_sorted(bags, num_rows);
+      build_sorted(bags, num_rows, num_threads);
     num_bags_ = bags.num_bags;
     num_indices_ = n;
   }
@@ -546,8 +547,9 @@ class GatherPlan {
   int position_bits_ = 0, block_shift_ = 0;
 
   template <class T>
-  void build_sorted(const Bags<T, I>& bags, std::int64_t num_rows) {
-    coalesce_.build_with_bags(bags.indices, bags.size, num_rows, bags.indptr, bags.num_bags, bag_sorted_);
+  void build_sorted(const Bags<T, I>& bags, std::int64_t num_rows, int num_threads) {
+    coalesce_.build_with_bags(bags.indices, bags.size, num_rows, bags.indptr, bags.num_bags, bag_sorted_,
+                              num_threads);
   }
 
   template <class T>
@@ -782,7 +784,7 @@ std::int64_t gather_sum_backward(Table<const T> grad_out, const Bags<T, I>& bags
   detail::resolve_threads(num_threads);
   detail::require(grad_out.num_rows == bags.num_bags, "grad_out must have ", bags.num_bags,
                   " rows (one per bag), got ", grad_out.num_rows);
-  plan.build(bags, num_rows, grad_out.row_width, mode);
+  plan.build(bags, num_rows, grad_out.row_width, mode, {}, num_threads);
   detail::require(capacity >= plan.size(), "the output holds ", capacity, " rows but the bags touch ",
                   plan.size(), "; pass capacity >= min(number of indices, num_rows)");
   gather_sum_backward(grad_out, bags, plan, rows_out, Table<T>{values_out, plan.size(), grad_out.row_width},

@@ -122,7 +122,7 @@ class MePropPlan {
           weights_[static_cast<std::size_t>(b * k + j)] = grad_out[b * out + u];
         }
     }
-    gather_.build(bags_of(batch, k), out, in);
+    gather_.build(bags_of(batch, k), out, in, BagReduction::sum, {}, num_threads);
     batch_ = batch;
     out_ = out;
     k_ = k;

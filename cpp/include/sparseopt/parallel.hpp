@@ -112,6 +112,35 @@ void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn,
   for (std::int64_t i = 0; i < n; ++i) fn(i, 0);
 }
 
+// Runs fn(slot, slots, sync) once on each thread of a team of `threads` (slots: the team's
+// size, which OpenMP may make smaller; slot in [0, slots)), where sync() is a barrier every
+// thread of the team reaches alike: for work in phases that read each other's results, such as
+// the passes of a parallel radix sort. Without OpenMP, or for one thread, fn(0, 1, no-op).
+// fn must not throw (allocate before).
+template <class F>
+void run_team(int threads, F&& fn) {
+#if SPARSEOPT_HAS_OPENMP
+  if (threads > 1) {
+    note_team_started();
+#pragma omp parallel num_threads(threads)
+    {
+      fn(omp_get_thread_num(), omp_get_num_threads(), [] {
+#pragma omp barrier
+      });
+    }
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  fn(0, 1, [] {});
+}
+
+// The first of items [0, n) that thread `slot` of `slots` takes when they are split evenly.
+inline std::int64_t team_share(std::int64_t n, int slot, int slots) noexcept {
+  return n / slots * slot + n % slots * slot / slots;  // n * slot / slots, without overflow
+}
+
 template <class F>
 void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn) {
   parallel_for(n, threads, work, std::forward<F>(fn), [](std::int64_t i) { return i; });

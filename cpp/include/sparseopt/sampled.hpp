@@ -189,8 +189,8 @@ class SampledLogisticGrad {
     coefficients_.resize(terms);
     std::vector<double> item_loss(static_cast<std::size_t>(batch.size));
     detail::sampled_terms<T, I>(a_, b_, batch, threads, item_loss.data(), coefficients_.data());
-    anchor_plan_.build(batch.anchors, batch.size, a_.num_rows);
-    candidate_plan_.build(batch.candidates, batch.size * batch.num_candidates, b_.num_rows);
+    anchor_plan_.build(batch.anchors, batch.size, a_.num_rows, threads);
+    candidate_plan_.build(batch.candidates, batch.size * batch.num_candidates, b_.num_rows, threads);
     return detail::sum_in_order(item_loss);
   }
 

@@ -59,7 +59,7 @@ const CoalescePlan<I>& plan_step(const Table<P>& param, const RowSparse<T, I>& g
                              "values");
   written.require_apart_from(grad.indices, grad.size * std::int64_t(sizeof(I)), "indices");
   thread_local CoalescePlan<I> plan;
-  plan.build(grad.indices, grad.size, param.num_rows);
+  plan.build(grad.indices, grad.size, param.num_rows, num_threads);
   return plan;
 }
 
@@ -83,7 +83,7 @@ const GatherPlan<I>& plan_step(const Table<P>& param, const BagGradient<T, I>& g
   written.require_apart_from(bags.indptr, (bags.num_bags + 1) * std::int64_t(sizeof(I)), "indptr");
   written.require_apart_from(bags.weights, bags.size * std::int64_t(sizeof(T)), "weights");
   thread_local GatherPlan<I> plan;
-  plan.build_by_row(bags, param.num_rows, grad.mode);
+  plan.build_by_row(bags, param.num_rows, grad.mode, {}, num_threads);
   return plan;
 }
 
