@@ -72,20 +72,24 @@ def test_random_rows_builds_and_reports_every_loop(tmp_path):
     assert all(float(ms) > 0 for _, ms, _, _ in loops)
 
 
-def test_gather_floor_reports_every_loop_and_the_verdict():
+@pytest.mark.parametrize("lookups", ["uniform", "zipf"])
+def test_gather_floor_reports_every_loop_and_the_verdict(lookups):
     script = _need(DIAGNOSTICS / "gather_floor.py")
     pytest.importorskip("torch")
     if sys.platform == "win32" or not any(map(shutil.which, ("c++", "g++", "clang++"))):
         pytest.skip("needs a C++ compiler")
     run = subprocess.run([sys.executable, str(script), "--rows", "20000", "--bags", "64",
-                          "--bag-len", "8", "--rounds", "2", "--batches", "2", "--threads", "1"],
+                          "--bag-len", "8", "--rounds", "2", "--batches", "2", "--threads", "1"]
+                         + (["--zipf"] if lookups == "zipf" else []),
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert f"x 8 {'Zipf' if lookups == 'zipf' else 'uniform'} lookups" in run.stdout
     loops = re.findall(r"^(\S.*?)\s+([\d.]+)\s+([\d.]+)x$", run.stdout, re.M)
     assert [name for name, *_ in loops] == [
         "torch embedding_bag", "sparseopt gather_sum", "read rows, lookup order, no prefetch",
         "read rows, lookup order, prefetch 8", "read rows, lookup order, prefetch 16",
-        "read rows, lookup order, prefetch 32", "read rows, ascending, prefetch 0",
+        "read rows, lookup order, prefetch 32", "read rows, lookup order, L2 32 + L1 8",
+        "read rows, ascending, prefetch 0",
         "read rows, ascending, prefetch 16", "read rows, ascending, prefetch 64",
         "read distinct rows, ascending, prefetch 16", "same bytes, streamed"], run.stdout
     assert all(float(ms) > 0 for _, ms, _ in loops)
@@ -95,4 +99,11 @@ def test_gather_floor_reports_every_loop_and_the_verdict():
     assert verdict, run.stdout
     assert float(verdict.group(1)) == pytest.approx(fastest, abs=0.006)
     if abs(float(verdict.group(1)) - 1.3) > 0.005:  # (printed rounded)
+        assert (verdict.group(2) == "within") == (float(verdict.group(1)) > 1.3)
+    in_order = max(float(ratio) for name, _, ratio in loops if name.startswith("read rows, lookup order"))
+    verdict = re.search(r"^fastest loop in lookup order: ([\d.]+)x embedding_bag; the bar is "
+                        r"(within|out of) reach", run.stdout, re.M)
+    assert verdict, run.stdout
+    assert float(verdict.group(1)) == pytest.approx(in_order, abs=0.006)
+    if abs(float(verdict.group(1)) - 1.3) > 0.005:
         assert (verdict.group(2) == "within") == (float(verdict.group(1)) > 1.3)

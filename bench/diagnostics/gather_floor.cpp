@@ -4,9 +4,11 @@
 // and times it beside torch and sparseopt in one process).
 //
 // read_rows: for each lookup k (the order the caller gives), read every byte of table row
-// order[k] (width floats) and fold it into a per-thread sum, with a software prefetch of the
-// row `ahead` lookups later (0: none). No output rows, no bags, no checks: only the reads a
-// forward cannot skip. The lookups are split into equal contiguous ranges, one per thread.
+// order[k] (width floats) and fold it into a per-thread sum, with a software prefetch into L1
+// of the row `ahead` lookups later (0: none) and, with far > 0, one into L2 of the row `far`
+// lookups later (the two distances of sparseopt's loops over scattered rows, view.hpp). No
+// output rows, no bags, no checks: only the reads a forward cannot skip. The lookups are split
+// into equal contiguous ranges, one per thread.
 // stream: read the same number of bytes from consecutive rows (what the bytes would cost if
 // they were not scattered), starting at row `first`.
 // Both return a value from what they read, so that the compiler keeps the loads.
@@ -50,7 +52,7 @@ float total(const Lanes& acc) {
 extern "C" {
 
 float read_rows(const float* table, std::int64_t width, const std::int64_t* order, std::int64_t n,
-                std::int64_t ahead, int threads) {
+                std::int64_t ahead, std::int64_t far, int threads) {
   float result = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : result)
   {
@@ -58,6 +60,11 @@ float read_rows(const float* table, std::int64_t width, const std::int64_t* orde
     const std::int64_t bytes = width * std::int64_t(sizeof(float));
     Lanes acc = {};
     for (std::int64_t k = first; k < last; ++k) {
+      if (far > 0 && k + far < last) {
+        const char* r = reinterpret_cast<const char*>(table + order[k + far] * width);
+        for (std::int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(r + b, 0, 2);
+        __builtin_prefetch(r + bytes - 1, 0, 2);
+      }
       if (ahead > 0 && k + ahead < last) {
         const char* r = reinterpret_cast<const char*>(table + order[k + ahead] * width);
         for (std::int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(r + b);
