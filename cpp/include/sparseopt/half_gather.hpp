@@ -35,8 +35,10 @@ void gather_sum_half(Table<const H> table, const Bags<float, I>& bags, Table<flo
           return;
         }
         for (std::int64_t p = begin; p < end; ++p) {
-          if (p + detail::gather_ahead < end)
-            detail::prefetch_row(table.row(static_cast<std::int64_t>(bags.indices[p + detail::gather_ahead])), w);
+          // The rows of later lookups, this bag's or the next ones', far and near (view.hpp).
+          detail::prefetch_ahead(p, n, [&](std::int64_t q, auto level) SPARSEOPT_INLINE_BODY {
+            detail::prefetch_row(table.row(static_cast<std::int64_t>(bags.indices[q])), w, level);
+          });
           const H* SPARSEOPT_RESTRICT x = table.row(static_cast<std::int64_t>(bags.indices[p]));
           if (bags.weights) {
             const float s = bags.weights[p];
