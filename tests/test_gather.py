@@ -139,8 +139,8 @@ def test_backward_groups_alike_on_every_sort_path(rng, index_dtype, scale, weigh
     assert values.tobytes() == want_values.tobytes()  # each row's terms added in order
 
 
-# From 32,768 lookups up (CoalescePlan::team_min_indices) the radix paths pack, sort and group
-# the words on a team of threads, each thread taking a share of them: the same plan as on one
+# From 32,768 lookups up (two of CoalescePlan::team_min_share) the radix paths pack, sort and
+# group the words on a team of threads, each taking a share of them: the same plan as on one
 # thread, so the same rows and bits for any thread count, for the bag-carrying plan of the
 # backward (and the fused step) and the plain one of a row-sparse gradient alike.
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
@@ -150,10 +150,10 @@ def test_grouping_on_a_team_of_threads_matches_the_reference(rng, index_dtype, s
     top = {"bag in key": 3_000_000, "bag looked up": 2**47}[scale]  # 2**47: no room for the bag
     if top > np.iinfo(index_dtype).max:
         pytest.skip("indices this large need int64")
-    num_bags = 9000
+    num_bags = 12000
     indptr, indices = make_bags(rng, num_bags, 2, max_len=14, index_dtype=index_dtype)
     n = len(indices)
-    assert n >= 32768
+    assert n >= 3 * 16384  # a team of up to one thread per 16,384 indices: 3 threads here
     pool = np.unique(rng.integers(0, top, size=n // 3, dtype=np.int64))
     pick = (rng.zipf(1.2, size=n) - 1) % len(pool) if zipf else rng.integers(0, len(pool), size=n)
     indices = np.ascontiguousarray(pool[pick].astype(index_dtype))

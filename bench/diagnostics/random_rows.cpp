@@ -12,10 +12,12 @@
 //   copy          memcpy of one whole table on one thread (read + write): the copy
 //                 bandwidth bench/ divides by (np.copyto, one thread)
 //   read floor    out[b] = sum of 32 random rows, 4,096 bags (the gather_sum forward's shape),
-//                 plain loop with software prefetch 8 lookups ahead (the best distance here)
+//                 plain loop with sparseopt's two hints per lookup (detail::prefetch_ahead:
+//                 the row 32 lookups ahead into L2, the one 8 ahead into L1)
 //   gather_sum    sparseopt::gather_sum on the same bags
 //   rmw floor xN  x[r] += 1 over 16,384 sorted unique random rows of N tables (no compute:
-//                 the least a lazy optimizer step with N state/parameter arrays must move)
+//                 the least a lazy optimizer step with N state/parameter arrays must move),
+//                 with the same two hints
 //   adam lazy     sparseopt::adam_step (lazy) with the coalesced gradient of those rows
 //   adam fused    sparseopt::adam_step with a BagGradient: 512 bags of 32 lookups, same rows'
 //                 distribution (backward fused with the step)
@@ -125,6 +127,10 @@ int main(int argc, char** argv) {
     float* tables[3] = {p.data, m.data, v.data};
     const std::int64_t n = static_cast<std::int64_t>(unique_rows.size());
     sparseopt::detail::parallel_for(n, nthreads, n * width, [&](std::int64_t u, int) {
+      sparseopt::detail::prefetch_ahead(u, n, [&](std::int64_t ahead, auto level) {
+        for (int a = 0; a < arrays; ++a)
+          sparseopt::detail::prefetch_row(tables[a] + unique_rows[ahead] * width, width, level);
+      });
       for (int a = 0; a < arrays; ++a) {
         float* r = tables[a] + unique_rows[u] * width;
         for (std::int64_t j = 0; j < width; ++j) r[j] += 1.0f;
@@ -136,12 +142,13 @@ int main(int argc, char** argv) {
   cases.push_back({"copy", 2.0 * table_size * sizeof(float),
                    [&] { std::memcpy(copy_to.data, p.data, table_size * sizeof(float)); }, {}});
   cases.push_back({"read floor", fwd_bytes, [&] {
-                     constexpr std::int64_t ahead = 8;
                      const std::int64_t n = fwd_bags * fwd_len;
                      sparseopt::detail::parallel_for(fwd_bags, nthreads, n * width, [&](std::int64_t b, int) {
                        float acc[width] = {};
                        for (std::int64_t k = b * fwd_len; k < (b + 1) * fwd_len; ++k) {
-                         if (k + ahead < n) sparseopt::detail::prefetch_row(p.data + fwd_idx[k + ahead] * width, width);
+                         sparseopt::detail::prefetch_ahead(k, n, [&](std::int64_t ahead, auto level) {
+                           sparseopt::detail::prefetch_row(p.data + fwd_idx[ahead] * width, width, level);
+                         });
                          const float* r = p.data + fwd_idx[k] * width;
                          for (std::int64_t j = 0; j < width; ++j) acc[j] += r[j];
                        }

@@ -83,6 +83,8 @@ std::int64_t check_indices(const I* indices, std::int64_t n, std::int64_t num_ro
   return hi;
 }
 
+inline constexpr int radix_digit_bits = 11;  // the radix sorts' digits (2048 buckets)
+
 inline int bit_width(std::uint64_t x) noexcept {
   int bits = 0;
   while (bits < 64 && (x >> bits) != 0) ++bits;
@@ -94,7 +96,6 @@ inline int bit_width(std::uint64_t x) noexcept {
 // inputs -- the same order where the bits below `shift` rise with the input order, as the
 // callers' positions (and bags, which rise with them) do. The words ping-pong with `tmp`. The
 // counts of every digit come from one pass over the words, before the first scatter.
-inline constexpr int radix_digit_bits = 11;  // sort_packed's digits (2048 buckets)
 
 template <class V>
 void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
@@ -186,8 +187,9 @@ class CoalescePlan {
   detail::Scratch<std::size_t> team_counts_;   // the parallel sort's bucket counts and starts, per thread
   std::vector<std::int64_t> team_rows_;        // the rows each thread's part of the words starts
 
-  // From this many indices up, the words are sorted and grouped by a team of threads.
-  static constexpr std::int64_t team_min_indices = std::int64_t(1) << 15;
+  // From two shares of this many indices up, the words are sorted and grouped by a team of
+  // threads (below 32,768 on 2 threads, the team's fixed costs ate its gain).
+  static constexpr std::int64_t team_min_share = std::int64_t(1) << 14;
 
   // Indices below max(counting_min_rows, min(n, counting_max_rows)) are grouped by counting.
   static constexpr std::int64_t counting_min_rows = 2048, counting_max_rows = std::int64_t(1) << 20;
@@ -195,7 +197,6 @@ class CoalescePlan {
   template <class B>
   void group(const I* indices, std::int64_t n, std::int64_t num_rows, const B* indptr, std::int64_t num_bags,
              detail::Scratch<std::int64_t>* bag_out, int num_threads) {
-    const int threads = detail::resolve_threads(num_threads);
     const auto size = static_cast<std::size_t>(n);
     for (auto* buffer : {&offsets, &order}) detail::fit(*buffer, size);
     detail::fit(rows, size);
@@ -205,6 +206,7 @@ class CoalescePlan {
     detail::fit(count_, size);
     clear();
     if (bag_out) bag_out->clear();
+    const int threads = detail::resolve_threads(num_threads);
     const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
     if (bag_out) {
       detail::fit(*bag_out, size);
@@ -232,9 +234,12 @@ class CoalescePlan {
     I* SPARSEOPT_RESTRICT unique = rows.data();
     std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
     std::int64_t u = 0;
-    if (low_bits + index_bits <= 64 && threads > 1 && n >= team_min_indices) {
+    // A team of at most one thread per team_min_share words (each finds where its words go
+    // from every thread's counts: work that grows with the team).
+    const int team = static_cast<int>(std::min<std::int64_t>(threads, n / team_min_share));
+    if (low_bits + index_bits <= 64 && team > 1) {
       u = group_by_team(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, position_bits,
-                        bag_bits, index_bits, threads);
+                        bag_bits, index_bits, team);
     } else if (low_bits + index_bits <= 64) {
       keys_.resize(size);
       {
@@ -300,7 +305,10 @@ class CoalescePlan {
     const int digits = (index_bits + digit_bits - 1) / digit_bits;
     keys_.resize(static_cast<std::size_t>(n));
     tmp_.resize(static_cast<std::size_t>(n));
-    team_counts_.resize(2 * static_cast<std::size_t>(threads) * buckets);
+    // Each thread's counts and starts a line apart from the last's (2048 counts apart, they all
+    // fell in one L1 set).
+    constexpr std::size_t stride = buckets + 8;
+    team_counts_.resize(2 * static_cast<std::size_t>(threads) * stride);
     team_rows_.assign(static_cast<std::size_t>(threads) + 1, 0);
     std::uint64_t* const words = keys_.data();
     std::uint64_t* const spare = tmp_.data();
@@ -324,8 +332,8 @@ class CoalescePlan {
       }
       std::uint64_t* from = words;
       std::uint64_t* to = spare;
-      std::size_t* const mine = counts + static_cast<std::size_t>(t) * buckets;  // this share's counts
-      std::size_t* const next = counts + static_cast<std::size_t>(team + t) * buckets;  // and starts
+      std::size_t* const mine = counts + static_cast<std::size_t>(t) * stride;  // this share's counts
+      std::size_t* const next = counts + static_cast<std::size_t>(team + t) * stride;  // and starts
       for (int d = 0; d < digits; ++d) {
         const int shift = low_bits + d * digit_bits;
         {
@@ -341,7 +349,7 @@ class CoalescePlan {
         for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
           std::size_t before = 0, all = 0;
           for (int s = 0; s < team; ++s) {
-            const std::size_t c = counts[static_cast<std::size_t>(s) * buckets + bucket];
+            const std::size_t c = counts[static_cast<std::size_t>(s) * stride + bucket];
             before += s < t ? c : 0;
             all += c;
           }

@@ -72,8 +72,10 @@ inline void prefetch_row(const T* row, std::int64_t row_width, PrefetchTo<Locali
   const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t(line - 1);
   const std::int64_t span = std::min<std::int64_t>(bytes + std::int64_t(reinterpret_cast<std::uintptr_t>(p) - first),
                                                    line * max_lines);
+  // Near: a write hint (prefetchw where the build allows it). Far: a read hint, since GCC
+  // turns any write hint into prefetchw, which ignores the level and fills L1.
   for (std::int64_t off = 0; off < span; off += line)
-    __builtin_prefetch(reinterpret_cast<const char*>(first) + off, 1, Locality);
+    __builtin_prefetch(reinterpret_cast<const char*>(first) + off, Locality >= 3 ? 1 : 0, Locality);
   // An empty volatile asm: it emits nothing, but a function that contains it has an effect
   // as far as GCC is concerned. Without it GCC deletes calls to an out-of-line callable that
   // only prefetches (an optimizer's prefetch lambda too large to inline, say) as calls without
