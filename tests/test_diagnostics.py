@@ -72,6 +72,23 @@ def test_random_rows_builds_and_reports_every_loop(tmp_path):
     assert all(float(ms) > 0 for _, ms, _, _ in loops)
 
 
+def test_size_floor_builds_and_reports_every_loop_at_every_size(tmp_path):
+    source = _need(DIAGNOSTICS / "size_floor.cpp")
+    exe = tmp_path / "size_floor"
+    build_cpp(source, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
+    run = subprocess.run([str(exe), "1", "2", "20000", "40000"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = re.findall(r"^(\d+)\s+(\S+(?: \S+)*?)\s+([\d.]+)\s+([\d.]+)x$", run.stdout, re.M)
+    names = ["floor, two hints", "floor, L1 hint", "adam lazy"]
+    assert [(size, name) for size, name, *_ in rows] == [
+        (size, name) for size in ("20000", "40000") for name in names], run.stdout
+    assert all(float(ms) > 0 for *_, ms, _ in rows)
+    assert all(ratio == "1.00" for size, *_, ratio in rows if size == "20000")
+    for (_, _, first, _), (_, _, ms, ratio) in zip(rows[:3], rows[3:]):
+        assert float(ratio) == pytest.approx(float(ms) / float(first), rel=0.02, abs=0.01)
+
+
 @pytest.mark.parametrize("lookups", ["uniform", "zipf"])
 def test_gather_floor_reports_every_loop_and_the_verdict(lookups):
     script = _need(DIAGNOSTICS / "gather_floor.py")
