@@ -1,0 +1,91 @@
+"""What is left of issue 18's bar "step_bags at least 1.5x gather_sum_backward + step" once the
+grouping both paths share is taken out: how much of each path is grouping the lookups by row?
+
+For each optimizer and index distribution of bench_fused.py (the same table, bags and batches),
+three calls are timed alternately, in rounds, through the Python API a user calls:
+
+  * fused    ``opt.step_bags(grad_out, indptr, indices)``
+  * two      ``opt.step(*sparseopt.gather_sum_backward(grad_out, indptr, indices, num_rows=N))``
+  * grouping ``sparseopt.gather_sum_backward`` of a zero-width ``grad_out``: the same plan as the
+    fused step's (the lookups grouped by row, with their bags), a call's overhead, no sums
+
+and printed with the paired ratio two / fused (as bench_fused.py reports it) and
+(two - grouping) / (fused - grouping): the ratio both paths would have if grouping cost nothing
+(the grouping call's own overhead comes off too, so this errs high). Where even that stays
+below 1.5x, a faster grouping cannot reach the bar; only the rows' own sums and updates can.
+
+    python bench/diagnostics/fused_grouping.py [--rounds 60] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import bench_fused  # noqa: E402
+import harness  # noqa: E402
+
+import sparseopt  # noqa: E402
+from sparseopt import optim  # noqa: E402
+
+OPTIMIZERS = {
+    "SGD": lambda p: optim.SGD(p, lr=0.01),
+    "RowWiseAdagrad": lambda p: optim.RowWiseAdagrad(p, lr=0.01),
+    "Adagrad": lambda p: optim.Adagrad(p, lr=0.01),
+    "Adam (lazy)": lambda p: optim.Adam(p, lr=1e-3),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=60)
+    ap.add_argument("--quick", action="store_true", help="bench_fused's quick shapes (a smoke run)")
+    args = ap.parse_args(argv)
+    cfg = bench_fused.QUICK if args.quick else bench_fused.FULL
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((cfg["rows"], cfg["dim"]), dtype=np.float32)
+    print(f"{cfg['rows']:,} x {cfg['dim']} float32 table, {cfg['bags']} bags x {cfg['bag_len']} lookups, "
+          f"{args.rounds} rounds; ms: medians")
+    print(f"{'optimizer':16s} {'indices':8s} {'fused':>7s} {'two':>7s} {'grouping':>9s} {'two/fused':>10s} "
+          f"{'without grouping':>17s}")
+    for dist in ("uniform", "zipf"):
+        batches = bench_fused._batches(cfg, dist, rng)
+        for name, make in OPTIMIZERS.items():
+            fused_opt = make(harness.aligned_copy(table))
+            two_opt = make(harness.aligned_copy(table))
+            times = {"fused": [], "two": [], "grouping": []}
+            for r in range(args.rounds + 5):  # the first 5 warm up
+                grad_out, indptr, indices = batches[r % len(batches)]
+                empty = np.empty((grad_out.shape[0], 0), np.float32)
+                calls = [
+                    ("fused", lambda: fused_opt.step_bags(grad_out, indptr, indices)),
+                    ("two", lambda: two_opt.step(*sparseopt.gather_sum_backward(
+                        grad_out, indptr, indices, num_rows=cfg["rows"]))),
+                    ("grouping", lambda: sparseopt.gather_sum_backward(empty, indptr, indices,
+                                                                       num_rows=cfg["rows"])),
+                ]
+                for key, call in calls if r % 2 else calls[::-1]:
+                    t0 = time.perf_counter()
+                    call()
+                    if r >= 5:
+                        times[key].append(time.perf_counter() - t0)
+            if not np.array_equal(fused_opt.param, two_opt.param):
+                raise AssertionError(f"{name}, {dist}: the fused step and the two calls differ")
+            ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+            ratio = statistics.median(a / b for a, b in zip(times["two"], times["fused"]))
+            rest = ms["fused"] - ms["grouping"]  # (a noisy run can leave nothing)
+            left = f"{(ms['two'] - ms['grouping']) / rest:16.2f}x" if rest > 0 else f"{'n/a':>17s}"
+            print(f"{name:16s} {dist:8s} {ms['fused']:7.3f} {ms['two']:7.3f} {ms['grouping']:9.3f} "
+                  f"{ratio:9.2f}x {left}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
