@@ -96,7 +96,6 @@ inline int bit_width(std::uint64_t x) noexcept {
 // inputs -- the same order where the bits below `shift` rise with the input order, as the
 // callers' positions (and bags, which rise with them) do. The words ping-pong with `tmp`. The
 // counts of every digit come from one pass over the words, before the first scatter.
-
 template <class V>
 void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
   const std::size_t n = keys.size();
@@ -231,8 +230,6 @@ class CoalescePlan {
     order.resize(size);
     // Runs of equal indices: written through plain pointers into buffers of the largest size
     // (push_back's checks cost more than the loop's work), then cut to the rows found.
-    I* SPARSEOPT_RESTRICT unique = rows.data();
-    std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
     std::int64_t u = 0;
     // A team of at most one thread per team_min_share words (each finds where its words go
     // from every thread's counts: work that grows with the team).
@@ -241,38 +238,14 @@ class CoalescePlan {
       u = group_by_team(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, position_bits,
                         bag_bits, index_bits, team);
     } else if (low_bits + index_bits <= 64) {
+      const Words words{position_bits, bag_in_key ? bag_bits : 0};
       keys_.resize(size);
-      {
-        std::uint64_t* SPARSEOPT_RESTRICT keys = keys_.data();
-        if (bag_in_key) {
-          for (std::int64_t b = 0; b < num_bags; ++b)
-            for (auto k = static_cast<std::int64_t>(indptr[b]); k < static_cast<std::int64_t>(indptr[b + 1]); ++k)
-              keys[k] = (std::uint64_t(indices[k]) << low_bits) | (std::uint64_t(b) << position_bits) | std::uint64_t(k);
-        } else {
-          for (std::int64_t k = 0; k < n; ++k) keys[k] = (std::uint64_t(indices[k]) << low_bits) | std::uint64_t(k);
-        }
-      }
+      pack_words(words, indices, indptr, num_bags, 0, n, keys_.data());
       detail::sort_packed(keys_, tmp_, low_bits, index_bits);
-      std::int64_t* SPARSEOPT_RESTRICT positions = order.data();
-      // One pass over the sorted words: positions, bags, rows and their bounds.
-      const std::uint64_t* SPARSEOPT_RESTRICT sorted = keys_.data();
-      const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
-      const std::uint64_t bag_mask = bag_bits ? (~std::uint64_t(0) >> (64 - bag_bits)) : 0;
-      std::int64_t* SPARSEOPT_RESTRICT bag_of = bag_in_key ? bag_out->data() : nullptr;
-      // Without a branch on "a new row starts here", which repeats (Zipf-like indices) make
-      // unpredictable: slot u is written every time, and kept (u advances) only at a new row.
-      std::uint64_t previous = n > 0 ? ~(sorted[0] >> low_bits) : 0;
-      for (std::int64_t k = 0; k < n; ++k) {
-        const std::uint64_t key = sorted[k];
-        positions[k] = std::int64_t(key & position_mask);
-        if (bag_of) bag_of[k] = std::int64_t((key >> position_bits) & bag_mask);
-        const std::uint64_t r = key >> low_bits;
-        bounds[u] = k;
-        unique[u] = static_cast<I>(r);
-        u += r != previous;
-        previous = r;
-      }
+      u = read_words(words, keys_.data(), 0, n, 0, bag_in_key ? bag_out->data() : nullptr);
     } else {  // indices too large to pack
+      I* SPARSEOPT_RESTRICT unique = rows.data();
+      std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
       for (std::int64_t k = 0; k < n; ++k) order[k] = k;
       std::stable_sort(order.begin(), order.end(),
                        [indices](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
@@ -284,24 +257,78 @@ class CoalescePlan {
         }
       }
     }
-    bounds[u] = n;
+    offsets[static_cast<std::size_t>(u)] = n;
     rows.resize(static_cast<std::size_t>(u));
     offsets.resize(static_cast<std::size_t>(u + 1));
     if (bag_out && !bag_in_key) bags_by_gather(indptr, num_bags, n, bag_out->data());
   }
 
+  // The layout of group()'s packed words: (index << low, [bag << position_bits,] position).
+  struct Words {
+    int position_bits, bag_bits;  // bag_bits 0: no bag in the word
+    int low() const noexcept { return position_bits + bag_bits; }
+  };
+
+  // The words of positions [lo, hi) into words[lo, hi).
+  template <class B>
+  void pack_words(const Words& layout, const I* indices, const B* indptr, std::int64_t num_bags, std::int64_t lo,
+                  std::int64_t hi, std::uint64_t* SPARSEOPT_RESTRICT words) const noexcept {
+    const int low = layout.low(), position_bits = layout.position_bits;
+    if (layout.bag_bits == 0) {
+      for (std::int64_t k = lo; k < hi; ++k) words[k] = (std::uint64_t(indices[k]) << low) | std::uint64_t(k);
+      return;
+    }
+    // The bag of position lo: the last bag that starts at or before it (empty ones skipped).
+    auto b = static_cast<std::int64_t>(std::upper_bound(indptr, indptr + num_bags + 1, static_cast<B>(lo)) - indptr) - 1;
+    for (std::int64_t k = lo; k < hi; ++k) {
+      while (static_cast<std::int64_t>(indptr[b + 1]) <= k) ++b;
+      words[k] = (std::uint64_t(indices[k]) << low) | (std::uint64_t(b) << position_bits) | std::uint64_t(k);
+    }
+  }
+
+  // One pass over sorted words [lo, hi): positions, bags (bag_of: null when the words hold
+  // none), and the rows starting there with their bounds, numbered from u. Returns the next
+  // row's number. Without a branch on "a new row starts here", which repeats (Zipf-like
+  // indices) make unpredictable: a word that starts no row writes its row and bound to a spare
+  // slot (the next row's slot would be another thread's first on a team).
+  std::int64_t read_words(const Words& layout, const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo,
+                          std::int64_t hi, std::int64_t u, std::int64_t* SPARSEOPT_RESTRICT bag_of) noexcept {
+    const int low = layout.low(), position_bits = layout.position_bits;
+    const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
+    const std::uint64_t bag_mask = layout.bag_bits ? (~std::uint64_t(0) >> (64 - layout.bag_bits)) : 0;
+    std::int64_t* SPARSEOPT_RESTRICT positions = order.data();
+    I* SPARSEOPT_RESTRICT unique = rows.data();
+    std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
+    I spare_row;
+    std::int64_t spare_bound;
+    if (lo >= hi) return u;
+    std::uint64_t previous = lo == 0 ? ~(sorted[0] >> low) : sorted[lo - 1] >> low;
+    for (std::int64_t k = lo; k < hi; ++k) {
+      const std::uint64_t key = sorted[k];
+      positions[k] = std::int64_t(key & position_mask);
+      if (bag_of) bag_of[k] = std::int64_t((key >> position_bits) & bag_mask);
+      const std::uint64_t r = key >> low;
+      const bool starts_row = r != previous;
+      *(starts_row ? unique + u : &spare_row) = static_cast<I>(r);
+      *(starts_row ? bounds + u : &spare_bound) = k;
+      u += starts_row;
+      previous = r;
+    }
+    return u;
+  }
+
   // group()'s packed path on a team of threads (the same plan, word for word): each thread
   // packs the words of its share of the positions; per radix digit, each counts its share's
   // digits, then scatters its share after the shares before it (so equal digits keep their
-  // order, as in the one-thread sort); each then reads its share of the sorted words into
-  // positions, bags, rows and bounds, its rows numbered after those of the shares before it.
-  // Returns the number of rows.
+  // order, as in the one-thread sort); each then reads its share of the sorted words, its rows
+  // numbered after those of the shares before it. Returns the number of rows.
   template <class B>
   std::int64_t group_by_team(const I* indices, std::int64_t n, const B* indptr, std::int64_t num_bags,
                              std::int64_t* bag_of, int position_bits, int bag_bits, int index_bits, int threads) {
     constexpr int digit_bits = detail::radix_digit_bits;
     constexpr std::size_t buckets = std::size_t(1) << digit_bits;
-    const int low_bits = position_bits + (bag_of ? bag_bits : 0);
+    const Words layout{position_bits, bag_of ? bag_bits : 0};
+    const int low_bits = layout.low();
     const int digits = (index_bits + digit_bits - 1) / digit_bits;
     keys_.resize(static_cast<std::size_t>(n));
     tmp_.resize(static_cast<std::size_t>(n));
@@ -314,22 +341,9 @@ class CoalescePlan {
     std::uint64_t* const spare = tmp_.data();
     std::size_t* const counts = team_counts_.data();
     std::int64_t* const first_row = team_rows_.data();
-    I* const unique = rows.data();
-    std::int64_t* const bounds = offsets.data();
-    std::int64_t* const positions = order.data();
-    const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
-    const std::uint64_t bag_mask = bag_bits ? (~std::uint64_t(0) >> (64 - bag_bits)) : 0;
     detail::run_team(threads, [&](int t, int team, auto sync) {
       const std::int64_t lo = detail::team_share(n, t, team), hi = detail::team_share(n, t + 1, team);
-      if (bag_of) {  // the bag of position lo: the last bag that starts at or before it
-        auto b = static_cast<std::int64_t>(std::upper_bound(indptr, indptr + num_bags + 1, static_cast<B>(lo)) - indptr) - 1;
-        for (std::int64_t k = lo; k < hi; ++k) {
-          while (static_cast<std::int64_t>(indptr[b + 1]) <= k) ++b;
-          words[k] = (std::uint64_t(indices[k]) << low_bits) | (std::uint64_t(b) << position_bits) | std::uint64_t(k);
-        }
-      } else {
-        for (std::int64_t k = lo; k < hi; ++k) words[k] = (std::uint64_t(indices[k]) << low_bits) | std::uint64_t(k);
-      }
+      pack_words(layout, indices, indptr, num_bags, lo, hi, words);
       std::uint64_t* from = words;
       std::uint64_t* to = spare;
       std::size_t* const mine = counts + static_cast<std::size_t>(t) * stride;  // this share's counts
@@ -365,31 +379,14 @@ class CoalescePlan {
         sync();  // every word in place, and every share's counts read, before the next digit
         std::swap(from, to);
       }
-      const std::uint64_t* SPARSEOPT_RESTRICT sorted = from;
       // Rows starting in this share (a row starts where the index differs from the word before).
-      auto row_of = [&](std::int64_t k) { return sorted[k] >> low_bits; };
       std::int64_t starts = 0;
-      for (std::int64_t k = lo; k < hi; ++k) starts += k == 0 || row_of(k) != row_of(k - 1);
+      for (std::int64_t k = lo; k < hi; ++k) starts += k == 0 || (from[k] >> low_bits) != (from[k - 1] >> low_bits);
       first_row[t + 1] = starts;
       sync();
       std::int64_t u = 0;
       for (int s = 0; s < t; ++s) u += first_row[s + 1];
-      // As the one-thread pass, without a branch on a new row: a word that starts none writes
-      // its row and bound to a slot of its own instead (another thread's first slot otherwise).
-      I spare_row;
-      std::int64_t spare_bound;
-      std::uint64_t previous = lo == 0 ? ~row_of(0) : row_of(lo - 1);
-      for (std::int64_t k = lo; k < hi; ++k) {
-        const std::uint64_t key = sorted[k];
-        positions[k] = std::int64_t(key & position_mask);
-        if (bag_of) bag_of[k] = std::int64_t((key >> position_bits) & bag_mask);
-        const std::uint64_t r = key >> low_bits;
-        const bool starts_row = r != previous;
-        *(starts_row ? unique + u : &spare_row) = static_cast<I>(r);
-        *(starts_row ? bounds + u : &spare_bound) = k;
-        u += starts_row;
-        previous = r;
-      }
+      read_words(layout, from, lo, hi, u, bag_of);
     });
     std::int64_t u = 0;
     for (int s = 0; s < threads; ++s) u += first_row[s + 1];
