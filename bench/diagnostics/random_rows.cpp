@@ -29,6 +29,8 @@
 //   /tmp/random_rows [THREADS [ROWS [REPS]]]   (defaults: all cores, 1000000, 30)
 #include <sparseopt/sparseopt.hpp>
 
+#include "rows_common.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -40,37 +42,13 @@
 #include <string>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 using clk = std::chrono::steady_clock;
+using diagnostics::Block;
+using diagnostics::median;
 
 namespace {
 
 constexpr std::int64_t width = 64, lookups = 16384, fwd_bags = 4096, fwd_len = 32, bwd_bags = 512;
-
-struct Block {  // a zeroed float array on 2 MB pages where the system has them
-  float* data = nullptr;
-  std::size_t n = 0;
-  explicit Block(std::size_t count) : n(count) {
-    void* p = nullptr;
-    if (posix_memalign(&p, std::size_t(2) << 20, count * sizeof(float)) != 0) std::abort();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    madvise(p, count * sizeof(float), MADV_HUGEPAGE);
-#endif
-    data = static_cast<float*>(p);
-    std::memset(data, 0, count * sizeof(float));
-  }
-  ~Block() { std::free(data); }
-  Block(const Block&) = delete;
-  Block& operator=(const Block&) = delete;
-};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 struct Case {
   std::string name;

@@ -17,6 +17,8 @@
 //   /tmp/size_floor [THREADS [REPS [ROWS...]]]   (defaults: all cores, 200, 1000000 16000000)
 #include <sparseopt/sparseopt.hpp>
 
+#include "rows_common.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -25,42 +27,17 @@
 #include <cstring>
 #include <random>
 #include <vector>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace {
 
 constexpr std::int64_t width = 64, lookups = 16384, batches = 8;
-
-struct Array {  // 2 MB-aligned, huge-page backed where the OS allows, zero-filled
-  float* data = nullptr;
-  explicit Array(std::int64_t n) {
-    constexpr std::size_t page = std::size_t(2) << 20;
-    const std::size_t bytes = (static_cast<std::size_t>(n) * sizeof(float) + page - 1) / page * page;
-    data = static_cast<float*>(std::aligned_alloc(page, bytes));
-    if (data == nullptr) {
-      std::fprintf(stderr, "size_floor: out of memory\n");
-      std::exit(1);
-    }
-#if defined(__linux__)
-    madvise(data, bytes, MADV_HUGEPAGE);
-#endif
-    std::memset(data, 0, bytes);
-  }
-  ~Array() { std::free(data); }
-  Array(const Array&) = delete;
-  Array& operator=(const Array&) = delete;
-};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using diagnostics::Block;
+using diagnostics::median;
 
 // Median ms of each loop at a table of `rows` rows: {two hints, L1 hint, adam lazy}.
 std::vector<double> measure(std::int64_t rows, int threads, int reps) {
-  Array p(rows * width), m(rows * width), v(rows * width);
+  const auto size = static_cast<std::size_t>(rows * width);
+  Block p(size), m(size), v(size);
   float* arrays[3] = {p.data, m.data, v.data};
   std::mt19937_64 rng(1);
   std::vector<std::vector<std::int64_t>> touched(batches);
