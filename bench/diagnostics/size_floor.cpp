@@ -6,7 +6,8 @@
 // pages as NumPy's, first touched before timing) and 8 batches of 16,384 uniform lookups
 // (sorted, repeats dropped, as a step's plan has them). Timed, alternately, over the batches:
 //   floor, two hints   x[r] += 1 over the touched rows of the three arrays, with sparseopt's
-//                      hints (detail::prefetch_ahead: the row 32 ahead into L2, 8 ahead into L1)
+//                      hints (detail::prefetch_ahead: the row 32 ahead into L2, 8 ahead into L1;
+//                      the far ones in batches of 8 rows from 1 GiB an array, as the library's)
 //   floor, L1 hint     the same with one L1 hint 16 rows ahead (the library's hints before)
 //   adam lazy          sparseopt::adam_step on those rows (the arithmetic on top)
 // and reports the median milliseconds and each loop's time over its time at the first size.
@@ -59,6 +60,7 @@ std::vector<double> measure(std::int64_t rows, int threads, int reps) {
     for (int loop = 0; loop < 3; ++loop) {
       const std::vector<std::int64_t>& b = touched[static_cast<std::size_t>((rep * 3 + loop) % batches)];
       const std::int64_t n = static_cast<std::int64_t>(b.size());
+      const std::int64_t batch = sparseopt::detail::far_batch(sparseopt::detail::row_spread_bytes(b.data(), n, width * 4));
       const auto t0 = std::chrono::steady_clock::now();
       if (loop == 2) {
         sparseopt::adam_step(param, sparseopt::RowSparse<float, std::int64_t>{b.data(), values.data(), n, width},
@@ -68,7 +70,7 @@ std::vector<double> measure(std::int64_t rows, int threads, int reps) {
           if (loop == 0) {
             sparseopt::detail::prefetch_ahead(u, n, [&](std::int64_t ahead, auto level) {
               for (float* a : arrays) sparseopt::detail::prefetch_row(a + b[ahead] * width, width, level);
-            });
+            }, batch);
           } else if (u + 16 < n) {
             for (float* a : arrays) sparseopt::detail::prefetch_row(a + b[u + 16] * width, width);
           }

@@ -466,13 +466,22 @@ const T* summed_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, st
   return scratch;
 }
 
+// The bytes of one array that ascending rows[0, n) spread over, at row_bytes a row (for
+// far_batch()).
+template <class I>
+std::int64_t row_spread_bytes(const I* rows, std::int64_t n, std::int64_t row_bytes) noexcept {
+  if (n == 0) return 0;
+  return (static_cast<std::int64_t>(rows[n - 1]) - static_cast<std::int64_t>(rows[0]) + 1) * row_bytes;
+}
+
 // Calls update(row, g) for every row the gradient touches, g being that row's summed gradient,
 // in parallel over rows. Each row is handled by exactly one thread, so any update that reads
 // and writes only its own row gives the same bits for every thread count.
 //
 // Touched rows are scattered over a large table, so each one costs a memory round trip per
 // state array; prefetch(row, level) asks for a row's arrays ahead of its update, far rows to L2
-// and near ones to L1 (view.hpp's prefetch_ahead), so those trips overlap.
+// and near ones to L1 (view.hpp's prefetch_ahead), so those trips overlap; the far ones in
+// batches where the rows spread beyond the TLB's reach.
 template <class T, class I, class Update, class Prefetch>
 void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int num_threads,
                   Update&& update, Prefetch&& prefetch) {
@@ -487,6 +496,7 @@ void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int 
   const std::int64_t n = plan.size();
   // Allocated before the parallel region so nothing in it can fail half-way through.
   std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
+  const std::int64_t batch = far_batch(row_spread_bytes(plan.rows.data(), n, w * std::int64_t(sizeof(T))));
   parallel_for(
       n, threads, (grad.size + n) * w,
       [&](std::int64_t u, int slot) {
@@ -497,7 +507,7 @@ void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int 
             const std::int64_t last = std::min(plan.offsets[v + 1], first + value_rows_ahead);
             for (std::int64_t k = first; k < last; ++k) prefetch_row(grad.value_row(plan.order[k]), w);
           }
-        });
+        }, batch);
         T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
         update(static_cast<std::int64_t>(plan.rows[u]), summed_row(grad, plan, u, own));
       },

@@ -852,12 +852,13 @@ void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int 
   const std::int64_t* offsets = cp.offsets.data();
   const I* rows = cp.rows.data();
   const std::int64_t* bag = plan.bag_of_sorted();
+  const std::int64_t batch = far_batch(row_spread_bytes(rows, nu, w * std::int64_t(sizeof(T))));
   parallel_for(
       nu, threads, (n + nu) * w,
-      [offsets, rows, bag, source, w, nu, weighted, &update, &prefetch, &summed](std::int64_t u, int slot) {
+      [offsets, rows, bag, source, w, nu, batch, weighted, &update, &prefetch, &summed](std::int64_t u, int slot) {
         prefetch_ahead(u, nu, [&](std::int64_t v, auto level) SPARSEOPT_INLINE_BODY {
           prefetch(static_cast<std::int64_t>(rows[v]), level);
-        });
+        }, batch);
         const std::int64_t begin = offsets[u], end = offsets[u + 1];
         // One unweighted term: its row of grad_out in place (sorted.row(begin)).
         const T* g = SPARSEOPT_LIKELY(end - begin == 1 && !weighted) ? source + bag[begin] * w

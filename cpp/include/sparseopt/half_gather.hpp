@@ -25,6 +25,7 @@ void gather_sum_half(Table<const H> table, const Bags<float, I>& bags, Table<flo
   detail::require_gather_sum_args(table, bags, out, mode, names);
   if (w == 0) return;
   const std::int64_t n = bags.size;
+  const std::int64_t batch = detail::far_batch(table.num_rows * w * std::int64_t(sizeof(H)));
   detail::parallel_for(
       nb, threads, (n + nb) * w,
       [&](std::int64_t b, int) {
@@ -38,7 +39,7 @@ void gather_sum_half(Table<const H> table, const Bags<float, I>& bags, Table<flo
           // The rows of later lookups, this bag's or the next ones', far and near (view.hpp).
           detail::prefetch_ahead(p, n, [&](std::int64_t q, auto level) SPARSEOPT_INLINE_BODY {
             detail::prefetch_row(table.row(static_cast<std::int64_t>(bags.indices[q])), w, level);
-          });
+          }, batch);
           const H* SPARSEOPT_RESTRICT x = table.row(static_cast<std::int64_t>(bags.indices[p]));
           if (bags.weights) {
             const float s = bags.weights[p];

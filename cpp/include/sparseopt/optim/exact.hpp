@@ -294,11 +294,12 @@ void momentum_catch_up(T* SPARSEOPT_RESTRICT p, T* SPARSEOPT_RESTRICT b, std::in
 // Brings rows whose last step is before `step` up to `step` with catch_up(row, last), in
 // parallel over rows: every row when indices is null, else the rows in indices[0, n) (checked
 // against num_rows before anything is written; repeats are fine). prefetch(row, level) asks
-// for a row's state ahead of its catch-up (far and near, as view.hpp's prefetch_ahead), so that
-// the scattered rows' misses overlap. Used by flush().
+// for a row's state ahead of its catch-up (far and near, as view.hpp's prefetch_ahead; far in
+// batches on a table of row_bytes rows too large for the TLB), so that the scattered rows'
+// misses overlap. Used by flush().
 template <class I, class CatchUp, class Prefetch>
 void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t row_width,
-                   std::int64_t step, int num_threads, const I* indices, std::int64_t n,
+                   std::int64_t row_bytes, std::int64_t step, int num_threads, const I* indices, std::int64_t n,
                    CatchUp&& catch_up, Prefetch&& prefetch) {
   const int threads = resolve_threads(num_threads);
   std::int64_t* last = book.last_step();
@@ -317,6 +318,7 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
   // touched by two threads, and each row is caught up once, from its last step, whatever T is.
   check_indices(indices, n, num_rows);  // before anything is written
   const std::int64_t parts = threads > 1 && n * row_width >= parallel_min_work ? threads : 1;
+  const std::int64_t batch = far_batch(num_rows * row_bytes);
   parallel_for(parts, int(parts), n * row_width, [&](std::int64_t part, int) {
     for (std::int64_t k = 0; k < n; ++k) {
       prefetch_ahead(k, n, [&](std::int64_t ahead, auto level) SPARSEOPT_INLINE_BODY {
@@ -325,7 +327,7 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
           prefetch_row(last + next, 1, level);
           prefetch(next, level);
         }
-      });
+      }, batch);
       const std::int64_t r = static_cast<std::int64_t>(indices[k]);
       if (r % parts == part) bring(r);
     }
@@ -343,7 +345,8 @@ void flush_rows(const ExactLayout& layout, const ExactState& exact, const Table<
   book.require_step(step, param.num_rows);
   add_exact_arrays(written, exact, layout, param.num_rows);
   if (indices) written.require_apart_from(indices, n * std::int64_t(sizeof(I)), "indices");
-  catch_up_rows(book, param.num_rows, param.row_width, step, num_threads, indices, n,
+  catch_up_rows(book, param.num_rows, param.row_width, param.row_width * std::int64_t(sizeof(T)), step,
+                num_threads, indices, n,
                 [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); }, prefetch);
 }
 
@@ -359,8 +362,8 @@ void restart_record(const ExactLayout& layout, const ExactState& exact, const Ta
                     std::int64_t step, int num_threads, CatchUp&& catch_up) {
   if (exact.first_step == nullptr || step - *exact.first_step < exact_record_span) return;
   const ExactBook book(layout, exact);
-  catch_up_rows(book, param.num_rows, param.row_width, step, num_threads,
-                static_cast<const std::int64_t*>(nullptr), 0,
+  catch_up_rows(book, param.num_rows, param.row_width, param.row_width * std::int64_t(sizeof(T)), step,
+                num_threads, static_cast<const std::int64_t*>(nullptr), 0,
                 [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); },
                 [](std::int64_t, auto) {});
   const std::int64_t columns = layout.columns();
