@@ -72,21 +72,24 @@ def test_random_rows_builds_and_reports_every_loop(tmp_path):
     assert all(float(ms) > 0 for _, ms, _, _ in loops)
 
 
-def test_fused_grouping_reports_every_optimizer_and_the_ratio_without_grouping():
+def test_fused_grouping_reports_every_optimizer_and_both_ceilings():
     script = _need(DIAGNOSTICS / "fused_grouping.py")
     run = subprocess.run([sys.executable, str(script), "--quick", "--rounds", "2"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     rows = re.findall(r"^(\S+(?: \S+)?)\s+(uniform|zipf)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
-                      r"([\d.]+)x\s+([\d.]+x|n/a)$", run.stdout, re.M)
+                      r"([\d.]+)x\s+([\d.]+x|n/a)\s+(-?[\d.]+)x$", run.stdout, re.M)
     names = ["SGD", "RowWiseAdagrad", "Adagrad", "Adam (lazy)"]
     assert [(name, dist) for name, dist, *_ in rows] == [
         (name, dist) for dist in ("uniform", "zipf") for name in names], run.stdout
-    for *_, fused, two, grouping, ratio, left in rows:
+    for *_, fused, two, grouping, ratio, left, ceiling in rows:
         assert min(float(fused), float(two), float(grouping), float(ratio)) > 0
         if left != "n/a" and float(fused) - float(grouping) >= 0.005:  # (printed rounded)
             want = (float(two) - float(grouping)) / (float(fused) - float(grouping))
             assert float(left[:-1]) == pytest.approx(want, rel=0.3)
+        if float(grouping) >= 0.005:
+            want = 1 + (float(two) - float(fused)) / float(grouping)
+            assert float(ceiling) == pytest.approx(want, rel=0.3, abs=0.05)
 
 
 def test_size_floor_builds_and_reports_every_loop_at_every_size(tmp_path):

@@ -14,6 +14,15 @@ and printed with the paired ratio two / fused (as bench_fused.py reports it) and
 (the grouping call's own overhead comes off too, so this errs high). Where even that stays
 below 1.5x, a faster grouping cannot reach the bar; only the rows' own sums and updates can.
 
+The last column is the other end: 1 + (two - fused) / grouping, the ratio if the rows' sums and
+updates cost nothing in both paths, with the grouping as it is. two - fused is the work only the
+two calls do (writing the coalesced gradient, reading it back, grouping its rows again); any
+time the fused step saves on its rows, the step of the two calls saves too, since they share
+the row loops. So no fused step beats the two calls by more than this while the grouping and
+the two calls' own extra work cost what they cost here; where it is below 1.5x, the bar is out
+of reach for any row loop. With the rows' least cost added to the grouping (their bytes at
+memory speed: bench/diagnostics/size_floor.cpp), the ceiling is lower still.
+
     python bench/diagnostics/fused_grouping.py [--rounds 60] [--quick]
 """
 
@@ -54,7 +63,7 @@ def main(argv=None) -> int:
     print(f"{cfg['rows']:,} x {cfg['dim']} float32 table, {cfg['bags']} bags x {cfg['bag_len']} lookups, "
           f"{args.rounds} rounds; ms: medians")
     print(f"{'optimizer':16s} {'indices':8s} {'fused':>7s} {'two':>7s} {'grouping':>9s} {'two/fused':>10s} "
-          f"{'without grouping':>17s}")
+          f"{'without grouping':>17s} {'rows free':>10s}")
     for dist in ("uniform", "zipf"):
         batches = bench_fused._batches(cfg, dist, rng)
         for name, make in OPTIMIZERS.items():
@@ -82,8 +91,9 @@ def main(argv=None) -> int:
             ratio = statistics.median(a / b for a, b in zip(times["two"], times["fused"]))
             rest = ms["fused"] - ms["grouping"]  # (a noisy run can leave nothing)
             left = f"{(ms['two'] - ms['grouping']) / rest:16.2f}x" if rest > 0 else f"{'n/a':>17s}"
+            ceiling = 1 + (ms["two"] - ms["fused"]) / ms["grouping"]
             print(f"{name:16s} {dist:8s} {ms['fused']:7.3f} {ms['two']:7.3f} {ms['grouping']:9.3f} "
-                  f"{ratio:9.2f}x {left}")
+                  f"{ratio:9.2f}x {left} {ceiling:9.2f}x")
     return 0
 
 

@@ -204,17 +204,24 @@ class CoalescePlan {
     detail::fit(bag_at_, size);
     detail::fit(count_, size);
     if (bag_out) bag_out->clear();
-    const int threads = detail::resolve_threads(num_threads);
-    std::int64_t max_index = 0;
     try {
-      max_index = detail::check_indices(indices, n, num_rows);
-    } catch (...) {
-      clear();  // a rejected call leaves the plan empty
+      group_checked(indices, n, num_rows, indptr, num_bags, bag_out, num_threads);
+    } catch (...) {  // a rejected (or failed) call leaves the plan empty
+      clear();
+      if (bag_out) bag_out->clear();
       throw;
     }
+  }
+
+  template <class B>
+  void group_checked(const I* indices, std::int64_t n, std::int64_t num_rows, const B* indptr,
+                     std::int64_t num_bags, detail::Scratch<std::int64_t>* bag_out, int num_threads) {
+    const auto size = static_cast<std::size_t>(n);
+    const int threads = detail::resolve_threads(num_threads);
+    const std::int64_t max_index = detail::check_indices(indices, n, num_rows);
     // The buffers keep their sizes from the last build until they are resized below: clear()
-    // here would make every resize zero-fill its whole length (three 8n-byte fills, ~10% of
-    // grouping 16K indices), where only growth past the last size is filled now.
+    // here would make every resize zero-fill its whole length; only `order` keeps its size from
+    // build to build (rows and offsets are cut to the rows found), so it is the fill saved.
     if (bag_out) {
       detail::fit(*bag_out, size);
       bag_out->resize(size);
