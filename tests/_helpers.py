@@ -401,6 +401,15 @@ def build_cpp(source, exe, include: str, openmp: bool) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def run_cpp(source, exe, include: str, openmp: bool, args=(), timeout: int = 120) -> str:
+    """Builds `source` into `exe` (as build_cpp) and runs it with `args`; asserts that it exits
+    with 0 and returns what it printed."""
+    build_cpp(source, exe, include, openmp)
+    run = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
 def load_bench(name: str):
     """The module bench/<name>.py (importing bench/harness.py as it does), or a pytest skip
     when bench/ is not next to the tests."""

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import sparseopt
-from _helpers import build_cpp
+from _helpers import run_cpp
 
 DIAGNOSTICS = Path(__file__).resolve().parent.parent / "bench" / "diagnostics"
 
@@ -26,12 +26,10 @@ def _need(path: Path) -> Path:
 
 def test_meprop_floor_builds_and_reports_both_layers(tmp_path):
     source = _need(DIAGNOSTICS / "meprop_floor.cpp")
-    exe = tmp_path / "meprop_floor"
-    build_cpp(source, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
-    run = subprocess.run([str(exe), "1", "4"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    rows = re.findall(r"^\s*(\d+) -> 500\s+(\d+)((?:\s+[\d.]+){5})\s+([\d.]+)$", run.stdout, re.M)
-    assert [int(r[0]) for r in rows] == [500, 784], run.stdout
+    out = run_cpp(source, tmp_path / "meprop_floor", sparseopt.get_include(), sparseopt.info()["openmp"],
+                  ("1", "4"))
+    rows = re.findall(r"^\s*(\d+) -> 500\s+(\d+)((?:\s+[\d.]+){5})\s+([\d.]+)$", out, re.M)
+    assert [int(r[0]) for r in rows] == [500, 784], out
     for width, n, times, mb in rows:
         # every example picks 20 of 500 units: at least 20 rows, at most 500
         assert 20 <= int(n) <= 500
@@ -60,14 +58,12 @@ def test_hogwild_sharing_runs_all_three_variants(tmp_path):
 
 def test_random_rows_builds_and_reports_every_loop(tmp_path):
     source = _need(DIAGNOSTICS / "random_rows.cpp")
-    exe = tmp_path / "random_rows"
-    build_cpp(source, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
-    run = subprocess.run([str(exe), "1", "20000", "2"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    loops = re.findall(r"^(\S+(?: \S+)*?)\s+([\d.]+)\s+([\d.]+)\s+(\d+)%$", run.stdout, re.M)
+    out = run_cpp(source, tmp_path / "random_rows", sparseopt.get_include(), sparseopt.info()["openmp"],
+                  ("1", "20000", "2"))
+    loops = re.findall(r"^(\S+(?: \S+)*?)\s+([\d.]+)\s+([\d.]+)\s+(\d+)%$", out, re.M)
     assert [name for name, *_ in loops] == [
         "copy", "read floor", "gather_sum", "rmw floor x1", "rmw floor x3", "adam lazy",
-        "adam fused", "adam 2-call", "sgd fused", "sgd 2-call"], run.stdout
+        "adam fused", "adam 2-call", "sgd fused", "sgd 2-call"], out
     assert loops[0][3] == "100"
     assert all(float(ms) > 0 for _, ms, _, _ in loops)
 
@@ -94,15 +90,12 @@ def test_fused_grouping_reports_every_optimizer_and_both_ceilings():
 
 def test_size_floor_builds_and_reports_every_loop_at_every_size(tmp_path):
     source = _need(DIAGNOSTICS / "size_floor.cpp")
-    exe = tmp_path / "size_floor"
-    build_cpp(source, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
-    run = subprocess.run([str(exe), "1", "2", "20000", "40000"], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    rows = re.findall(r"^(\d+)\s+(\S+(?: \S+)*?)\s+([\d.]+)\s+([\d.]+)x$", run.stdout, re.M)
+    out = run_cpp(source, tmp_path / "size_floor", sparseopt.get_include(), sparseopt.info()["openmp"],
+                  ("1", "2", "20000", "40000"))
+    rows = re.findall(r"^(\d+)\s+(\S+(?: \S+)*?)\s+([\d.]+)\s+([\d.]+)x$", out, re.M)
     names = ["floor, two hints", "floor, L1 hint", "adam lazy"]
     assert [(size, name) for size, name, *_ in rows] == [
-        (size, name) for size in ("20000", "40000") for name in names], run.stdout
+        (size, name) for size in ("20000", "40000") for name in names], out
     assert all(float(ms) > 0 for *_, ms, _ in rows)
     assert all(ratio == "1.00" for size, *_, ratio in rows if size == "20000")
     for (_, _, first, _), (_, _, ms, ratio) in zip(rows[:3], rows[3:]):

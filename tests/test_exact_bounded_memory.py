@@ -6,7 +6,6 @@ save and load in the middle of a record."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,8 @@ import pytest
 import sparseopt
 from sparseopt.optim import SGD, Adam, AdamW, RMSprop
 
-from _helpers import (assert_close, build_cpp, densify, lr_schedule, make_exact_steps,
-                      random_param)
+from _helpers import (assert_close, densify, lr_schedule, make_exact_steps, random_param,
+                      run_cpp)
 from test_exact_adam import NumpyDenseAdam
 from test_exact_sgd import NumpyDenseSGD
 
@@ -142,8 +141,6 @@ CPP_TEST = Path(__file__).parent / "cpp" / "exact_bounded.cpp"
 def test_a_million_steps_from_cpp_with_a_fixed_record(tmp_path):
     """10^6 exact SGD steps (a momentum window; products of step matrices) with a history
     array of exact_record_span + 1 rows, against the dense formula (tests/cpp/exact_bounded.cpp)."""
-    exe = tmp_path / "exact_bounded"
-    build_cpp(CPP_TEST, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "exact bounded ok" in run.stdout
+    out = run_cpp(CPP_TEST, tmp_path / "exact_bounded", sparseopt.get_include(),
+                  sparseopt.info()["openmp"], timeout=600)
+    assert "exact bounded ok" in out

@@ -4,14 +4,13 @@ change results; these tests check the schedule from C++ and that the batched loo
 rows of the same calls on a compact table (below the threshold: one far hint per row)."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import sparseopt
-from _helpers import build_cpp
+from _helpers import run_cpp
 
 CPP_TEST = Path(__file__).parent / "cpp" / "prefetch_hints.cpp"
 WIDTH = 64
@@ -19,14 +18,18 @@ WIDE_ROWS = (1 << 30) // (WIDTH * 4)  # a float32 table of exactly 1 GiB: the ba
 
 
 def test_the_schedule_from_cpp(tmp_path):
-    exe = tmp_path / "prefetch_hints"
-    build_cpp(CPP_TEST, exe, sparseopt.get_include(), sparseopt.info()["openmp"])
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "prefetch hints ok" in run.stdout
+    out = run_cpp(CPP_TEST, tmp_path / "prefetch_hints", sparseopt.get_include(),
+                  sparseopt.info()["openmp"])
+    assert "prefetch hints ok" in out
 
 
-def _lookups(rng, num_rows, touched=48, n=400):
+# Enough lookups that every call below (half of them, for the steps) is past parallel_min_work
+# (2^15 element updates, parallel.hpp), so that num_threads=2 runs two threads, each with a
+# range longer than the far hints' distance.
+LOOKUPS = 1200
+
+
+def _lookups(rng, num_rows, touched=96, n=LOOKUPS):
     """Rows from the first to the last of the table (so the loops' spread is the table's),
     with repeats; and where each lands in a compact table of just those rows."""
     rows = np.unique(np.concatenate([[0, num_rows - 1], rng.integers(1, num_rows - 1, touched - 2)]))
@@ -53,7 +56,7 @@ def test_steps_on_a_table_past_the_threshold_match_a_compact_table(rng, threads)
         opt_compact.step(compact_indices[half], values[half])
         opt_wide.step_bags(grad_out, indptr, indices)  # the fused step's rows
         opt_compact.step_bags(grad_out, indptr, compact_indices)
-    some = slice(0, len(indices) // 3)
+    some = slice(0, 2 * len(indices) // 3)
     opt_wide.flush(indices[some])  # exact catch-up over indices: catch_up_rows
     opt_compact.flush(compact_indices[some])
     assert wide[rows].tobytes() == compact.tobytes()

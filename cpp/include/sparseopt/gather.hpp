@@ -496,9 +496,13 @@ class GatherPlan {
     num_bags_ = -1;
     num_indices_ = -1;
     rows_.clear();
-    coalesce_.clear();  // empty until the checks pass (its buffers kept for the build below)
-    detail::check_bags(bags, num_rows, mode, names);
-    detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
+    try {
+      detail::check_bags(bags, num_rows, mode, names);
+      detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
+    } catch (...) {  // a rejected call leaves the plan empty
+      coalesce_.clear();
+      throw;
+    }
     const std::int64_t n = bags.size;
     // (Below 2^32 indices the block and position bits of a key fit in one 64-bit word.)
     const bool blocked_fits = n > 0 && num_rows <= n && n < (std::int64_t(1) << 32);
@@ -510,10 +514,14 @@ class GatherPlan {
                row_width * std::int64_t(sizeof(T)) <= blocked_max_row_bytes;
     else
       dense_ = blocked_fits && forced == GatherLayout::blocked;
-    if (dense_)
+    // The sorted build overwrites the plan without clearing it first (CoalescePlan::group
+    // empties it when a build fails), so its buffers are not zero-filled again.
+    if (dense_) {
+      coalesce_.clear();
       build_blocks(bags, num_rows, row_width);
-    else
+    } else {
       build_sorted(bags, num_rows, num_threads);
+    }
     num_bags_ = bags.num_bags;
     num_indices_ = n;
   }

@@ -95,8 +95,10 @@ inline void prefetch_row(const T* row, std::int64_t row_width, PrefetchTo<Locali
 // rows of three 16M x 64 float32 arrays on 2 MB pages, 1.68 -> 1.02 ms; at 1M rows, which the
 // TLB maps on 2 MB pages, the batches cost 2-6%, so they start at prefetch_batch_min_bytes
 // of one array. (On 4 KB pages a 1M-row table walks too, and batches would gain 25% there.)
-inline constexpr std::int64_t prefetch_far_batch = 8;  // a power of two
+inline constexpr std::int64_t prefetch_far_batch = 8;
 inline constexpr std::int64_t prefetch_batch_min_bytes = std::int64_t(1) << 30;
+static_assert((prefetch_far_batch & (prefetch_far_batch - 1)) == 0,
+              "prefetch_ahead picks batch starts with a mask: prefetch_far_batch is a power of two");
 
 // The far-hint batch for a loop whose rows lie within `spread_bytes` of one array: 1 (a far
 // hint per item) or prefetch_far_batch.
@@ -107,7 +109,10 @@ inline std::int64_t far_batch(std::int64_t spread_bytes) noexcept {
 // The hints of a loop over items [0, n) whose rows are scattered, at item u:
 // fetch(u + prefetch_far_rows, PrefetchFar{}) and fetch(u + prefetch_near_rows, PrefetchNear{})
 // (items past the end are not asked for). With a batch of B > 1 (far_batch()), the far hints
-// go out at every B-th item, for the B items from u + prefetch_far_rows on.
+// go out at every B-th item, for the B items from u + prefetch_far_rows on; B must be a power of
+// two. Batches start at multiples of B, not at a thread's first item, so a thread whose range
+// starts between two loses the far hints of fewer than B items once (parallel_for gives a thread
+// one range, thousands of items long where batches pay).
 template <class Fetch>
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((always_inline))

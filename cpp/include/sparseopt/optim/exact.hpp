@@ -40,10 +40,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../coalesce.hpp"
 #include "../errors.hpp"
+#include "../half.hpp"
 #include "../parallel.hpp"
 #include "../view.hpp"
 
@@ -334,6 +336,15 @@ void catch_up_rows(const ExactBook& book, std::int64_t num_rows, std::int64_t ro
   });
 }
 
+// The bytes a row of the widest array a step on `param` touches: the table's, or a half table's
+// float state (the type steps compute in, which for_each_row's gradient has too), so that flushes
+// and steps batch their far hints (far_batch()) from the same table size.
+template <class T>
+std::int64_t spread_row_bytes(const Table<T>& param) noexcept {
+  using Widest = std::conditional_t<is_half_v<T>, float, T>;
+  return param.row_width * std::int64_t(sizeof(Widest));
+}
+
 // The body of every optimizer's flush(): checks the record holds `step` and that `indices`
 // shares no memory with the arrays the flush writes (`written`, exact mode's included), then
 // brings the rows (all, or those in indices[0, n)) up to it with catch_up(book, row, last).
@@ -345,7 +356,7 @@ void flush_rows(const ExactLayout& layout, const ExactState& exact, const Table<
   book.require_step(step, param.num_rows);
   add_exact_arrays(written, exact, layout, param.num_rows);
   if (indices) written.require_apart_from(indices, n * std::int64_t(sizeof(I)), "indices");
-  catch_up_rows(book, param.num_rows, param.row_width, param.row_width * std::int64_t(sizeof(T)), step,
+  catch_up_rows(book, param.num_rows, param.row_width, spread_row_bytes(param), step,
                 num_threads, indices, n,
                 [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); }, prefetch);
 }
@@ -362,7 +373,7 @@ void restart_record(const ExactLayout& layout, const ExactState& exact, const Ta
                     std::int64_t step, int num_threads, CatchUp&& catch_up) {
   if (exact.first_step == nullptr || step - *exact.first_step < exact_record_span) return;
   const ExactBook book(layout, exact);
-  catch_up_rows(book, param.num_rows, param.row_width, param.row_width * std::int64_t(sizeof(T)), step,
+  catch_up_rows(book, param.num_rows, param.row_width, spread_row_bytes(param), step,
                 num_threads, static_cast<const std::int64_t*>(nullptr), 0,
                 [&](std::int64_t r, std::int64_t last) { catch_up(book, r, last); },
                 [](std::int64_t, auto) {});
