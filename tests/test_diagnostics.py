@@ -102,6 +102,22 @@ def test_size_floor_builds_and_reports_every_loop_at_every_size(tmp_path):
         assert float(ratio) == pytest.approx(float(ms) / float(first), rel=0.02, abs=0.01)
 
 
+def test_grouping_floor_builds_checks_the_bare_sort_and_reports_every_loop(tmp_path):
+    source = _need(DIAGNOSTICS / "grouping_floor.cpp")
+    out = run_cpp(source, tmp_path / "grouping_floor", sparseopt.get_include(), sparseopt.info()["openmp"],
+                  ("1", "3", "50000", "2000"))  # (the program fails if a grouping differs)
+    assert out.startswith("1984 lookups (62 bags of 32) into 50000 rows, 1 threads, 3 rounds")
+    rows = re.findall(r"^(uniform|zipf)\s+(\S+(?:,? \S+)*?)\s+([\d.]+)\s+([\d.]+)x$", out, re.M)
+    names = ["plan, with bags", "plan", "plan, unique rows", "bare radix", "bare radix, 8 bits"]
+    assert [(dist, name) for dist, name, *_ in rows] == [
+        (dist, name) for dist in ("uniform", "zipf") for name in names], out
+    for dist in ("uniform", "zipf"):
+        times = {name: float(us) for d, name, us, _ in rows if d == dist}
+        for d, name, us, ratio in rows:
+            if d == dist and times["bare radix"] >= 1:
+                assert float(ratio) == pytest.approx(float(us) / times["bare radix"], rel=0.1, abs=0.02)
+
+
 @pytest.mark.parametrize("lookups", ["uniform", "zipf"])
 def test_gather_floor_reports_every_loop_and_the_verdict(lookups):
     script = _need(DIAGNOSTICS / "gather_floor.py")

@@ -88,10 +88,11 @@ struct BagNames {
   const char* weights = "weights";
 };
 
-// Throws unless `bags` is well-formed CSR over a table of num_rows rows (see Bags).
+// Throws unless `bags` is well-formed CSR over a table of num_rows rows (see Bags); returns
+// the largest index (-1 when there are none).
 template <class T, class I>
-void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode,
-                const BagNames& names) {
+std::int64_t check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode,
+                        const BagNames& names) {
   require(bags.num_bags >= 0, "the number of bags must be >= 0, got ", bags.num_bags);
   require(bags.size >= 0, "the number of indices must be >= 0, got ", bags.size);
   require(bags.indptr != nullptr, names.indptr, " is null; it needs num_bags + 1 entries");
@@ -114,7 +115,7 @@ void check_bags(const Bags<T, I>& bags, std::int64_t num_rows, BagReduction mode
           names.indices, ") (torch's include_last_offset=True layout): torch's offsets (one per bag) "
           "become it with len(", names.indices, ") appended");
   // (A table has at least 0 rows: check_indices reads a negative count as "no upper bound".)
-  check_indices(bags.indices, bags.size, std::max<std::int64_t>(num_rows, 0), names.indices);
+  return check_indices(bags.indices, bags.size, std::max<std::int64_t>(num_rows, 0), names.indices);
 }
 
 // The sum of terms begin..end-1 (end > begin) into out (w elements): out = term(begin), then
@@ -496,8 +497,9 @@ class GatherPlan {
     num_bags_ = -1;
     num_indices_ = -1;
     rows_.clear();
+    std::int64_t max_index = -1;
     try {
-      detail::check_bags(bags, num_rows, mode, names);
+      max_index = detail::check_bags(bags, num_rows, mode, names);
       detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
     } catch (...) {  // a rejected call leaves the plan empty
       coalesce_.clear();
@@ -520,7 +522,7 @@ class GatherPlan {
       coalesce_.clear();
       build_blocks(bags, num_rows, row_width);
     } else {
-      build_sorted(bags, num_rows, num_threads);
+      build_sorted(bags, num_rows, max_index, num_threads);
     }
     num_bags_ = bags.num_bags;
     num_indices_ = n;
@@ -555,9 +557,10 @@ class GatherPlan {
   int position_bits_ = 0, block_shift_ = 0;
 
   template <class T>
-  void build_sorted(const Bags<T, I>& bags, std::int64_t num_rows, int num_threads) {
-    coalesce_.build_with_bags(bags.indices, bags.size, num_rows, bags.indptr, bags.num_bags, bag_sorted_,
-                              num_threads);
+  void build_sorted(const Bags<T, I>& bags, std::int64_t num_rows, std::int64_t max_index, int num_threads) {
+    // The indices were checked with the bags: the plan is told their largest, not to check again.
+    coalesce_.group(bags.indices, bags.size, num_rows, bags.indptr, bags.num_bags, &bag_sorted_, num_threads,
+                    &max_index);
   }
 
   template <class T>
