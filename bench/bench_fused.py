@@ -44,17 +44,22 @@ _STATE = {"SGD": (0, 0), "RowWiseAdagrad": (0, 4), "Adagrad": (1, 0), "Adam (laz
           "Adam (exact)": (2, 8)}
 
 
-def byte_bound(name: str, unique: float, lookups: int, bags: int, dim: int) -> float:
-    """The most the fused step can gain over the two calls if both move their bytes at the same
-    rate: (two calls' bytes) / (fused step's bytes), counting the least each must move. Both
-    read the bags' output gradient and indices and read and write every touched row of the
-    parameter and state; the two calls also write the coalesced gradient (U rows and their
-    int64 indices) and read it back."""
+def least_bytes(name: str, unique: float, lookups: int, bags: int, dim: int) -> tuple[float, float]:
+    """The least bytes (fused step, two calls) must move: both read the bags' output gradient
+    and indices and read and write every touched row of the parameter and state; the two calls
+    also write the coalesced gradient (U rows and their int64 indices) and read it back."""
     row = dim * 4
     state_rows, per_row = _STATE[name]
     fused = 2 * unique * ((1 + state_rows) * row + per_row) + bags * row + lookups * 8
-    extra = 2 * unique * (row + 8)
-    return (fused + extra) / fused
+    return fused, fused + 2 * unique * (row + 8)
+
+
+def byte_bound(name: str, unique: float, lookups: int, bags: int, dim: int) -> float:
+    """The most the fused step can gain over the two calls if both move their bytes at the same
+    rate: (two calls' bytes) / (fused step's bytes), counting the least each must move
+    (least_bytes)."""
+    fused, two = least_bytes(name, unique, lookups, bags, dim)
+    return two / fused
 
 
 def _batches(cfg, dist, rng):

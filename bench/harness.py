@@ -10,6 +10,7 @@ Pieces:
     the headline ratio is the median of the per-round ratios.
   * machine_info                -- CPU model, cores, sparseopt.info(), versions.
   * copy_bandwidth              -- measured memory copy bandwidth (np.copyto).
+  * rmw_bandwidth               -- measured read-modify-write bandwidth (x += 1 in place).
   * write_results               -- bench/results/<name>.json and <name>.md.
   * splice_readme               -- replace the text between
                                    <!-- bench:NAME --> and <!-- /bench:NAME -->.
@@ -459,6 +460,27 @@ def copy_bandwidth(size_mib: int = 256, repeat: int = 7, threads: int | None = N
         out["gbps_threads"]["samples"] = g2
     del src, dst
     return out
+
+
+def rmw_bandwidth(size_mib: int = 256, repeat: int = 7, threads: int = 1) -> float:
+    """Median GB/s of ``x += 1`` in place over a float32 array of size_mib, split into
+    ``threads`` contiguous chunks added concurrently from Python threads (NumPy releases the
+    GIL), counting each byte read and written: the rate of a step's read-modify-write of its
+    rows at its best (rows streamed in order; a copy also reads the lines it overwrites, so this
+    runs up to 1.5x copy_bandwidth's figure)."""
+    x = np.zeros(size_mib * MiB // 4, dtype=np.float32)  # every page touched up front
+    bounds = np.linspace(0, len(x), max(1, threads) + 1).astype(np.int64)
+    chunks = [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def add():
+        workers = [threading.Thread(target=np.add, args=(c, np.float32(1), c)) for c in chunks]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    t = time_callable(add, warmup=1, repeat=repeat)
+    return 2 * x.nbytes / t["median"] / 1e9
 
 
 # --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import sparseopt
-from _helpers import run_cpp
+from _helpers import load_bench, run_cpp
 
 DIAGNOSTICS = Path(__file__).resolve().parent.parent / "bench" / "diagnostics"
 
@@ -68,24 +68,33 @@ def test_random_rows_builds_and_reports_every_loop(tmp_path):
     assert all(float(ms) > 0 for _, ms, _, _ in loops)
 
 
-def test_fused_grouping_reports_every_optimizer_and_both_ceilings():
+def test_fused_grouping_reports_every_optimizer_and_its_ceilings():
     script = _need(DIAGNOSTICS / "fused_grouping.py")
     run = subprocess.run([sys.executable, str(script), "--quick", "--rounds", "2"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    rows = re.findall(r"^(\S+(?: \S+)?)\s+(uniform|zipf)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
-                      r"([\d.]+)x\s+([\d.]+x|n/a)\s+(-?[\d.]+)x$", run.stdout, re.M)
-    names = ["SGD", "RowWiseAdagrad", "Adagrad", "Adam (lazy)"]
+    rate = re.search(r"read-modify-write ([\d.]+) GB/s", run.stdout)
+    assert rate and float(rate.group(1)) > 0, run.stdout
+    rows = re.findall(r"^(\S+(?: \S+)?)\s+(uniform|zipf)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
+                      r"([\d.]+)x\s+([\d.]+x|n/a)\s+(-?[\d.]+)x\s+([\d.]+)x\s+([\d.]+)x$", run.stdout, re.M)
+    names = ["SGD", "RowWiseAdagrad", "Adagrad", "Adam (lazy)", "Adam (exact)"]
     assert [(name, dist) for name, dist, *_ in rows] == [
         (name, dist) for dist in ("uniform", "zipf") for name in names], run.stdout
-    for *_, fused, two, grouping, ratio, left, ceiling in rows:
-        assert min(float(fused), float(two), float(grouping), float(ratio)) > 0
+    bench_fused = load_bench("bench_fused")
+    for name, _, fused, two, grouping, rows_grouping, ratio, left, ceiling, floor, by_bytes in rows:
+        assert min(float(fused), float(two), float(grouping), float(rows_grouping), float(ratio)) > 0
         if left != "n/a" and float(fused) - float(grouping) >= 0.005:  # (printed rounded)
             want = (float(two) - float(grouping)) / (float(fused) - float(grouping))
             assert float(left[:-1]) == pytest.approx(want, rel=0.3)
         if float(grouping) >= 0.005:
             want = 1 + (float(two) - float(fused)) / float(grouping)
             assert float(ceiling) == pytest.approx(want, rel=0.3, abs=0.05)
+        # the floor lies between its two ends: the bytes' ratio (groupings free) and the
+        # groupings' ratio (rows free), 1 + rows grouping / grouping
+        ends = sorted([float(by_bytes), 1 + float(rows_grouping) / float(grouping)])
+        assert ends[0] - 0.02 <= float(floor) <= ends[1] + 0.02, (name, floor, ends)
+        # bytes: bench_fused's model, which gives the two calls 2 x (row + index) more per row
+        assert 1 < float(by_bytes) <= 2.01
 
 
 def test_size_floor_builds_and_reports_every_loop_at_every_size(tmp_path):

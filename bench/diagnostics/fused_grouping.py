@@ -23,6 +23,20 @@ the two calls' own extra work cost what they cost here; where it is below 1.5x, 
 of reach for any row loop. With the rows' least cost added to the grouping (their bytes at
 memory speed: bench/diagnostics/size_floor.cpp), the ceiling is lower still.
 
+That is the "floor" column: the ratio if both paths' row loops moved only their least bytes
+(bench_fused.least_bytes: B_fused and B_two) at the read-modify-write rate measured here
+(harness.rmw_bandwidth, rows streamed in order, so no scattered row's loop gets there) and did
+no arithmetic, with the groupings as timed: the lookups' plan G (with their bags, as above)
+and the step's plan of the coalesced rows G_rows ("rows' grouping": ``sparseopt.coalesce`` of
+the batch's distinct rows, zero-width):
+
+    floor = (B_two / rate + G + G_rows) / (B_fused / rate + G)
+
+and "bytes", B_two / B_fused, the same with groupings that cost nothing. As the groupings'
+cost falls from G (and G_rows with it) to nothing, the floor ratio moves steadily from the
+first to the second, so where both are below 1.5x, no row loop reaches the bar with a
+grouping as fast as this one or faster; only a slower grouping would lift it.
+
     python bench/diagnostics/fused_grouping.py [--rounds 60] [--quick]
 """
 
@@ -42,14 +56,6 @@ import bench_fused  # noqa: E402
 import harness  # noqa: E402
 
 import sparseopt  # noqa: E402
-from sparseopt import optim  # noqa: E402
-
-OPTIMIZERS = {
-    "SGD": lambda p: optim.SGD(p, lr=0.01),
-    "RowWiseAdagrad": lambda p: optim.RowWiseAdagrad(p, lr=0.01),
-    "Adagrad": lambda p: optim.Adagrad(p, lr=0.01),
-    "Adam (lazy)": lambda p: optim.Adam(p, lr=1e-3),
-}
 
 
 def main(argv=None) -> int:
@@ -60,25 +66,30 @@ def main(argv=None) -> int:
     cfg = bench_fused.QUICK if args.quick else bench_fused.FULL
     rng = np.random.default_rng(0)
     table = rng.standard_normal((cfg["rows"], cfg["dim"]), dtype=np.float32)
+    rate = harness.rmw_bandwidth(threads=2) * 1e9 / 1e3  # bytes per ms
     print(f"{cfg['rows']:,} x {cfg['dim']} float32 table, {cfg['bags']} bags x {cfg['bag_len']} lookups, "
-          f"{args.rounds} rounds; ms: medians")
-    print(f"{'optimizer':16s} {'indices':8s} {'fused':>7s} {'two':>7s} {'grouping':>9s} {'two/fused':>10s} "
-          f"{'without grouping':>17s} {'rows free':>10s}")
+          f"{args.rounds} rounds; ms: medians; read-modify-write {rate / 1e6:.1f} GB/s (2 threads)")
+    print(f"{'optimizer':16s} {'indices':8s} {'fused':>7s} {'two':>7s} {'grouping':>9s} {'rows grouping':>14s} "
+          f"{'two/fused':>10s} {'without grouping':>17s} {'rows free':>10s} {'floor':>7s} {'bytes':>7s}")
     for dist in ("uniform", "zipf"):
         batches = bench_fused._batches(cfg, dist, rng)
-        for name, make in OPTIMIZERS.items():
+        distinct = [np.unique(indices) for _, _, indices in batches]
+        for name, make in bench_fused._optimizers().items():
             fused_opt = make(harness.aligned_copy(table))
             two_opt = make(harness.aligned_copy(table))
-            times = {"fused": [], "two": [], "grouping": []}
+            times = {"fused": [], "two": [], "grouping": [], "rows grouping": []}
             for r in range(args.rounds + 5):  # the first 5 warm up
                 grad_out, indptr, indices = batches[r % len(batches)]
+                rows = distinct[r % len(batches)]
                 empty = np.empty((grad_out.shape[0], 0), np.float32)
+                no_values = np.empty((len(rows), 0), np.float32)
                 calls = [
                     ("fused", lambda: fused_opt.step_bags(grad_out, indptr, indices)),
                     ("two", lambda: two_opt.step(*sparseopt.gather_sum_backward(
                         grad_out, indptr, indices, num_rows=cfg["rows"]))),
                     ("grouping", lambda: sparseopt.gather_sum_backward(empty, indptr, indices,
                                                                        num_rows=cfg["rows"])),
+                    ("rows grouping", lambda: sparseopt.coalesce(rows, no_values, num_rows=cfg["rows"])),
                 ]
                 for key, call in calls if r % 2 else calls[::-1]:
                     t0 = time.perf_counter()
@@ -92,8 +103,14 @@ def main(argv=None) -> int:
             rest = ms["fused"] - ms["grouping"]  # (a noisy run can leave nothing)
             left = f"{(ms['two'] - ms['grouping']) / rest:16.2f}x" if rest > 0 else f"{'n/a':>17s}"
             ceiling = 1 + (ms["two"] - ms["fused"]) / ms["grouping"]
+            unique = float(np.mean([len(rows) for rows in distinct]))
+            fused_bytes, two_bytes = bench_fused.least_bytes(name, unique, len(batches[0][2]), cfg["bags"],
+                                                             cfg["dim"])
+            floor = ((two_bytes / rate + ms["grouping"] + ms["rows grouping"])
+                     / (fused_bytes / rate + ms["grouping"]))
             print(f"{name:16s} {dist:8s} {ms['fused']:7.3f} {ms['two']:7.3f} {ms['grouping']:9.3f} "
-                  f"{ratio:9.2f}x {left} {ceiling:9.2f}x")
+                  f"{ms['rows grouping']:14.3f} {ratio:9.2f}x {left} {ceiling:9.2f}x {floor:6.2f}x "
+                  f"{two_bytes / fused_bytes:6.2f}x")
     return 0
 
 
