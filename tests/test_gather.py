@@ -283,6 +283,31 @@ def test_out_is_written_in_place_and_read_only_inputs(rng):
     assert fresh is not out and np.array_equal(fresh, out)
 
 
+# The forward picks its prefetch hints by the repeats among its first 2,048 lookups
+# (detail::mostly_repeats, tested from C++ in tests/cpp/prefetch_hints.cpp): two per row for
+# rows that rarely repeat, one for mostly cached ones. Hints never change the sums.
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES + ("float16",), ids=str)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("lookups", ["distinct rows", "a few hot rows"])
+def test_both_hint_schemes_match_the_reference(rng, dtype, weighted, lookups):
+    num_rows, num_bags = 50_000, 300
+    indptr = np.arange(0, 32 * num_bags + 1, 32, dtype=np.int64)
+    n = int(indptr[-1])
+    if lookups == "distinct rows":
+        indices = rng.permutation(num_rows)[:n]
+    else:  # four rows in five from a set of 40
+        indices = np.where(rng.random(n) < 0.8, rng.integers(0, 40, n), rng.integers(0, num_rows, n))
+    table = rand(rng, (num_rows, 24), np.float64).astype(dtype)
+    weights = rand(rng, n, np.float32 if dtype == "float16" else dtype) if weighted else None
+    out = sparseopt.gather_sum(table, indptr, indices, weights, num_threads=2)
+    wide = table.astype(np.float64 if dtype == np.float64 else np.float32)
+    ref = ref_gather(wide, indptr, indices, weights)
+    if weighted:
+        assert_close(out, ref)
+    else:
+        assert np.array_equal(out, ref)  # the same additions in the same order
+
+
 # --------------------------------------------------------------------------- #
 # threads: the same bits for any count
 # --------------------------------------------------------------------------- #

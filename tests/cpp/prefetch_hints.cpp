@@ -2,7 +2,9 @@
 // batch size, each item from prefetch_far_rows on gets exactly one far hint and each from
 // prefetch_near_rows on exactly one near hint, no hint names an item outside the loop, and a far
 // hint comes at least prefetch_far_rows items (and at most prefetch_far_rows + batch - 1) before
-// its item. Also far_batch()'s threshold. Prints "prefetch hints ok" on success.
+// its item. Also far_batch()'s threshold, and mostly_repeats(), which picks a forward's hints:
+// the guess of "rows mostly cached" from the repeats among the first lookups. Prints
+// "prefetch hints ok" on success.
 #include <sparseopt/sparseopt.hpp>
 
 #include <cstdint>
@@ -55,6 +57,31 @@ int main() {
   const std::int64_t rows[] = {5, 9, 4000};
   expect(d::row_spread_bytes(rows, 3, 256) == 3996 * 256, "row_spread_bytes: first to last row");
   expect(d::row_spread_bytes(rows, 0, 256) == 0, "row_spread_bytes: no rows");
+  // mostly_repeats: a quarter or more of the first repeat_sample lookups repeat an earlier one.
+  {
+    std::vector<std::int64_t> lookups(4 * d::repeat_sample);
+    std::uint64_t state = 12345;
+    auto next = [&] { return (state = state * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
+    for (auto& x : lookups) x = static_cast<std::int64_t>(next() % 1000000);  // distinct, almost
+    const auto n = static_cast<std::int64_t>(lookups.size());
+    expect(!d::mostly_repeats(lookups.data(), n), "mostly_repeats: uniform lookups over 1M rows");
+    // Consecutive rows: no two of the first thousands share a hash (Fibonacci hashing spreads
+    // them evenly), so the repeats below are the only ones.
+    for (std::int64_t k = 0; k < n; ++k) lookups[k] = 1000 + k;
+    expect(!d::mostly_repeats(lookups.data(), n), "mostly_repeats: distinct rows");
+    const std::int64_t sample = d::repeat_sample;
+    const auto needed = static_cast<std::int64_t>(d::repeat_min_fraction * double(sample));
+    for (std::int64_t k = 1; k <= needed; ++k) lookups[k] = lookups[0];  // `needed` repeats of one row
+    expect(d::mostly_repeats(lookups.data(), n), "mostly_repeats: a quarter of the sample repeats");
+    lookups[needed] = 2000001;  // one repeat fewer (a row no other lookup names)
+    expect(!d::mostly_repeats(lookups.data(), n), "mostly_repeats: just under a quarter");
+    for (std::int64_t k = sample; k < n; ++k) lookups[k] = 7;  // lookups past the sample: not read
+    expect(!d::mostly_repeats(lookups.data(), n), "mostly_repeats: only the first lookups count");
+    for (auto& x : lookups) x = 3;
+    expect(d::mostly_repeats(lookups.data(), n), "mostly_repeats: one row");
+    expect(!d::mostly_repeats(lookups.data(), 63), "mostly_repeats: too few lookups to tell");
+    expect(!d::mostly_repeats(lookups.data(), 0), "mostly_repeats: no lookups");
+  }
   if (failures == 0) std::printf("prefetch hints ok\n");
   return failures == 0 ? 0 : 1;
 }

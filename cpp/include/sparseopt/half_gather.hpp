@@ -26,6 +26,7 @@ void gather_sum_half(Table<const H> table, const Bags<float, I>& bags, Table<flo
   if (w == 0) return;
   const std::int64_t n = bags.size;
   const std::int64_t batch = detail::far_batch(table.num_rows * w * std::int64_t(sizeof(H)));
+  const bool hot = detail::mostly_repeats(bags.indices, n);
   detail::parallel_for(
       nb, threads, (n + nb) * w,
       [&](std::int64_t b, int) {
@@ -37,9 +38,14 @@ void gather_sum_half(Table<const H> table, const Bags<float, I>& bags, Table<flo
         }
         for (std::int64_t p = begin; p < end; ++p) {
           // The rows of later lookups, this bag's or the next ones', far and near (view.hpp).
-          detail::prefetch_ahead(p, n, [&](std::int64_t q, auto level) SPARSEOPT_INLINE_BODY {
-            detail::prefetch_row(table.row(static_cast<std::int64_t>(bags.indices[q])), w, level);
-          }, batch);
+          if (hot) {  // rows mostly cached: one hint per row, to L1 (see detail::mostly_repeats)
+            if (p + detail::prefetch_far_rows < n)
+              detail::prefetch_row(table.row(static_cast<std::int64_t>(bags.indices[p + detail::prefetch_far_rows])), w);
+          } else {
+            detail::prefetch_ahead(p, n, [&](std::int64_t q, auto level) SPARSEOPT_INLINE_BODY {
+              detail::prefetch_row(table.row(static_cast<std::int64_t>(bags.indices[q])), w, level);
+            }, batch);
+          }
           const H* SPARSEOPT_RESTRICT x = table.row(static_cast<std::int64_t>(bags.indices[p]));
           if (bags.weights) {
             const float s = bags.weights[p];
