@@ -35,7 +35,7 @@ the batch's distinct rows, zero-width):
 and "bytes", B_two / B_fused, the same with groupings that cost nothing. As the groupings'
 cost falls from G (and G_rows with it) to nothing, the floor ratio moves steadily from the
 first to the second, so where both are below 1.5x, no row loop reaches the bar with a
-grouping as fast as this one or faster; only a slower grouping would lift it.
+grouping as fast as this one or faster (both groupings cheaper by the same factor).
 
     python bench/diagnostics/fused_grouping.py [--rounds 60] [--quick]
 """

@@ -542,6 +542,7 @@ class GatherPlan {
       detail::require(row_width >= 0, "row_width must be >= 0, got ", row_width);
     } catch (...) {  // a rejected call leaves the plan empty
       coalesce_.clear();
+      bag_sorted_.clear();
       throw;
     }
     const std::int64_t n = bags.size;
