@@ -139,10 +139,27 @@ def test_backward_groups_alike_on_every_sort_path(rng, index_dtype, scale, weigh
     assert values.tobytes() == want_values.tobytes()  # each row's terms added in order
 
 
-# From 32,768 lookups up (two of CoalescePlan::team_min_share) the radix paths pack, sort and
-# group the words on a team of threads, each taking a share of them: the same plan as on one
-# thread, so the same rows and bits for any thread count, for the bag-carrying plan of the
+# From 8,192 lookups up (two of CoalescePlan::range_min_share) the radix paths group the words
+# on a team of up to four threads, each on a range of index values that splits at quantiles of
+# a sample (group_by_range); beyond four threads with 16,384 lookups each (team_min_share), on
+# a team of threads that each take a share of the words (group_by_team). Both give the plan of
+# one thread: the same rows and bits for any thread count, for the bag-carrying plan of the
 # backward (and the fused step) and the plain one of a row-sparse gradient alike.
+def check_grouping_on_threads(rng, indptr, indices, index_dtype, threads):
+    n = len(indices)
+    grad_out = rand(rng, (len(indptr) - 1, 3), np.float64)
+    want_rows, want_values = ref_backward(grad_out, indptr, indices)
+    values = rand(rng, (n, 2), np.float64)
+    want = coalesce_ref(indices, values)
+    for t in threads:
+        rows, got = sparseopt.gather_sum_backward(grad_out, indptr, indices, num_threads=t,
+                                                  num_rows=int(np.iinfo(index_dtype).max))
+        assert np.array_equal(rows, want_rows) and got.tobytes() == want_values.tobytes(), t
+        coalesced = sparseopt.coalesce(indices, values, num_threads=t)
+        for a, b in zip(coalesced, want):
+            assert np.array_equal(a, b) and a.tobytes() == np.asarray(b, dtype=a.dtype).tobytes(), t
+
+
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("scale", ["bag in key", "bag looked up"])
 @pytest.mark.parametrize("zipf", [False, True], ids=["uniform", "zipf"])
@@ -150,24 +167,45 @@ def test_grouping_on_a_team_of_threads_matches_the_reference(rng, index_dtype, s
     top = {"bag in key": 3_000_000, "bag looked up": 2**47}[scale]  # 2**47: no room for the bag
     if top > np.iinfo(index_dtype).max:
         pytest.skip("indices this large need int64")
-    num_bags = 12000
-    indptr, indices = make_bags(rng, num_bags, 2, max_len=14, index_dtype=index_dtype)
+    indptr, indices = make_bags(rng, 20000, 2, max_len=14, index_dtype=index_dtype)
     n = len(indices)
-    assert n >= 3 * 16384  # a team of up to one thread per 16,384 indices: 3 threads here
+    assert n >= 5 * 16384  # 5 threads: a team of shares; 2 to 4: ranges
     pool = np.unique(rng.integers(0, top, size=n // 3, dtype=np.int64))
     pick = (rng.zipf(1.2, size=n) - 1) % len(pool) if zipf else rng.integers(0, len(pool), size=n)
     indices = np.ascontiguousarray(pool[pick].astype(index_dtype))
-    grad_out = rand(rng, (num_bags, 3), np.float64)
-    want_rows, want_values = ref_backward(grad_out, indptr, indices)
-    values = rand(rng, (n, 2), np.float64)
-    want = coalesce_ref(indices, values)
-    for threads in (1, 2, 3):
-        rows, got = sparseopt.gather_sum_backward(grad_out, indptr, indices, num_threads=threads,
-                                                  num_rows=int(np.iinfo(index_dtype).max))
-        assert np.array_equal(rows, want_rows) and got.tobytes() == want_values.tobytes()
-        coalesced = sparseopt.coalesce(indices, values, num_threads=threads)
-        for a, b in zip(coalesced, want):
-            assert np.array_equal(a, b) and a.tobytes() == np.asarray(b, dtype=a.dtype).tobytes()
+    check_grouping_on_threads(rng, indptr, indices, index_dtype, (1, 2, 3, 5))
+
+
+# The ranges of group_by_range as lookups skew: one hot row with most of them (its copies go
+# to one range, leaving others with a few words, sorted by comparison below 256, or none),
+# one row only, rows in one narrow band, and lookups barely over the team's threshold.
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("lookups", ["hot row", "one row", "narrow band", "zipf", "just enough"])
+def test_grouping_on_ranges_of_skewed_lookups_matches_the_reference(rng, index_dtype, lookups):
+    num_bags = 3000
+    lengths = rng.integers(1, 12, size=num_bags)
+    lengths[::5] = 0
+    indptr = np.zeros(num_bags + 1, dtype=index_dtype)
+    np.cumsum(lengths, out=indptr[1:])
+    n = int(indptr[-1])
+    if lookups == "just enough":
+        indptr = np.minimum(indptr, 8192).astype(index_dtype)  # two ranges of 4,096
+        n = 8192
+    assert n >= 8192
+    top = 3_000_000 if index_dtype == np.int64 else 2**31 - 1
+    spread = rng.integers(0, top, size=n)
+    if lookups == "hot row":
+        indices = np.where(rng.random(n) < 0.95, 123_457, spread)
+    elif lookups == "one row":
+        indices = np.full(n, 77)
+    elif lookups == "narrow band":
+        indices = 1_000_000 + rng.integers(0, 300, size=n)
+    elif lookups == "zipf":
+        indices = (rng.zipf(1.1, size=n) - 1) % top
+    else:
+        indices = spread
+    indices = np.ascontiguousarray(indices.astype(index_dtype))
+    check_grouping_on_threads(rng, indptr, indices, index_dtype, (1, 2, 3, 4))
 
 
 # The backward lays its terms out in one of two ways, by the ratio of num_rows to the number

@@ -17,7 +17,10 @@
 //                       per digit, one pass to read rows, bounds and positions. No index check,
 //                       no bags, no buffers sized or kept: the algorithm's own cost
 //   bare radix, 8 bits  the same with 8-bit digits (three passes for a 1M-row table)
-// and reports the median microseconds and each loop's time over the bare radix sort's.
+// and reports the median microseconds and each loop's time over the bare radix sort's. The
+// bare sorts run on one thread; the plans on THREADS, which they use from 8,192 lookups up (a
+// thread per range of index values: CoalescePlan::group_by_range), so with 2 or more threads
+// "vs bare" is also the plans' gain from their threads.
 //
 // Build and run from the repository root:
 //   g++ -O3 -std=c++17 -fopenmp -I cpp/include bench/diagnostics/grouping_floor.cpp -o /tmp/grouping_floor

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -91,41 +92,58 @@ inline int bit_width(std::uint64_t x) noexcept {
   return bits;
 }
 
-// Sorts words by bits [shift, shift + key_bits) (shift + key_bits <= 64, no bits above them):
-// least-significant-digit radix sort (stable), a comparison sort of the whole words for short
-// inputs -- the same order where the bits below `shift` rise with the input order, as the
-// callers' positions (and bags, which rise with them) do. The words ping-pong with `tmp`. The
-// counts of every digit come from one pass over the words, before the first scatter.
-template <class V>
-void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
-  const std::size_t n = keys.size();
+// The counts sort_words needs for key_bits: one bucket array per radix digit (at most 6).
+inline constexpr std::size_t sort_counts(int key_bits) noexcept {
+  return static_cast<std::size_t>((key_bits + radix_digit_bits - 1) / radix_digit_bits) << radix_digit_bits;
+}
+inline constexpr std::size_t sort_count_size = sort_counts(64);
+
+// Sorts words[0, n) by bits [shift, shift + key_bits) (shift + key_bits <= 64, no bits above
+// them): least-significant-digit radix sort (stable), a comparison sort of the whole words for
+// short inputs -- the same order where the bits below `shift` rise with the input order, as
+// the callers' positions (and bags, which rise with them) do. The words ping-pong with
+// tmp[0, n); returns whichever of the two holds them sorted. The counts of every digit come
+// from one pass over the words, before the first scatter, into `counts` (sort_counts(key_bits)).
+inline std::uint64_t* sort_words(std::uint64_t* words, std::uint64_t* tmp, std::size_t n, int shift, int key_bits,
+                                 std::size_t* counts) noexcept {
   if (n < 256) {
-    std::sort(keys.begin(), keys.end());
-    return;
+    std::sort(words, words + n);
+    return words;
   }
   constexpr int digit_bits = radix_digit_bits;
   constexpr std::uint64_t buckets = std::uint64_t(1) << digit_bits, mask = buckets - 1;
   const int digits = (key_bits + digit_bits - 1) / digit_bits;  // at most 6: shift + key_bits <= 64
-  if (digits == 0) return;
-  tmp.resize(n);
-  std::vector<std::array<std::size_t, buckets>> start(static_cast<std::size_t>(digits));  // zeroed
+  if (digits == 0) return words;
+  std::fill(counts, counts + digits * buckets, std::size_t(0));
   {
-    const std::uint64_t* SPARSEOPT_RESTRICT in = keys.data();
+    const std::uint64_t* SPARSEOPT_RESTRICT in = words;
+    std::size_t* SPARSEOPT_RESTRICT c = counts;
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint64_t k = in[i] >> shift;
-      for (int d = 0; d < digits; ++d) ++start[d][(k >> (d * digit_bits)) & mask];
+      for (int d = 0; d < digits; ++d) ++c[d * buckets + ((k >> (d * digit_bits)) & mask)];
     }
   }
+  std::uint64_t* from = words;
+  std::uint64_t* to = tmp;
   for (int d = 0; d < digits; ++d) {
+    std::size_t* SPARSEOPT_RESTRICT next = counts + d * buckets;
     std::size_t sum = 0;
-    for (auto& c : start[d]) sum += std::exchange(c, sum);
+    for (std::uint64_t b = 0; b < buckets; ++b) sum += std::exchange(next[b], sum);
     const int s = shift + d * digit_bits;
-    std::size_t* SPARSEOPT_RESTRICT next = start[d].data();
-    const std::uint64_t* SPARSEOPT_RESTRICT from = keys.data();
-    std::uint64_t* SPARSEOPT_RESTRICT to = tmp.data();
-    for (std::size_t i = 0; i < n; ++i) to[next[(from[i] >> s) & mask]++] = from[i];
-    keys.swap(tmp);
+    const std::uint64_t* SPARSEOPT_RESTRICT f = from;
+    std::uint64_t* SPARSEOPT_RESTRICT t = to;
+    for (std::size_t i = 0; i < n; ++i) t[next[(f[i] >> s) & mask]++] = f[i];
+    std::swap(from, to);
   }
+  return from;
+}
+
+// sort_words on a vector of words, left sorted in `keys` (the two vectors swap buffers).
+template <class V>
+void sort_packed(V& keys, V& tmp, int shift, int key_bits) {
+  tmp.resize(keys.size());
+  Scratch<std::size_t> counts(sort_counts(key_bits));
+  if (sort_words(keys.data(), tmp.data(), keys.size(), shift, key_bits, counts.data()) != keys.data()) keys.swap(tmp);
 }
 
 // Drops a buffer that grew far beyond what is needed now, so one huge step does not pin
@@ -188,10 +206,19 @@ class CoalescePlan {
   std::vector<std::int64_t> count_;            // counting scratch
   detail::Scratch<std::size_t> team_counts_;   // the parallel sort's bucket counts and starts, per thread
   std::vector<std::int64_t> team_rows_;        // the rows each thread's part of the words starts
+  std::vector<std::int64_t> sample_, split_;   // group_by_range's sample of the indices and its ranges
 
-  // From two shares of this many indices up, the words are sorted and grouped by a team of
-  // threads (below 32,768 on 2 threads, the team's fixed costs ate its gain).
+  // How group() shares the packed words among threads (see there). Each thread of
+  // group_by_range reads every index, twice, besides sorting its range's words, so its time
+  // falls as 1 + 6 / team (an index read costs about a sixth of its word's sort) while a
+  // team's share falls as 1 / team: up to range_max_team threads the ranges are faster, the
+  // team's shares (which move cache lines from core to core) beyond. Measured with 2 threads
+  // (Intel Xeon, 1M rows; bench/README.md): the ranges group 8,192 words 1.25-1.4x faster than
+  // one thread, 32,768 1.4-1.9x and 131,072 1.1-1.25x faster than the team of shares.
   static constexpr std::int64_t team_min_share = std::int64_t(1) << 14;
+  static constexpr std::int64_t range_min_share = std::int64_t(1) << 12;
+  static constexpr std::int64_t range_max_team = 4;
+  static constexpr std::int64_t range_samples = 256;
 
   // Indices below max(counting_min_rows, min(n, counting_max_rows)) are grouped by counting.
   static constexpr std::int64_t counting_min_rows = 2048, counting_max_rows = std::int64_t(1) << 20;
@@ -255,16 +282,23 @@ class CoalescePlan {
     // Runs of equal indices: written through plain pointers into buffers of the largest size
     // (push_back's checks cost more than the loop's work), then cut to the rows found.
     std::int64_t u = 0;
-    // A team of at most one thread per team_min_share words (each finds where its words go
-    // from every thread's counts: work that grows with the team).
+    // Words grouped by a team of threads: each on a range of index values (group_by_range)
+    // for teams of up to range_max_team, one thread per range_min_share words; each on a share
+    // of the words (group_by_team) where more than range_max_team threads get team_min_share.
     const int team = static_cast<int>(std::min<std::int64_t>(threads, n / team_min_share));
-    if (low_bits + index_bits <= 64 && team > 1) {
+    const int ranges = static_cast<int>(std::min<std::int64_t>({threads, range_max_team, n / range_min_share}));
+    const Words words{position_bits, bag_in_key ? bag_bits : 0};
+    if (low_bits + index_bits <= 64 && team > range_max_team) {
       u = group_by_team(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, position_bits,
                         bag_bits, index_bits, team);
+    } else if (low_bits + index_bits <= 64 && ranges > 1) {
+      u = group_by_range(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, words, index_bits,
+                         ranges);
     } else if (low_bits + index_bits <= 64) {
-      const Words words{position_bits, bag_in_key ? bag_bits : 0};
       keys_.resize(size);
-      pack_words(words, indices, indptr, num_bags, 0, n, keys_.data());
+      std::uint64_t* const packed = keys_.data();
+      pack_words(words, indices, indptr, num_bags, 0, n,
+                 [packed](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { packed[k] = word; });
       detail::sort_packed(keys_, tmp_, low_bits, index_bits);
       u = read_words(words, keys_.data(), 0, n, 0, bag_in_key ? bag_out->data() : nullptr);
     } else {  // indices too large to pack
@@ -293,13 +327,13 @@ class CoalescePlan {
     int low() const noexcept { return position_bits + bag_bits; }
   };
 
-  // The words of positions [lo, hi) into words[lo, hi).
-  template <class B>
+  // put(k, word) for the word of each position k in [lo, hi), in order.
+  template <class B, class Put>
   void pack_words(const Words& layout, const I* indices, const B* indptr, std::int64_t num_bags, std::int64_t lo,
-                  std::int64_t hi, std::uint64_t* SPARSEOPT_RESTRICT words) const noexcept {
+                  std::int64_t hi, Put&& put) const noexcept {
     const int low = layout.low(), position_bits = layout.position_bits;
     if (layout.bag_bits == 0) {
-      for (std::int64_t k = lo; k < hi; ++k) words[k] = (std::uint64_t(indices[k]) << low) | std::uint64_t(k);
+      for (std::int64_t k = lo; k < hi; ++k) put(k, (std::uint64_t(indices[k]) << low) | std::uint64_t(k));
       return;
     }
     // The bag of position lo: the last bag that starts at or before it (empty ones skipped).
@@ -310,7 +344,7 @@ class CoalescePlan {
     for (std::int64_t k = lo; k < hi; ++b) {
       const std::int64_t end = std::min(hi, static_cast<std::int64_t>(indptr[b + 1]));
       const std::uint64_t bag = std::uint64_t(b) << position_bits;
-      for (; k < end; ++k) words[k] = (std::uint64_t(indices[k]) << low) | bag | std::uint64_t(k);
+      for (; k < end; ++k) put(k, (std::uint64_t(indices[k]) << low) | bag | std::uint64_t(k));
     }
   }
 
@@ -320,7 +354,8 @@ class CoalescePlan {
   // indices) make unpredictable: a word that starts no row writes its row and bound to a spare
   // slot (the next row's slot would be another thread's first on a team).
   std::int64_t read_words(const Words& layout, const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo,
-                          std::int64_t hi, std::int64_t u, std::int64_t* SPARSEOPT_RESTRICT bag_of) noexcept {
+                          std::int64_t hi, std::int64_t u, std::int64_t* SPARSEOPT_RESTRICT bag_of,
+                          bool row_at_lo = false) noexcept {
     const int low = layout.low(), position_bits = layout.position_bits;
     const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
     const std::uint64_t bag_mask = layout.bag_bits ? (~std::uint64_t(0) >> (64 - layout.bag_bits)) : 0;
@@ -330,7 +365,7 @@ class CoalescePlan {
     I spare_row;
     std::int64_t spare_bound;
     if (lo >= hi) return u;
-    std::uint64_t previous = lo == 0 ? ~(sorted[0] >> low) : sorted[lo - 1] >> low;
+    std::uint64_t previous = lo == 0 || row_at_lo ? ~(sorted[lo] >> low) : sorted[lo - 1] >> low;
     for (std::int64_t k = lo; k < hi; ++k) {
       const std::uint64_t key = sorted[k];
       positions[k] = std::int64_t(key & position_mask);
@@ -371,7 +406,8 @@ class CoalescePlan {
     std::int64_t* const first_row = team_rows_.data();
     detail::run_team(threads, [&](int t, int team, auto sync) {
       const std::int64_t lo = detail::team_share(n, t, team), hi = detail::team_share(n, t + 1, team);
-      pack_words(layout, indices, indptr, num_bags, lo, hi, words);
+      pack_words(layout, indices, indptr, num_bags, lo, hi,
+                 [words](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { words[k] = word; });
       std::uint64_t* from = words;
       std::uint64_t* to = spare;
       std::size_t* const mine = counts + static_cast<std::size_t>(t) * stride;  // this share's counts
@@ -419,6 +455,109 @@ class CoalescePlan {
     std::int64_t u = 0;
     for (int s = 0; s < threads; ++s) u += first_row[s + 1];
     return u;
+  }
+
+  // group()'s packed path on a team of threads (the same plan, word for word), each thread on
+  // the words of one range of index values: the ranges split at quantiles of a sample of the
+  // indices (set_ranges). Each thread reads every index (a read shares its cache lines between
+  // the cores; writes to the same lines would move them from core to core, which made the
+  // team of group_by_team slower than one thread below 32,768 words), counts those below its
+  // range (where its words start), packs the words of its range there in input order, sorts
+  // them as the one-thread path sorts them all (sort_words) and reads them, its rows numbered
+  // after those of the ranges below. Returns the number of rows.
+  template <class B>
+  std::int64_t group_by_range(const I* indices, std::int64_t n, const B* indptr, std::int64_t num_bags,
+                              std::int64_t* bag_of, const Words& layout, int index_bits, int threads) {
+    const auto ts = static_cast<std::size_t>(threads);
+    set_ranges(indices, n, threads);
+    // Range r's words at words[first + r, first + r + m) (first: the words of the ranges below,
+    // m: its own): a spare word after each range, so that its packing loop can store every word
+    // it reads without a branch and keep only those in range.
+    keys_.resize(static_cast<std::size_t>(n) + ts);
+    tmp_.resize(static_cast<std::size_t>(n) + ts);
+    constexpr std::size_t stride = detail::sort_count_size + 8;  // each thread's counts a line apart
+    team_counts_.resize(ts * stride);
+    // Per range (a line apart): its first word, its words, the rows it starts, whether they
+    // ended sorted in tmp_.
+    constexpr std::size_t line = 8;
+    team_rows_.assign(ts * line, 0);
+    const std::int64_t* const split = split_.data();
+    std::int64_t* const book = team_rows_.data();
+    const int low_bits = layout.low();
+    detail::run_team(threads, [&](int t, int team, auto sync) {
+      // Thread t takes ranges t, t + team, ... (OpenMP may start fewer threads than asked).
+      for (int r = t; r < threads; r += team) {
+        const std::int64_t lo = split[r];
+        const auto width = std::uint64_t(split[r + 1] - lo);
+        std::int64_t first = 0;
+        detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // 64-bit compares: AVX2
+          std::int64_t below = 0;
+          for (std::int64_t k = 0; k < n; ++k) below += static_cast<std::int64_t>(indices[k]) < lo;
+          first = below;
+        });
+        std::uint64_t* const words = keys_.data() + first + r;
+        std::uint64_t* const spare = tmp_.data() + first + r;
+        std::int64_t m = 0;
+        pack_words(layout, indices, indptr, num_bags, 0, n, [&](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY {
+          words[m] = word;  // kept when in range, else overwritten by the next
+          m += std::uint64_t(static_cast<std::int64_t>(indices[k]) - lo) < width;
+        });
+        std::size_t* counts = team_counts_.data() + static_cast<std::size_t>(t) * stride;
+        const std::uint64_t* out = detail::sort_words(words, spare, static_cast<std::size_t>(m), low_bits, index_bits,
+                                                      counts);
+        // Rows starting in the range: at its first word (ranges split between index values) and
+        // wherever the index differs from the word before.
+        std::int64_t starts = m > 0;
+        for (std::int64_t k = 1; k < m; ++k) starts += (out[k] >> low_bits) != (out[k - 1] >> low_bits);
+        std::int64_t* mine = book + static_cast<std::size_t>(r) * line;
+        mine[0] = first;
+        mine[1] = m;
+        mine[2] = starts;
+        mine[3] = out != words;
+      }
+      sync();
+      for (int r = t; r < threads; r += team) {
+        const std::int64_t* mine = book + static_cast<std::size_t>(r) * line;
+        std::int64_t u = 0;
+        for (int q = 0; q < r; ++q) u += book[static_cast<std::size_t>(q) * line + 2];
+        // read_words indexes by position in the plan: the range's words sit r words further on.
+        const std::uint64_t* sorted = (mine[3] ? tmp_.data() : keys_.data()) + r;
+        read_words(layout, sorted, mine[0], mine[0] + mine[1], u, bag_of, true);
+      }
+    });
+    std::int64_t u = 0;
+    for (std::size_t r = 0; r < ts; ++r) u += book[r * line + 2];
+    return u;
+  }
+
+  // split_[1 .. threads - 1]: the index values where group_by_range's ranges start (range r:
+  // [split_[r], split_[r + 1])), quantiles of up to range_samples indices spread evenly over
+  // the positions; split_[0] = 0, split_[threads] = the largest int64. How the ranges fall does
+  // not change the plan, only how evenly the threads share the work.
+  void set_ranges(const I* indices, std::int64_t n, int threads) {
+    const std::int64_t samples = std::min(n, range_samples);
+    sample_.resize(static_cast<std::size_t>(samples));
+    for (std::int64_t q = 0; q < samples; ++q)
+      sample_[static_cast<std::size_t>(q)] = static_cast<std::int64_t>(indices[q * n / samples]);
+    split_.assign(static_cast<std::size_t>(threads) + 1, 0);
+    split_[static_cast<std::size_t>(threads)] = std::numeric_limits<std::int64_t>::max();
+    auto from = sample_.begin();
+    for (int r = 1; r < threads; ++r) {
+      const std::int64_t target = samples * r / threads;
+      const auto at = sample_.begin() + target;
+      std::nth_element(from, at, sample_.end());
+      from = at;
+      // The quantile's copies (a hot row's lookups, a tenth of them under Zipf's law) go to the
+      // range below or above it, whichever leaves the ranges more even.
+      const std::int64_t v = *at;
+      std::int64_t below = 0, upto = 0;
+      for (const std::int64_t x : sample_) {
+        below += x < v;
+        upto += x <= v;
+      }
+      split_[static_cast<std::size_t>(r)] =
+          std::max(split_[static_cast<std::size_t>(r) - 1], target - below <= upto - target ? v : v + 1);
+    }
   }
 
   // bag_of[k] = the bag of position order[k]: each position's bag written in input order, then
