@@ -141,10 +141,11 @@ def test_backward_groups_alike_on_every_sort_path(rng, index_dtype, scale, weigh
 
 # From 8,192 lookups up (two of CoalescePlan::range_min_share) the radix paths group the words
 # on a team of up to four threads, each on a range of index values that splits at quantiles of
-# a sample (group_by_range); beyond four threads with 16,384 lookups each (team_min_share), on
-# a team of threads that each take a share of the words (group_by_team). Both give the plan of
-# one thread: the same rows and bits for any thread count, for the bag-carrying plan of the
-# backward (and the fused step) and the plain one of a row-sparse gradient alike.
+# a sample (group_by_range); beyond four threads with 16,384 lookups each (team_min_share), or
+# where one range would hold most lookups, on a team of threads that each take a share of the
+# words (group_by_team). Both give the plan of one thread: the same rows and bits for any thread
+# count, for the bag-carrying plan of the backward (and the fused step) and the plain one of a
+# row-sparse gradient alike.
 def check_grouping_on_threads(rng, indptr, indices, index_dtype, threads):
     n = len(indices)
     grad_out = rand(rng, (len(indptr) - 1, 3), np.float64)
@@ -169,35 +170,40 @@ def test_grouping_on_a_team_of_threads_matches_the_reference(rng, index_dtype, s
         pytest.skip("indices this large need int64")
     indptr, indices = make_bags(rng, 20000, 2, max_len=14, index_dtype=index_dtype)
     n = len(indices)
-    assert n >= 5 * 16384  # 5 threads: a team of shares; 2 to 4: ranges
+    assert n >= 5 * 16384  # 5 threads: a team of shares; 2 to 4: ranges (uniform, Zipf)
     pool = np.unique(rng.integers(0, top, size=n // 3, dtype=np.int64))
     pick = (rng.zipf(1.2, size=n) - 1) % len(pool) if zipf else rng.integers(0, len(pool), size=n)
     indices = np.ascontiguousarray(pool[pick].astype(index_dtype))
-    check_grouping_on_threads(rng, indptr, indices, index_dtype, (1, 2, 3, 5))
+    check_grouping_on_threads(rng, indptr, indices, index_dtype, (1, 2, 3, 4, 5))
 
 
-# The ranges of group_by_range as lookups skew: one hot row with most of them (its copies go
-# to one range, leaving others with a few words, sorted by comparison below 256, or none),
-# one row only, rows in one narrow band, and lookups barely over the team's threshold.
+# The ranges of group_by_range as lookups skew: a hot row with nearly half of them (its
+# copies go to one range; the ranges beside it get fewer words, or none), a hot row with nearly
+# all of them and a single row (no split evens the ranges: one thread groups them), rows in one
+# narrow band, and lookups barely over the ranges' threshold (two ranges of about 4,096 words).
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
-@pytest.mark.parametrize("lookups", ["hot row", "one row", "narrow band", "zipf", "just enough"])
+@pytest.mark.parametrize("lookups", ["half on one row", "hot row", "one row", "narrow band", "zipf",
+                                     "just enough"])
 def test_grouping_on_ranges_of_skewed_lookups_matches_the_reference(rng, index_dtype, lookups):
-    num_bags = 3000
+    num_bags = 4000
     lengths = rng.integers(1, 12, size=num_bags)
     lengths[::5] = 0
     indptr = np.zeros(num_bags + 1, dtype=index_dtype)
     np.cumsum(lengths, out=indptr[1:])
     n = int(indptr[-1])
     if lookups == "just enough":
-        indptr = np.minimum(indptr, 8192).astype(index_dtype)  # two ranges of 4,096
+        indptr = np.minimum(indptr, 8192).astype(index_dtype)
         n = 8192
-    assert n >= 8192
-    top = 3_000_000 if index_dtype == np.int64 else 2**31 - 1
+    else:
+        assert n >= 4 * 4096  # four ranges on four threads
+    top = 3_000_000  # above the counting path's reach (a table of up to max(2,048, n) rows)
     spread = rng.integers(0, top, size=n)
-    if lookups == "hot row":
+    if lookups == "half on one row":
+        indices = np.where(rng.random(n) < 0.45, 1_234_567, spread)
+    elif lookups == "hot row":
         indices = np.where(rng.random(n) < 0.95, 123_457, spread)
     elif lookups == "one row":
-        indices = np.full(n, 77)
+        indices = np.full(n, 2_000_000)
     elif lookups == "narrow band":
         indices = 1_000_000 + rng.integers(0, 300, size=n)
     elif lookups == "zipf":

@@ -208,17 +208,20 @@ class CoalescePlan {
   std::vector<std::int64_t> team_rows_;        // the rows each thread's part of the words starts
   std::vector<std::int64_t> sample_, split_;   // group_by_range's sample of the indices and its ranges
 
-  // How group() shares the packed words among threads (see there). Each thread of
-  // group_by_range reads every index, twice, besides sorting its range's words, so its time
-  // falls as 1 + 6 / team (an index read costs about a sixth of its word's sort) while a
-  // team's share falls as 1 / team: up to range_max_team threads the ranges are faster, the
-  // team's shares (which move cache lines from core to core) beyond. Measured with 2 threads
-  // (Intel Xeon, 1M rows; bench/README.md): the ranges group 8,192 words 1.25-1.4x faster than
-  // one thread, 32,768 1.4-1.9x and 131,072 1.1-1.25x faster than the team of shares.
+  // How group() shares the packed words among threads (see there). A thread of group_by_range
+  // reads every index twice (to count those below its range, then to pack its own), each read
+  // about a sixth of what sorting a word costs, besides sorting its range's words: its time
+  // goes as (2 + 6 / team) index reads per word, where one thread's goes as 6 and a team of
+  // shares' as 6 / team plus the lines its threads pass each other. Up to range_max_team threads
+  // the ranges are used; beyond, the team (not measured: these machines have 2 cores).
+  // Measured with 2 threads (Intel Xeon, 1M rows; bench/README.md): the ranges group 8,192
+  // words 1.2-1.3x faster than one thread, 32,768 1.4-1.7x and 131,072 1.15x faster than the
+  // team of shares.
   static constexpr std::int64_t team_min_share = std::int64_t(1) << 14;
   static constexpr std::int64_t range_min_share = std::int64_t(1) << 12;
   static constexpr std::int64_t range_max_team = 4;
   static constexpr std::int64_t range_samples = 256;
+  static constexpr double range_max_share = 0.6;
 
   // Indices below max(counting_min_rows, min(n, counting_max_rows)) are grouped by counting.
   static constexpr std::int64_t counting_min_rows = 2048, counting_max_rows = std::int64_t(1) << 20;
@@ -282,19 +285,21 @@ class CoalescePlan {
     // Runs of equal indices: written through plain pointers into buffers of the largest size
     // (push_back's checks cost more than the loop's work), then cut to the rows found.
     std::int64_t u = 0;
-    // Words grouped by a team of threads: each on a range of index values (group_by_range)
-    // for teams of up to range_max_team, one thread per range_min_share words; each on a share
-    // of the words (group_by_team) where more than range_max_team threads get team_min_share.
+    // Words grouped by a team of threads, each on a range of index values (group_by_range): up
+    // to range_max_team threads with range_min_share words each, unless one range would hold
+    // most of the words (set_ranges); else each on a share of the words (group_by_team) where
+    // two or more threads get team_min_share each; else by one thread.
     const int team = static_cast<int>(std::min<std::int64_t>(threads, n / team_min_share));
     const int ranges = static_cast<int>(std::min<std::int64_t>({threads, range_max_team, n / range_min_share}));
     const Words words{position_bits, bag_in_key ? bag_bits : 0};
-    if (low_bits + index_bits <= 64 && team > range_max_team) {
-      u = group_by_team(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, position_bits,
-                        bag_bits, index_bits, team);
-    } else if (low_bits + index_bits <= 64 && ranges > 1) {
+    const bool packed = low_bits + index_bits <= 64;
+    if (packed && team <= range_max_team && ranges > 1 && set_ranges(indices, n, ranges)) {
       u = group_by_range(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, words, index_bits,
                          ranges);
-    } else if (low_bits + index_bits <= 64) {
+    } else if (packed && team > 1) {
+      u = group_by_team(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, position_bits,
+                        bag_bits, index_bits, team);
+    } else if (packed) {
       keys_.resize(size);
       std::uint64_t* const packed = keys_.data();
       pack_words(words, indices, indptr, num_bags, 0, n,
@@ -459,7 +464,7 @@ class CoalescePlan {
 
   // group()'s packed path on a team of threads (the same plan, word for word), each thread on
   // the words of one range of index values: the ranges split at quantiles of a sample of the
-  // indices (set_ranges). Each thread reads every index (a read shares its cache lines between
+  // indices (set_ranges, which the caller has run). Each thread reads every index (a read shares its cache lines between
   // the cores; writes to the same lines would move them from core to core, which made the
   // team of group_by_team slower than one thread below 32,768 words), counts those below its
   // range (where its words start), packs the words of its range there in input order, sorts
@@ -469,7 +474,6 @@ class CoalescePlan {
   std::int64_t group_by_range(const I* indices, std::int64_t n, const B* indptr, std::int64_t num_bags,
                               std::int64_t* bag_of, const Words& layout, int index_bits, int threads) {
     const auto ts = static_cast<std::size_t>(threads);
-    set_ranges(indices, n, threads);
     // Range r's words at words[first + r, first + r + m) (first: the words of the ranges below,
     // m: its own): a spare word after each range, so that its packing loop can store every word
     // it reads without a branch and keep only those in range.
@@ -533,8 +537,11 @@ class CoalescePlan {
   // split_[1 .. threads - 1]: the index values where group_by_range's ranges start (range r:
   // [split_[r], split_[r + 1])), quantiles of up to range_samples indices spread evenly over
   // the positions; split_[0] = 0, split_[threads] = the largest int64. How the ranges fall does
-  // not change the plan, only how evenly the threads share the work.
-  void set_ranges(const I* indices, std::int64_t n, int threads) {
+  // not change the plan, only how evenly the threads share the work. Returns whether the
+  // ranges pay: false when one would hold more than range_max_share of the sample (a row can
+  // not be split between ranges, so one that most lookups hit leaves its thread nearly all the
+  // sorting on top of reading every index: 0.9x one thread's time with 95% on one row).
+  bool set_ranges(const I* indices, std::int64_t n, int threads) {
     const std::int64_t samples = std::min(n, range_samples);
     sample_.resize(static_cast<std::size_t>(samples));
     for (std::int64_t q = 0; q < samples; ++q)
@@ -542,6 +549,7 @@ class CoalescePlan {
     split_.assign(static_cast<std::size_t>(threads) + 1, 0);
     split_[static_cast<std::size_t>(threads)] = std::numeric_limits<std::int64_t>::max();
     auto from = sample_.begin();
+    std::int64_t below_last = 0, most = 0;  // samples below the last split; the most in one range
     for (int r = 1; r < threads; ++r) {
       const std::int64_t target = samples * r / threads;
       const auto at = sample_.begin() + target;
@@ -555,9 +563,17 @@ class CoalescePlan {
         below += x < v;
         upto += x <= v;
       }
-      split_[static_cast<std::size_t>(r)] =
-          std::max(split_[static_cast<std::size_t>(r) - 1], target - below <= upto - target ? v : v + 1);
+      const bool up = target - below <= upto - target;
+      const std::int64_t split = up ? v : v + 1;
+      if (split > split_[static_cast<std::size_t>(r) - 1]) {
+        const std::int64_t under = up ? below : upto;
+        most = std::max(most, under - below_last);
+        below_last = under;
+      }
+      split_[static_cast<std::size_t>(r)] = std::max(split_[static_cast<std::size_t>(r) - 1], split);
     }
+    most = std::max(most, samples - below_last);
+    return double(most) <= range_max_share * double(samples);
   }
 
   // bag_of[k] = the bag of position order[k]: each position's bag written in input order, then
