@@ -1,5 +1,5 @@
 """Far prefetch hints in batches (view.hpp's prefetch_ahead, far_batch): a loop whose rows
-spread over 1 GiB or more of one array sends its far hints eight rows at a time. Hints never
+spread over 512 MiB or more of one array sends its far hints eight rows at a time. Hints never
 change results; these tests check the schedule from C++ and that the batched loops give the
 rows of the same calls on a compact table (below the threshold: one far hint per row)."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from _helpers import run_cpp
 
 CPP_TEST = Path(__file__).parent / "cpp" / "prefetch_hints.cpp"
 WIDTH = 64
-WIDE_ROWS = (1 << 30) // (WIDTH * 4)  # a float32 table of exactly 1 GiB: the batches' threshold
+WIDE_ROWS = (1 << 29) // (WIDTH * 4)  # a float32 table of exactly 512 MiB: the batches' threshold
 
 
 def test_the_schedule_from_cpp(tmp_path):
@@ -68,7 +68,7 @@ def test_steps_on_a_table_past_the_threshold_match_a_compact_table(rng, threads)
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_half_forward_on_a_table_past_the_threshold_matches_a_compact_table(rng, threads):
-    num_rows = (1 << 30) // (WIDTH * 2)
+    num_rows = (1 << 29) // (WIDTH * 2)  # a float16 table of 512 MiB
     # Each row looked up once (no repeats, so the forward keeps its far and near hints, batched
     # here; see detail::mostly_repeats): the first and last rows and a run of consecutive ones,
     # which fill few pages.

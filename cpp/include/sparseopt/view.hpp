@@ -92,11 +92,13 @@ inline void prefetch_row(const T* row, std::int64_t row_width, PrefetchTo<Locali
 // instructions after it; one far hint per row, spread among a heavy row's arithmetic (Adam's),
 // leaves only a walk or two under way at a time. The far hints of prefetch_far_batch rows
 // issued together put as many walks in flight. Measured (bench/README.md): lazy Adam over 16K
-// rows of three 16M x 64 float32 arrays on 2 MB pages, 1.68 -> 1.02 ms; at 1M rows, which the
-// TLB maps on 2 MB pages, the batches cost 2-6%, so they start at prefetch_batch_min_bytes
-// of one array. (On 4 KB pages a 1M-row table walks too, and batches would gain 25% there.)
+// rows of three 16M x 64 float32 arrays on 2 MB pages, 1.68 -> 1.02 ms; of three 4M-row arrays
+// (1 GB each, 3 GB: about what 1,536 TLB entries of 2 MB map), 1.37-1.40 -> 1.25-1.28 ms; at 1M
+// rows, which the TLB maps on 2 MB pages, the batches cost 2-6%, so they start at
+// prefetch_batch_min_bytes of one array. (On 4 KB pages a 1M-row table walks too, and batches
+// would gain 25% there.)
 inline constexpr std::int64_t prefetch_far_batch = 8;
-inline constexpr std::int64_t prefetch_batch_min_bytes = std::int64_t(1) << 30;
+inline constexpr std::int64_t prefetch_batch_min_bytes = std::int64_t(1) << 29;
 static_assert((prefetch_far_batch & (prefetch_far_batch - 1)) == 0,
               "prefetch_ahead picks batch starts with a mask: prefetch_far_batch is a power of two");
 
