@@ -292,20 +292,19 @@ class CoalescePlan {
     const int team = static_cast<int>(std::min<std::int64_t>(threads, n / team_min_share));
     const int ranges = static_cast<int>(std::min<std::int64_t>({threads, range_max_team, n / range_min_share}));
     const Words words{position_bits, bag_in_key ? bag_bits : 0};
+    std::int64_t* const bag_of = bag_in_key ? bag_out->data() : nullptr;
     const bool packed = low_bits + index_bits <= 64;
     if (packed && team <= range_max_team && ranges > 1 && set_ranges(indices, n, ranges)) {
-      u = group_by_range(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, words, index_bits,
-                         ranges);
+      u = group_by_range(indices, n, indptr, num_bags, bag_of, words, index_bits, ranges);
     } else if (packed && team > 1) {
-      u = group_by_team(indices, n, indptr, num_bags, bag_in_key ? bag_out->data() : nullptr, position_bits,
-                        bag_bits, index_bits, team);
+      u = group_by_team(indices, n, indptr, num_bags, bag_of, words, index_bits, team);
     } else if (packed) {
       keys_.resize(size);
-      std::uint64_t* const packed = keys_.data();
+      std::uint64_t* const out = keys_.data();
       pack_words(words, indices, indptr, num_bags, 0, n,
-                 [packed](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { packed[k] = word; });
+                 [out](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { out[k] = word; });
       detail::sort_packed(keys_, tmp_, low_bits, index_bits);
-      u = read_words(words, keys_.data(), 0, n, 0, bag_in_key ? bag_out->data() : nullptr);
+      u = read_words(words, keys_.data(), 0, n, 0, bag_of);
     } else {  // indices too large to pack
       I* SPARSEOPT_RESTRICT unique = rows.data();
       std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
@@ -353,6 +352,17 @@ class CoalescePlan {
     }
   }
 
+  // How many rows start among sorted words [lo, hi): where the index (the bits from low up)
+  // differs from the word before, and at position 0 (or at lo, with row_at_lo), as read_words
+  // numbers them, so that a team can number its parts' rows before it reads them.
+  static std::int64_t row_starts(const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo, std::int64_t hi,
+                                 int low, bool row_at_lo) noexcept {
+    std::int64_t starts = 0;
+    for (std::int64_t k = lo; k < hi; ++k)
+      starts += k == 0 || (row_at_lo && k == lo) || (sorted[k] >> low) != (sorted[k - 1] >> low);
+    return starts;
+  }
+
   // One pass over sorted words [lo, hi): positions, bags (bag_of: null when the words hold
   // none), and the rows starting there with their bounds, numbered from u. Returns the next
   // row's number. Without a branch on "a new row starts here", which repeats (Zipf-like
@@ -392,10 +402,9 @@ class CoalescePlan {
   // numbered after those of the shares before it. Returns the number of rows.
   template <class B>
   std::int64_t group_by_team(const I* indices, std::int64_t n, const B* indptr, std::int64_t num_bags,
-                             std::int64_t* bag_of, int position_bits, int bag_bits, int index_bits, int threads) {
+                             std::int64_t* bag_of, const Words& layout, int index_bits, int threads) {
     constexpr int digit_bits = detail::radix_digit_bits;
     constexpr std::size_t buckets = std::size_t(1) << digit_bits;
-    const Words layout{position_bits, bag_of ? bag_bits : 0};
     const int low_bits = layout.low();
     const int digits = (index_bits + digit_bits - 1) / digit_bits;
     keys_.resize(static_cast<std::size_t>(n));
@@ -448,10 +457,7 @@ class CoalescePlan {
         sync();  // every word in place, and every share's counts read, before the next digit
         std::swap(from, to);
       }
-      // Rows starting in this share (a row starts where the index differs from the word before).
-      std::int64_t starts = 0;
-      for (std::int64_t k = lo; k < hi; ++k) starts += k == 0 || (from[k] >> low_bits) != (from[k - 1] >> low_bits);
-      first_row[t + 1] = starts;
+      first_row[t + 1] = row_starts(from, lo, hi, low_bits, false);
       sync();
       std::int64_t u = 0;
       for (int s = 0; s < t; ++s) u += first_row[s + 1];
@@ -464,9 +470,10 @@ class CoalescePlan {
 
   // group()'s packed path on a team of threads (the same plan, word for word), each thread on
   // the words of one range of index values: the ranges split at quantiles of a sample of the
-  // indices (set_ranges, which the caller has run). Each thread reads every index (a read shares its cache lines between
-  // the cores; writes to the same lines would move them from core to core, which made the
-  // team of group_by_team slower than one thread below 32,768 words), counts those below its
+  // indices (set_ranges, which the caller has run). Each thread reads every index (a read
+  // shares its cache lines between the cores; writes to the same lines would move them from
+  // core to core, which made the team of group_by_team slower than one thread below 32,768
+  // words), counts those below its
   // range (where its words start), packs the words of its range there in input order, sorts
   // them as the one-thread path sorts them all (sort_words) and reads them, its rows numbered
   // after those of the ranges below. Returns the number of rows.
@@ -502,17 +509,16 @@ class CoalescePlan {
         std::uint64_t* const words = keys_.data() + first + r;
         std::uint64_t* const spare = tmp_.data() + first + r;
         std::int64_t m = 0;
-        pack_words(layout, indices, indptr, num_bags, 0, n, [&](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY {
+        auto put = [&](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY {
           words[m] = word;  // kept when in range, else overwritten by the next
           m += std::uint64_t(static_cast<std::int64_t>(indices[k]) - lo) < width;
-        });
+        };
+        pack_words(layout, indices, indptr, num_bags, 0, n, put);
         std::size_t* counts = team_counts_.data() + static_cast<std::size_t>(t) * stride;
         const std::uint64_t* out = detail::sort_words(words, spare, static_cast<std::size_t>(m), low_bits, index_bits,
                                                       counts);
-        // Rows starting in the range: at its first word (ranges split between index values) and
-        // wherever the index differs from the word before.
-        std::int64_t starts = m > 0;
-        for (std::int64_t k = 1; k < m; ++k) starts += (out[k] >> low_bits) != (out[k - 1] >> low_bits);
+        // Ranges split between index values: a row starts at each range's first word.
+        const std::int64_t starts = row_starts(out, 0, m, low_bits, true);
         std::int64_t* mine = book + static_cast<std::size_t>(r) * line;
         mine[0] = first;
         mine[1] = m;
