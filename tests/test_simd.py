@@ -176,6 +176,43 @@ def test_layouts_thread_counts_and_zipf(rng, layout):
         same_bits(out, outs[0])
 
 
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("n, num_rows, spread", [
+    (300, 1 << 20, "uniform"),        # one thread's radix sort (from 256 words)
+    (9000, 1 << 20, "uniform"),       # a thread per range of rows (from 8,192 on 2 threads)
+    (9000, 1 << 30, "zipf"),          # the same, 30-bit rows
+    (40000, 1 << 20, "one row"),      # ranges refused: the team of shares (from 32,768)
+    (40000, 2_000_000_000, "uniform"),
+])
+def test_grouping_paths_same_bits(rng, index_dtype, n, num_rows, spread):
+    """The grouping of lookups by row (CoalescePlan: its radix sort, packing and reading of the
+    words; BMI2's shifts on the AVX2 path) gives the same plan on both paths, alone and with
+    bags, for each of its ways (one thread, a thread per range of rows, a team of shares)."""
+    if spread == "uniform":
+        indices = rng.integers(0, num_rows, size=n)
+    elif spread == "zipf":
+        indices = np.minimum(rng.zipf(1.1, size=n) - 1, num_rows - 1) * 7 % num_rows
+    else:
+        indices = np.where(rng.random(n) < 0.9, num_rows // 3, rng.integers(0, num_rows, size=n))
+    if np.dtype(index_dtype) == np.int32 and num_rows > np.iinfo(np.int32).max:
+        pytest.skip("rows past int32")
+    indices = indices.astype(index_dtype)
+    values = special(rng, (n, 3), np.float32, inf=False)
+    indptr = np.arange(0, n + 1, 5, dtype=index_dtype)
+    indptr[-1] = n
+    grad_out = special(rng, (len(indptr) - 1, 3), np.float32, inf=False)
+    for t in (1, 2, 3):
+        run = lambda: (sparseopt.coalesce(indices, values, num_rows, num_threads=t),  # noqa: E731
+                       sparseopt.gather_sum_backward(grad_out, indptr, indices, num_rows=num_rows,
+                                                     num_threads=t))
+        generic, best = both_paths(run)
+        same_bits(generic, best)
+        rows, _, counts = best[0]
+        expected_rows, expected_counts = np.unique(indices, return_counts=True)
+        np.testing.assert_array_equal(rows, expected_rows)
+        np.testing.assert_array_equal(counts, expected_counts)
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("unified", [False, True])
 @pytest.mark.parametrize("shape", [(50, 784, 500, 20), (7, 33, 70, 5), (16, 1, 40, 8), (3, 129, 9, 9)])

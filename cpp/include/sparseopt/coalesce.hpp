@@ -98,18 +98,9 @@ inline constexpr std::size_t sort_counts(int key_bits) noexcept {
 }
 inline constexpr std::size_t sort_count_size = sort_counts(64);
 
-// Sorts words[0, n) by bits [shift, shift + key_bits) (shift + key_bits <= 64, no bits above
-// them): least-significant-digit radix sort (stable), a comparison sort of the whole words for
-// short inputs -- the same order where the bits below `shift` rise with the input order, as
-// the callers' positions (and bags, which rise with them) do. The words ping-pong with
-// tmp[0, n); returns whichever of the two holds them sorted. The counts of every digit come
-// from one pass over the words, before the first scatter, into `counts` (sort_counts(key_bits)).
-inline std::uint64_t* sort_words(std::uint64_t* words, std::uint64_t* tmp, std::size_t n, int shift, int key_bits,
-                                 std::size_t* counts) noexcept {
-  if (n < 256) {
-    std::sort(words, words + n);
-    return words;
-  }
+// sort_words' radix sort (below), compiled into both SIMD paths.
+SPARSEOPT_ALWAYS_INLINE std::uint64_t* radix_sort_words(std::uint64_t* words, std::uint64_t* tmp, std::size_t n,
+                                                         int shift, int key_bits, std::size_t* counts) noexcept {
   constexpr int digit_bits = radix_digit_bits;
   constexpr std::uint64_t buckets = std::uint64_t(1) << digit_bits, mask = buckets - 1;
   const int digits = (key_bits + digit_bits - 1) / digit_bits;  // at most 6: shift + key_bits <= 64
@@ -136,6 +127,25 @@ inline std::uint64_t* sort_words(std::uint64_t* words, std::uint64_t* tmp, std::
     std::swap(from, to);
   }
   return from;
+}
+
+// Sorts words[0, n) by bits [shift, shift + key_bits) (shift + key_bits <= 64, no bits above
+// them): least-significant-digit radix sort (stable), a comparison sort of the whole words for
+// short inputs -- the same order where the bits below `shift` rise with the input order, as
+// the callers' positions (and bags, which rise with them) do. The words ping-pong with
+// tmp[0, n); returns whichever of the two holds them sorted. The counts of every digit come
+// from one pass over the words, before the first scatter, into `counts` (sort_counts(key_bits)).
+inline std::uint64_t* sort_words(std::uint64_t* words, std::uint64_t* tmp, std::size_t n, int shift, int key_bits,
+                                 std::size_t* counts) noexcept {
+  if (n < 256) {
+    std::sort(words, words + n);
+    return words;
+  }
+  std::uint64_t* sorted = words;
+  simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // BMI2's shifts (simd.hpp)
+    sorted = radix_sort_words(words, tmp, n, shift, key_bits, counts);
+  });
+  return sorted;
 }
 
 // sort_words on a vector of words, left sorted in `keys` (the two vectors swap buffers).
@@ -300,11 +310,15 @@ class CoalescePlan {
       u = group_by_team(indices, n, indptr, num_bags, bag_of, words, index_bits, team);
     } else if (packed) {
       keys_.resize(size);
-      std::uint64_t* const out = keys_.data();
-      pack_words(words, indices, indptr, num_bags, 0, n,
-                 [out](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { out[k] = word; });
-      detail::sort_packed(keys_, tmp_, low_bits, index_bits);
-      u = read_words(words, keys_.data(), 0, n, 0, bag_of);
+      tmp_.resize(size);
+      detail::Scratch<std::size_t> counts(detail::sort_counts(index_bits));
+      detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // BMI2's shifts (simd.hpp)
+        std::uint64_t* const out = keys_.data();
+        pack_words(words, indices, indptr, num_bags, 0, n,
+                   [out](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { out[k] = word; });
+        const std::uint64_t* sorted = detail::sort_words(out, tmp_.data(), size, low_bits, index_bits, counts.data());
+        u = read_words(words, sorted, 0, n, 0, bag_of);
+      });
     } else {  // indices too large to pack
       I* SPARSEOPT_RESTRICT unique = rows.data();
       std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
@@ -333,7 +347,7 @@ class CoalescePlan {
 
   // put(k, word) for the word of each position k in [lo, hi), in order.
   template <class B, class Put>
-  void pack_words(const Words& layout, const I* indices, const B* indptr, std::int64_t num_bags, std::int64_t lo,
+  SPARSEOPT_ALWAYS_INLINE void pack_words(const Words& layout, const I* indices, const B* indptr, std::int64_t num_bags, std::int64_t lo,
                   std::int64_t hi, Put&& put) const noexcept {
     const int low = layout.low(), position_bits = layout.position_bits;
     if (layout.bag_bits == 0) {
@@ -355,7 +369,7 @@ class CoalescePlan {
   // How many rows start among sorted words [lo, hi): where the index (the bits from low up)
   // differs from the word before, and at position 0 (or at lo, with row_at_lo), as read_words
   // numbers them, so that a team can number its parts' rows before it reads them.
-  static std::int64_t row_starts(const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo, std::int64_t hi,
+  SPARSEOPT_ALWAYS_INLINE static std::int64_t row_starts(const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo, std::int64_t hi,
                                  int low, bool row_at_lo) noexcept {
     std::int64_t starts = 0;
     for (std::int64_t k = lo; k < hi; ++k)
@@ -368,7 +382,7 @@ class CoalescePlan {
   // row's number. Without a branch on "a new row starts here", which repeats (Zipf-like
   // indices) make unpredictable: a word that starts no row writes its row and bound to a spare
   // slot (the next row's slot would be another thread's first on a team).
-  std::int64_t read_words(const Words& layout, const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo,
+  SPARSEOPT_ALWAYS_INLINE std::int64_t read_words(const Words& layout, const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo,
                           std::int64_t hi, std::int64_t u, std::int64_t* SPARSEOPT_RESTRICT bag_of,
                           bool row_at_lo = false) noexcept {
     const int low = layout.low(), position_bits = layout.position_bits;
@@ -419,6 +433,7 @@ class CoalescePlan {
     std::size_t* const counts = team_counts_.data();
     std::int64_t* const first_row = team_rows_.data();
     detail::run_team(threads, [&](int t, int team, auto sync) {
+      detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // BMI2's shifts (simd.hpp)
       const std::int64_t lo = detail::team_share(n, t, team), hi = detail::team_share(n, t + 1, team);
       pack_words(layout, indices, indptr, num_bags, lo, hi,
                  [words](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { words[k] = word; });
@@ -462,6 +477,7 @@ class CoalescePlan {
       std::int64_t u = 0;
       for (int s = 0; s < t; ++s) u += first_row[s + 1];
       read_words(layout, from, lo, hi, u, bag_of);
+      });
     });
     std::int64_t u = 0;
     for (int s = 0; s < threads; ++s) u += first_row[s + 1];
@@ -497,15 +513,12 @@ class CoalescePlan {
     const int low_bits = layout.low();
     detail::run_team(threads, [&](int t, int team, auto sync) {
       // Thread t takes ranges t, t + team, ... (OpenMP may start fewer threads than asked).
-      for (int r = t; r < threads; r += team) {
+      // AVX2's 64-bit compares count the indices below; BMI2's shifts pack and sort (simd.hpp).
+      for (int r = t; r < threads; r += team) detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
         const std::int64_t lo = split[r];
         const auto width = std::uint64_t(split[r + 1] - lo);
         std::int64_t first = 0;
-        detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // 64-bit compares: AVX2
-          std::int64_t below = 0;
-          for (std::int64_t k = 0; k < n; ++k) below += static_cast<std::int64_t>(indices[k]) < lo;
-          first = below;
-        });
+        for (std::int64_t k = 0; k < n; ++k) first += static_cast<std::int64_t>(indices[k]) < lo;
         std::uint64_t* const words = keys_.data() + first + r;
         std::uint64_t* const spare = tmp_.data() + first + r;
         std::int64_t m = 0;
@@ -524,16 +537,16 @@ class CoalescePlan {
         mine[1] = m;
         mine[2] = starts;
         mine[3] = out != words;
-      }
+      });
       sync();
-      for (int r = t; r < threads; r += team) {
+      for (int r = t; r < threads; r += team) detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
         const std::int64_t* mine = book + static_cast<std::size_t>(r) * line;
         std::int64_t u = 0;
         for (int q = 0; q < r; ++q) u += book[static_cast<std::size_t>(q) * line + 2];
         // read_words indexes by position in the plan: the range's words sit r words further on.
         const std::uint64_t* sorted = (mine[3] ? tmp_.data() : keys_.data()) + r;
         read_words(layout, sorted, mine[0], mine[0] + mine[1], u, bag_of, true);
-      }
+      });
     });
     std::int64_t u = 0;
     for (std::size_t r = 0; r < ts; ++r) u += book[r * line + 2];
