@@ -6,13 +6,15 @@ against the plain references (so "identical" is not "identically wrong").
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import sparseopt
 from sparseopt.optim import SGD, Adagrad, Adam
 
-from _helpers import assert_close, coalesce_ref
+from _helpers import assert_close, coalesce_ref, run_cpp
 
 NUM_ROWS, WIDTH, NNZ, N_STEPS = 20_000, 16, 30_000, 3
 
@@ -144,3 +146,11 @@ def test_coalesce_without_num_rows_threaded(rng):
     b = sparseopt.coalesce(idx, vals, num_threads=2)
     for x, y in zip(a, b):
         assert np.array_equal(x, y)
+
+
+def test_thread_scratch_rows_apart(tmp_path):
+    """Each thread's scratch row (detail::ThreadRows, which the row loops sum into) starts on a
+    cache line of its own, so two threads never write the same line (tests/cpp/thread_rows.cpp)."""
+    source = Path(__file__).parent / "cpp" / "thread_rows.cpp"
+    out = run_cpp(source, tmp_path / "thread_rows", sparseopt.get_include(), sparseopt.info()["openmp"])
+    assert "thread rows ok" in out

@@ -698,7 +698,7 @@ void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int 
   const std::int64_t w = grad.row_width;
   const std::int64_t n = plan.size();
   // Allocated before the parallel region so nothing in it can fail half-way through.
-  std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
+  ThreadRows<T> scratch(threads, w);
   const std::int64_t batch = far_batch(row_spread_bytes(plan.rows.data(), n, w * std::int64_t(sizeof(T))));
   parallel_for(
       n, threads, (grad.size + n) * w,
@@ -711,7 +711,7 @@ void for_each_row(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, int 
             for (std::int64_t k = first; k < last; ++k) prefetch_row(grad.value_row(plan.order[k]), w);
           }
         }, batch);
-        T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
+        T* own = scratch.row(slot);
         update(static_cast<std::int64_t>(plan.rows[u]), summed_row(grad, plan, u, own));
       },
       [&](std::int64_t u) { return plan.offsets[u] + update_cost * u; });

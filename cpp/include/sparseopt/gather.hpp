@@ -873,7 +873,7 @@ void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int 
   if (nu == 0) return;
   std::vector<T> divided;
   const T* source = bag_terms(grad.grad_out, grad.bags, grad.mode, threads, divided);
-  std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
+  ThreadRows<T> scratch(threads, w);
   const bool weighted = grad.bags.weights != nullptr;
   const SortedTerms<T> sorted(source, plan.bag_of_sorted(), cp.order.data(), grad.bags.weights, grad.bags.num_bags,
                               n, w);
@@ -885,7 +885,7 @@ void for_each_row(const BagGradient<T, I>& grad, const GatherPlan<I>& plan, int 
     auto scale = [&](std::int64_t k) { return sorted.scale(k); };
     auto ahead_term = [&](std::int64_t k) { return sorted.ahead_row(k); };
     auto ahead_scale = [&](std::int64_t k) { return sorted.ahead_scale(k); };
-    T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
+    T* own = scratch.row(slot);
     auto sum = [&](auto scaled, auto rolling) SPARSEOPT_INLINE_BODY {
       simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
         sum_terms_body<decltype(scaled)::value, decltype(avx2)::value ? 8 : 4, decltype(rolling)::value>(

@@ -33,10 +33,9 @@ void topk_rows_half(const H* x, std::int64_t rows, std::int64_t n, std::int64_t 
   detail::require_disjoint(indices, i_bytes, "indices", x, x_bytes, "x");
   // Allocated before the parallel region, so nothing in it can fail half-way through: a
   // widened row and k float slots for the kernel's keys, per thread.
-  const std::size_t per_thread = static_cast<std::size_t>(n + k);
-  std::vector<float> scratch(static_cast<std::size_t>(threads) * per_thread);
+  detail::ThreadRows<float> scratch(threads, n + k);
   detail::parallel_for(rows, threads, rows * n * topk_work_per_element, [&](std::int64_t r, int slot) {
-    float* wide = scratch.data() + static_cast<std::size_t>(slot) * per_thread;
+    float* wide = scratch.row(slot);
     float* keys = wide + n;
     const H* row = x + r * n;
     detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {

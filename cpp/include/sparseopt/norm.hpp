@@ -67,9 +67,9 @@ NormParts norm_parts(const RowSparse<T, I>& grad, const CoalescePlan<I>& plan, i
   const int threads = detail::resolve_threads(num_threads);
   const std::int64_t w = grad.row_width;
   std::vector<NormParts> rows(static_cast<std::size_t>(plan.size()));
-  std::vector<T> scratch(static_cast<std::size_t>(w) * static_cast<std::size_t>(threads));
+  detail::ThreadRows<T> scratch(threads, w);
   detail::parallel_for(plan.size(), threads, (grad.size + plan.size()) * w, [&](std::int64_t u, int slot) {
-    T* own = scratch.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(w);
+    T* own = scratch.row(slot);
     rows[static_cast<std::size_t>(u)] = detail::parts_of(detail::summed_row(grad, plan, u, own), w);
   });
   return detail::sum_in_order(rows);

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <utility>
+#include <vector>
 
 #include "config.hpp"
 #include "errors.hpp"
@@ -140,6 +142,34 @@ void run_team(int threads, F&& fn) {
 inline std::int64_t team_share(std::int64_t n, int slot, int slots) noexcept {
   return n / slots * slot + n % slots * slot / slots;  // n * slot / slots, without overflow
 }
+
+// Per-thread scratch: `threads` blocks of `width` elements, each starting on a cache line of its
+// own (zero-filled). Blocks packed end to end share a line at each boundary, which both threads
+// then write in turn for every row they sum there: with bag sums on two threads that made the
+// sums of the Zipf-like lookups of a 16,384-lookup step 1.3x slower. Allocate before the
+// parallel region (nothing in one may fail).
+template <class T>
+class ThreadRows {
+ public:
+  static_assert(64 % sizeof(T) == 0, "ThreadRows: an element type that divides a cache line");
+  static constexpr std::size_t line = 64 / sizeof(T);  // elements per cache line
+
+  ThreadRows() = default;  // no blocks (row() must not be called)
+  ThreadRows(int threads, std::int64_t width)
+      : stride_((static_cast<std::size_t>(width > 0 ? width : 1) + line - 1) / line * line),
+        buffer_(stride_ * static_cast<std::size_t>(threads > 0 ? threads : 1) + line) {}
+
+  // Thread `slot`'s block (scratch: writable through a const ThreadRows too).
+  T* row(int slot) const noexcept {
+    const auto address = reinterpret_cast<std::uintptr_t>(buffer_.data());
+    const std::uintptr_t aligned = (address + 63) & ~std::uintptr_t(63);
+    return reinterpret_cast<T*>(aligned) + static_cast<std::size_t>(slot) * stride_;
+  }
+
+ private:
+  std::size_t stride_ = 0;
+  std::vector<T> buffer_;
+};
 
 template <class F>
 void parallel_for(std::int64_t n, int threads, std::int64_t work, F&& fn) {

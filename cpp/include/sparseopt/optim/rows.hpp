@@ -54,7 +54,7 @@ class RowAccess {
   RowAccess(const HalfRounding& how, std::int64_t step, int threads, std::int64_t w, int arrays,
             bool any_half)
       : how_(how), step_(step), w_(w), arrays_(arrays) {
-    if (any_half) scratch_.resize(static_cast<std::size_t>(threads) * arrays * std::max<std::int64_t>(w, 1));
+    if (any_half) scratch_ = ThreadRows<float>(threads, std::int64_t(arrays) * std::max<std::int64_t>(w, 1));
     threads_ = threads;
   }
 
@@ -143,8 +143,7 @@ class RowAccess {
 #else
     const int thread = 0;
 #endif
-    return const_cast<float*>(scratch_.data()) +
-           (static_cast<std::size_t>(thread) * arrays_ + array) * static_cast<std::size_t>(std::max<std::int64_t>(w_, 1));
+    return scratch_.row(thread) + static_cast<std::size_t>(array) * static_cast<std::size_t>(std::max<std::int64_t>(w_, 1));
   }
 
   HalfRounding how_;
@@ -152,7 +151,7 @@ class RowAccess {
   std::int64_t w_;
   int arrays_;
   int threads_ = 1;
-  std::vector<float> scratch_;
+  ThreadRows<float> scratch_;  // a block of arrays_ rows per thread
 };
 
 template <class T, class Body, class... S, std::size_t... K>
