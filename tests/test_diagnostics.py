@@ -91,7 +91,10 @@ def test_fused_grouping_reports_every_optimizer_and_its_ceilings():
             assert float(ceiling) == pytest.approx(want, rel=0.3, abs=0.05)
         # the floor lies between its two ends: the bytes' ratio (groupings free) and the
         # groupings' ratio (rows free), 1 + rows grouping / grouping
-        ends = sorted([float(by_bytes), 1 + float(rows_grouping) / float(grouping)])
+        # (times printed to 0.001 ms: the groupings' ratio within what that rounding allows)
+        g, rg, half = float(grouping), float(rows_grouping), 0.0005
+        ends = [min(float(by_bytes), 1 + max(rg - half, 0) / (g + half)),
+                max(float(by_bytes), 1 + (rg + half) / max(g - half, half))]
         assert ends[0] - 0.02 <= float(floor) <= ends[1] + 0.02, (name, floor, ends)
         # bytes: bench_fused's model, which gives the two calls 2 x (row + index) more per row
         assert 1 < float(by_bytes) <= 2.01
