@@ -57,7 +57,8 @@ struct Grouped {
 // sparseopt's SIMD paths as the plans are (BMI2's shifts on the AVX2 path: simd.hpp) and run on
 // the one the plans take.
 template <int Bits>
-SPARSEOPT_ALWAYS_INLINE std::int64_t bare_radix_body(const std::vector<std::int64_t>& indices, int index_bits, Grouped& g) {
+SPARSEOPT_ALWAYS_INLINE std::int64_t bare_radix_body(const std::vector<std::int64_t>& indices, int index_bits,
+                                                     Grouped& g) {
   constexpr std::size_t buckets = std::size_t(1) << Bits;
   const auto n = static_cast<std::int64_t>(indices.size());
   int position_bits = 0;
@@ -98,7 +99,8 @@ SPARSEOPT_ALWAYS_INLINE std::int64_t bare_radix_body(const std::vector<std::int6
 template <int Bits>
 std::int64_t bare_radix(const std::vector<std::int64_t>& indices, int index_bits, Grouped& g) {
   std::int64_t u = 0;
-  sparseopt::detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY { u = bare_radix_body<Bits>(indices, index_bits, g); });
+  sparseopt::detail::simd_dispatch(
+      [&](auto) SPARSEOPT_INLINE_BODY { u = bare_radix_body<Bits>(indices, index_bits, g); });
   return u;
 }
 

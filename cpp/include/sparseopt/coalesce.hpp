@@ -380,8 +380,9 @@ class CoalescePlan {
 
   // put(k, word) for the word of each position k in [lo, hi), in order.
   template <class B, class Put>
-  SPARSEOPT_ALWAYS_INLINE void pack_words(const Words& layout, const I* indices, const B* indptr, std::int64_t num_bags, std::int64_t lo,
-                  std::int64_t hi, Put&& put) const noexcept {
+  SPARSEOPT_ALWAYS_INLINE void pack_words(const Words& layout, const I* indices, const B* indptr,
+                                          std::int64_t num_bags, std::int64_t lo, std::int64_t hi,
+                                          Put&& put) const noexcept {
     const int low = layout.low(), position_bits = layout.position_bits;
     if (layout.bag_bits == 0) {
       for (std::int64_t k = lo; k < hi; ++k) put(k, (std::uint64_t(indices[k]) << low) | std::uint64_t(k));
@@ -402,8 +403,9 @@ class CoalescePlan {
   // How many rows start among sorted words [lo, hi): where the index (the bits from low up)
   // differs from the word before, and at position 0 (or at lo, with row_at_lo), as read_words
   // numbers them, so that a team can number its parts' rows before it reads them.
-  SPARSEOPT_ALWAYS_INLINE static std::int64_t row_starts(const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo, std::int64_t hi,
-                                 int low, bool row_at_lo) noexcept {
+  SPARSEOPT_ALWAYS_INLINE static std::int64_t row_starts(const std::uint64_t* SPARSEOPT_RESTRICT sorted,
+                                                         std::int64_t lo, std::int64_t hi, int low,
+                                                         bool row_at_lo) noexcept {
     std::int64_t starts = 0;
     for (std::int64_t k = lo; k < hi; ++k)
       starts += k == 0 || (row_at_lo && k == lo) || (sorted[k] >> low) != (sorted[k - 1] >> low);
@@ -415,9 +417,11 @@ class CoalescePlan {
   // row's number. Without a branch on "a new row starts here", which repeats (Zipf-like
   // indices) make unpredictable: a word that starts no row writes its row and bound to a spare
   // slot (the next row's slot would be another thread's first on a team).
-  SPARSEOPT_ALWAYS_INLINE std::int64_t read_words(const Words& layout, const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo,
-                          std::int64_t hi, std::int64_t u, std::int64_t* SPARSEOPT_RESTRICT bag_of,
-                          bool row_at_lo = false) noexcept {
+  SPARSEOPT_ALWAYS_INLINE std::int64_t read_words(const Words& layout,
+                                                  const std::uint64_t* SPARSEOPT_RESTRICT sorted, std::int64_t lo,
+                                                  std::int64_t hi, std::int64_t u,
+                                                  std::int64_t* SPARSEOPT_RESTRICT bag_of,
+                                                  bool row_at_lo = false) noexcept {
     const int low = layout.low(), position_bits = layout.position_bits;
     const std::uint64_t position_mask = position_bits ? (~std::uint64_t(0) >> (64 - position_bits)) : 0;
     const std::uint64_t bag_mask = layout.bag_bits ? (~std::uint64_t(0) >> (64 - layout.bag_bits)) : 0;

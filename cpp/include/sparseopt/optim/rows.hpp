@@ -143,7 +143,8 @@ class RowAccess {
 #else
     const int thread = 0;
 #endif
-    return scratch_.row(thread) + static_cast<std::size_t>(array) * static_cast<std::size_t>(std::max<std::int64_t>(w_, 1));
+    return scratch_.row(thread) +
+           static_cast<std::size_t>(array) * static_cast<std::size_t>(std::max<std::int64_t>(w_, 1));
   }
 
   HalfRounding how_;
