@@ -343,15 +343,13 @@ class CoalescePlan {
       u = group_by_team(indices, n, indptr, num_bags, bag_of, words, index_bits, team);
     } else if (packed) {
       keys_.resize(size);
-      tmp_.resize(size);
-      detail::Scratch<std::size_t> counts(detail::sort_counts(index_bits));
+      std::uint64_t* const out = keys_.data();
       detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // BMI2's shifts (simd.hpp)
-        std::uint64_t* const out = keys_.data();
         pack_words(words, indices, indptr, num_bags, 0, n,
                    [out](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { out[k] = word; });
-        const std::uint64_t* sorted = detail::sort_words(out, tmp_.data(), size, low_bits, index_bits, counts.data());
-        u = read_words(words, sorted, 0, n, 0, bag_of);
       });
+      detail::sort_packed(keys_, tmp_, low_bits, index_bits);
+      detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY { u = read_words(words, keys_.data(), 0, n, 0, bag_of); });
     } else {  // indices too large to pack
       I* SPARSEOPT_RESTRICT unique = rows.data();
       std::int64_t* SPARSEOPT_RESTRICT bounds = offsets.data();
@@ -471,49 +469,49 @@ class CoalescePlan {
     std::int64_t* const first_row = team_rows_.data();
     detail::run_team(threads, [&](int t, int team, auto sync) {
       detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {  // BMI2's shifts (simd.hpp)
-      const std::int64_t lo = detail::team_share(n, t, team), hi = detail::team_share(n, t + 1, team);
-      pack_words(layout, indices, indptr, num_bags, lo, hi,
-                 [words](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { words[k] = word; });
-      std::uint64_t* from = words;
-      std::uint64_t* to = spare;
-      std::size_t* const mine = counts + static_cast<std::size_t>(t) * stride;  // this share's counts
-      std::size_t* const next = counts + static_cast<std::size_t>(team + t) * stride;  // and starts
-      for (int d = 0; d < digits; ++d) {
-        const int shift = low_bits + d * digit_bits;
-        {
-          std::size_t* SPARSEOPT_RESTRICT c = mine;
-          const std::uint64_t* SPARSEOPT_RESTRICT f = from;
-          std::fill(c, c + buckets, std::size_t(0));
-          for (std::int64_t k = lo; k < hi; ++k) ++c[(f[k] >> shift) & (buckets - 1)];
-        }
-        sync();
-        // Where this share's words of each digit go: after every smaller digit's, and after
-        // this digit's words of the shares before it.
-        std::size_t start = 0;
-        for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
-          std::size_t before = 0, all = 0;
-          for (int s = 0; s < team; ++s) {
-            const std::size_t c = counts[static_cast<std::size_t>(s) * stride + bucket];
-            before += s < t ? c : 0;
-            all += c;
+        const std::int64_t lo = detail::team_share(n, t, team), hi = detail::team_share(n, t + 1, team);
+        pack_words(layout, indices, indptr, num_bags, lo, hi,
+                   [words](std::int64_t k, std::uint64_t word) SPARSEOPT_INLINE_BODY { words[k] = word; });
+        std::uint64_t* from = words;
+        std::uint64_t* to = spare;
+        std::size_t* const mine = counts + static_cast<std::size_t>(t) * stride;  // this share's counts
+        std::size_t* const next = counts + static_cast<std::size_t>(team + t) * stride;  // and starts
+        for (int d = 0; d < digits; ++d) {
+          const int shift = low_bits + d * digit_bits;
+          {
+            std::size_t* SPARSEOPT_RESTRICT c = mine;
+            const std::uint64_t* SPARSEOPT_RESTRICT f = from;
+            std::fill(c, c + buckets, std::size_t(0));
+            for (std::int64_t k = lo; k < hi; ++k) ++c[(f[k] >> shift) & (buckets - 1)];
           }
-          next[bucket] = start + before;
-          start += all;
+          sync();
+          // Where this share's words of each digit go: after every smaller digit's, and after
+          // this digit's words of the shares before it.
+          std::size_t start = 0;
+          for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
+            std::size_t before = 0, all = 0;
+            for (int s = 0; s < team; ++s) {
+              const std::size_t c = counts[static_cast<std::size_t>(s) * stride + bucket];
+              before += s < t ? c : 0;
+              all += c;
+            }
+            next[bucket] = start + before;
+            start += all;
+          }
+          {
+            std::size_t* SPARSEOPT_RESTRICT at = next;
+            const std::uint64_t* SPARSEOPT_RESTRICT f = from;
+            std::uint64_t* SPARSEOPT_RESTRICT out = to;
+            for (std::int64_t k = lo; k < hi; ++k) out[at[(f[k] >> shift) & (buckets - 1)]++] = f[k];
+          }
+          sync();  // every word in place, and every share's counts read, before the next digit
+          std::swap(from, to);
         }
-        {
-          std::size_t* SPARSEOPT_RESTRICT at = next;
-          const std::uint64_t* SPARSEOPT_RESTRICT f = from;
-          std::uint64_t* SPARSEOPT_RESTRICT out = to;
-          for (std::int64_t k = lo; k < hi; ++k) out[at[(f[k] >> shift) & (buckets - 1)]++] = f[k];
-        }
-        sync();  // every word in place, and every share's counts read, before the next digit
-        std::swap(from, to);
-      }
-      first_row[t + 1] = row_starts(from, lo, hi, low_bits, false);
-      sync();
-      std::int64_t u = 0;
-      for (int s = 0; s < t; ++s) u += first_row[s + 1];
-      read_words(layout, from, lo, hi, u, bag_of);
+        first_row[t + 1] = row_starts(from, lo, hi, low_bits, false);
+        sync();
+        std::int64_t u = 0;
+        for (int s = 0; s < t; ++s) u += first_row[s + 1];
+        read_words(layout, from, lo, hi, u, bag_of);
       });
     });
     std::int64_t u = 0;
@@ -526,8 +524,8 @@ class CoalescePlan {
   // indices (set_ranges, which the caller has run). Each thread reads every index (a read
   // shares its cache lines between the cores; writes to the same lines would move them from
   // core to core, which made the team of group_by_team slower than one thread below 32,768
-  // words), counts those below its
-  // range (where its words start), packs the words of its range there in input order, sorts
+  // words), counts those below its range (where its words start), packs the words of its
+  // range there in input order, sorts
   // them as the one-thread path sorts them all (sort_words) and reads them, its rows numbered
   // after those of the ranges below. Returns the number of rows.
   template <class B>
