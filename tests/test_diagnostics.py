@@ -130,6 +130,26 @@ def test_grouping_floor_builds_checks_the_bare_sort_and_reports_every_loop(tmp_p
                 assert float(ratio) == pytest.approx(float(us) / times["bare radix"], rel=0.1, abs=0.02)
 
 
+def test_fused_floor_checks_the_loop_by_hand_and_derives_slack_and_ceiling(tmp_path):
+    source = _need(DIAGNOSTICS / "fused_floor.cpp")
+    # (the program fails unless the fused step, the two calls and, for SGD, the loop by hand
+    # leave the same table)
+    out = run_cpp(source, tmp_path / "fused_floor", sparseopt.get_include(), sparseopt.info()["openmp"],
+                  ("1", "2", "50000"))
+    assert out.startswith("50000 x 64 float32 table, 512 bags x 32 lookups, 1 threads, 2 rounds")
+    number = r"(-?[\d.]+)"
+    rows = re.findall(rf"^(uniform|zipf)\s+(SGD|RowWiseAdagrad)" + rf"\s+{number}" * 5
+                      + rf"\s+{number}x\s+{number}x$", out, re.M)
+    assert [(dist, name) for dist, name, *_ in rows] == [
+        (dist, name) for dist in ("uniform", "zipf") for name in ("SGD", "RowWiseAdagrad")], out
+    for dist, name, plan, fused, two, by_hand, slack, ratio, ceiling in rows:
+        plan, fused, two, by_hand, slack = map(float, (plan, fused, two, by_hand, slack))
+        assert min(plan, fused, two, by_hand) > 0, (dist, name)
+        assert slack == pytest.approx(fused - plan - by_hand, abs=0.15)
+        assert float(ratio) == pytest.approx(two / fused, rel=0.02, abs=0.01)
+        assert float(ceiling) == pytest.approx((two - slack) / (fused - slack), rel=0.02, abs=0.01)
+
+
 @pytest.mark.parametrize("lookups", ["uniform", "zipf"])
 def test_gather_floor_reports_every_loop_and_the_verdict(lookups):
     script = _need(DIAGNOSTICS / "gather_floor.py")
