@@ -327,11 +327,12 @@ def test_optimizer_steps_paths_same_bits(rng, name, opts, width, table_dtype):
 
 @pytest.mark.parametrize("path", ["generic", "best"])
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES, ids=DT_IDS)
-@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 17, 64, 1001])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 16, 17, 32, 33, 64, 1001])
 def test_index_range_checks_on_both_paths(rng, path, index_dtype, n):
-    """The vectorised range check of the indices (AVX2's 64-bit compares) finds a bad index at
-    any position -- in a full vector, in the scalar tail, negative or past the end -- names
-    it, and writes nothing; good indices pass."""
+    """The vectorised range check of the indices (on AVX2 four vectors of compares and ORs, 16
+    int64 or 32 int32 indices a round) finds a bad index at any position -- in a full round, in
+    the scalar tail, negative or past the end -- names it, and writes nothing; good indices
+    pass."""
     table = rng.standard_normal((50, 4)).astype(np.float32)
     indptr = np.array([0, n], dtype=index_dtype)
     with simd_path(path):

@@ -45,20 +45,55 @@ struct UninitAllocator : std::allocator<T> {
 template <class T>
 using Scratch = std::vector<T, UninitAllocator<T>>;
 
-// {min(0, smallest index), max(-1, largest index)} of indices[0, n): on the AVX2 copy where
-// the CPU has it (64-bit compares, which the baseline SSE2 lacks, so its loop is scalar).
+// {min(0, smallest index), max(-1, largest index)} of indices[0, n). One pass takes the largest
+// and the OR of all the indices, whose sign bit says whether any is negative; the smallest only
+// then, in a second pass (a rejected call). On the AVX2 copy, where the CPU has it, four
+// vectors of each, so that a vector's compare does not wait for the last one's: 64-bit
+// compares (which the baseline SSE2 lacks, so its loop is scalar) chained through one
+// vector, and the smallest with the largest, ran 3x slower on indices in cache (6.6 against
+// 2.1 us for 16,384 int64 indices, Intel Xeon; within a step's grouping, where this is the
+// first pass over the indices and waits on memory, the two timed alike).
 template <class I>
 std::pair<std::int64_t, std::int64_t> index_range(const I* indices, std::int64_t n) noexcept {
-  I lo = 0, hi = -1;
-  simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
-    I l = 0, h = -1;
-    for (std::int64_t k = 0; k < n; ++k) {
-      l = indices[k] < l ? indices[k] : l;
+  I any = 0, hi = -1;
+  simd_dispatch([&](auto avx2) SPARSEOPT_INLINE_BODY {
+    I o = 0, h = -1;
+    std::int64_t k = 0;
+#if SPARSEOPT_HAS_VECTOR_EXT
+    if constexpr (decltype(avx2)::value && (std::is_same_v<I, std::int32_t> || std::is_same_v<I, std::int64_t>)) {
+      constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<I>) / sizeof(I)), chains = 4;
+      Vec<I> ors[chains], his[chains];
+      for (std::int64_t c = 0; c < chains; ++c) {
+        ors[c] = Vec<I>{};
+        his[c] = Vec<I>{} - 1;
+      }
+      for (; k + chains * lanes <= n; k += chains * lanes)
+        for (std::int64_t c = 0; c < chains; ++c) {
+          Vec<I> v;
+          load_vec(v, indices + k + c * lanes);
+          ors[c] |= v;
+          const Vec<I> above = v > his[c];  // all ones where v is larger
+          his[c] = (v & above) | (his[c] & ~above);
+        }
+      for (std::int64_t c = 0; c < chains; ++c)
+        for (std::int64_t j = 0; j < lanes; ++j) {
+          o |= ors[c][j];
+          h = his[c][j] > h ? his[c][j] : h;
+        }
+    }
+#else
+    (void)avx2;
+#endif
+    for (; k < n; ++k) {
+      o |= indices[k];
       h = indices[k] > h ? indices[k] : h;
     }
-    lo = l;
+    any = o;
     hi = h;
   });
+  I lo = 0;
+  if (any < 0)
+    for (std::int64_t k = 0; k < n; ++k) lo = indices[k] < lo ? indices[k] : lo;
   return {static_cast<std::int64_t>(lo), static_cast<std::int64_t>(hi)};
 }
 

@@ -35,6 +35,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <type_traits>
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
@@ -111,6 +112,16 @@ template <>
 struct VecOf<double> {
   typedef double type __attribute__((vector_size(32)));
   typedef double unaligned __attribute__((vector_size(32), aligned(alignof(double)), may_alias));
+};
+template <>
+struct VecOf<std::int32_t> {
+  typedef std::int32_t type __attribute__((vector_size(32)));
+  typedef std::int32_t unaligned __attribute__((vector_size(32), aligned(alignof(std::int32_t)), may_alias));
+};
+template <>
+struct VecOf<std::int64_t> {
+  typedef std::int64_t type __attribute__((vector_size(32)));
+  typedef std::int64_t unaligned __attribute__((vector_size(32), aligned(alignof(std::int64_t)), may_alias));
 };
 template <class T>
 using Vec = typename VecOf<T>::type;
