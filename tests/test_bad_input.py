@@ -528,3 +528,12 @@ def test_messages_write_numbers_in_full(lr):
     with pytest.raises(IndexError) as info:
         sparseopt.coalesce(np.array([0, big], np.int64), np.ones((2, 1)), 7)
     assert f"indices[1] = {big} is out of range for a table of 7 rows" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [-0.1, -1 / 3, -2.5e-07, -1e-300, -123456789012345678.0, -math.pi])
+def test_numbers_in_messages_read_as_python_writes_them(value):
+    """A number in an error message is the shortest that reads back as the same double, as
+    Python's repr() writes it (-0.1, not -0.10000000000000001)."""
+    with pytest.raises(ValueError, match=r"^lr must be") as error:
+        Adam(np.zeros((4, 2), np.float32), lr=value)
+    assert str(error.value).endswith(f"got {value!r}"), str(error.value)

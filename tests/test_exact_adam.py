@@ -596,7 +596,7 @@ def test_lazy_and_exact_coincide_when_every_row_is_touched(rng, cls_name, kw, dt
 # construction: combinations that cannot be exact
 # --------------------------------------------------------------------------- #
 def test_exact_adam_with_coupled_weight_decay_is_refused():
-    with pytest.raises(ValueError, match="weight_decay"):
+    with pytest.raises(ValueError, match=r"^Adam\(weight_decay=0\.1\) adds the decay"):
         so.Adam(np.zeros((4, 2)), lr=0.01, weight_decay=0.1, mode="exact")
 
 

@@ -31,8 +31,9 @@ def save(file: PathOrFile, optimizer: Optimizer) -> None:
     """Write ``optimizer.state_dict()`` to ``file`` (a path or a binary file object) as an
     uncompressed ``.npz`` of plain arrays.
 
-    Nothing is flushed (exact mode's rows are saved as they are, with what is needed to catch
-    them up), so save, load and continue gives the same bits as an uninterrupted run.
+    The table (``optimizer.param``) is not saved: ``np.save`` it beside. Nothing is flushed
+    (exact mode's rows are saved as they are, with what is needed to catch them up), so saving
+    both, loading both and continuing gives the same bits as an uninterrupted run.
     """
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a sparseopt.optim optimizer, got "
@@ -116,8 +117,8 @@ def _unflatten(entries: dict[str, np.ndarray], class_name: str) -> dict[str, Any
                          f"of sparseopt reads")
     saved_by = _text(entries, "optimizer")
     if saved_by != class_name:
-        raise ValueError(f"the checkpoint holds the state of a {saved_by} optimizer; load it "
-                         f"into a {saved_by}, not a {class_name}")
+        raise ValueError(f"the checkpoint holds the state of an optimizer of class {saved_by}; "
+                         f"load it into {saved_by}, not {class_name}")
     if "step" not in entries:
         raise ValueError("not a sparseopt checkpoint: it has no 'step' entry")
     step = entries["step"]

@@ -203,18 +203,18 @@ struct GradientArrays {
   py::array values;
 };
 
-inline GradientArrays require_gradient(py::handle indices_obj, py::handle values_obj,
-                                       const py::array* table) {
+// check_values(values) checks the values' dtype where the caller has its own rule (a half
+// table's float32 gradient); by default they must have the table's dtype, or without a table
+// float32 or float64.
+template <class CheckValues>
+GradientArrays require_gradient_with(py::handle indices_obj, py::handle values_obj, const py::array* table,
+                                     CheckValues&& check_values) {
   GradientArrays g{require_array(indices_obj, "indices"), require_array(values_obj, "values")};
   require_index_dtype(g.indices, "indices");
   if (g.indices.ndim() != 1)
     throw py::value_error("indices must be 1-D, got shape " + shape_str(g.indices) +
                           "; pass indices.ravel() with values reshaped to match");
-  if (table) {
-    require_same_dtype(g.values, *table, "values", "param");
-  } else {
-    require_float_dtype(g.values, "values");
-  }
+  check_values(g.values);
   const py::ssize_t n = g.indices.shape(0);
   bool ok = g.values.ndim() >= 1 && g.values.shape(0) == n;
   if (table) {
@@ -230,6 +230,16 @@ inline GradientArrays require_gradient(py::handle indices_obj, py::handle values
                           " (len(indices), *param.shape[1:]), got " + shape_str(g.values));
   }
   return g;
+}
+
+inline GradientArrays require_gradient(py::handle indices_obj, py::handle values_obj,
+                                       const py::array* table) {
+  return require_gradient_with(indices_obj, values_obj, table, [table](const py::array& values) {
+    if (table)
+      require_same_dtype(values, *table, "values", "param");
+    else
+      require_float_dtype(values, "values");
+  });
 }
 
 template <class T, class I>

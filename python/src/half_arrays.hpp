@@ -97,11 +97,12 @@ py::array require_half_state(py::handle obj, const py::array& param, const char*
 // The gradient of a half table: int32/int64 indices, float32 values of shape
 // (len(indices), *param.shape[1:]).
 inline GradientArrays require_float_gradient(py::handle indices, py::handle values, const py::array& param) {
-  GradientArrays g = require_gradient(indices, values, nullptr);
-  if (!has_dtype<float>(g.values))
-    throw py::type_error("values must have dtype float32 for a " + dtype_name(param) +
-                         " table (gradients are summed and applied in float32), got " + dtype_name(g.values) +
-                         "; pass values.astype(np.float32)");
+  GradientArrays g = require_gradient_with(indices, values, nullptr, [&param](const py::array& v) {
+    if (!has_dtype<float>(v))
+      throw py::type_error("values must have dtype float32 for a " + dtype_name(param) +
+                           " table (gradients are summed and applied in float32), got " + dtype_name(v) +
+                           "; pass values.astype(np.float32)");
+  });
   bool ok = g.values.ndim() == param.ndim();
   for (py::ssize_t d = 1; ok && d < param.ndim(); ++d) ok = g.values.shape(d) == param.shape(d);
   if (!ok) {

@@ -5,6 +5,7 @@
 
 #include <clocale>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -44,8 +45,13 @@ void append_part(std::string& out, const Part& part) {
   } else if constexpr (std::is_enum_v<P>) {
     out += std::to_string(static_cast<std::underlying_type_t<P>>(part));
   } else if constexpr (std::is_floating_point_v<P>) {
+    // The fewest digits that read back as the same double, as Python's repr writes it (0.1,
+    // not 0.10000000000000001); 17 always do.
     char number[40];
-    std::snprintf(number, sizeof number, "%.17g", double(part));
+    for (int digits = 15; digits <= 17; ++digits) {
+      std::snprintf(number, sizeof number, "%.*g", digits, double(part));
+      if (std::strtod(number, nullptr) == double(part)) break;
+    }
     const char point = *std::localeconv()->decimal_point;
     for (char* c = number; *c != '\0'; ++c)
       if (*c == point) *c = '.';
