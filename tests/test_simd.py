@@ -9,6 +9,7 @@ Both are forced through private testing hooks of sparseopt._core: ``_set_simd_pa
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import sparseopt
 from sparseopt import _core
 from sparseopt.meprop import linear_backward
 
-from _helpers import FLOAT_DTYPES, INDEX_DTYPES
+from _helpers import FLOAT_DTYPES, INDEX_DTYPES, run_cpp
 
 DT_IDS = lambda d: np.dtype(d).name  # noqa: E731
 # Every chunk size of sum_terms (8, 4, 2, 1 vectors of 32 bytes) and scalar tails, both dtypes.
@@ -350,3 +351,12 @@ def test_index_range_checks_on_both_paths(rng, path, index_dtype, n):
         good[n - 1] = 49
         sums = sparseopt.gather_sum(table, indptr, good)
         np.testing.assert_allclose(sums[0], table[good].sum(axis=0), rtol=1e-5)
+
+
+def test_index_range_for_every_signed_index_type(tmp_path):
+    """The range check in C++ for the index types a C++ caller may use, not only the bindings'
+    int32/int64: 1- and 2-byte types, int, long and long long (the vector rounds take the 4- and
+    8-byte ones), both paths, lengths 0-70 (tests/cpp/index_range.cpp)."""
+    source = Path(__file__).parent / "cpp" / "index_range.cpp"
+    out = run_cpp(source, tmp_path / "index_range", sparseopt.get_include(), sparseopt.info()["openmp"])
+    assert "index range ok" in out

@@ -3,22 +3,23 @@
 // with the grouping both paths share as it is?
 //
 // For uniform and Zipf lookups (numpy's zipf(1.1) tail, clipped to the table and spread over a
-// random permutation of its rows, as bench_fused.py's), 8 batches of 512 bags x 32 int64
-// lookups into a ROWS x 64 float32 table, THREADS threads, SGD and row-wise Adagrad. Timed
-// alternately, over the batches:
+// random permutation of its rows drawn for each batch, as bench_fused.py's), 8 batches of 512
+// bags x 32 int64 lookups into a ROWS x 64 float32 table, each with a grad_out of its own,
+// THREADS threads, SGD and row-wise Adagrad. Timed alternately, over the batches:
 //   plan      GatherPlan::build_by_row: the fused step's grouping (the lookups' rows, each row's
 //             terms and their bags), the one gather_sum_backward builds too
 //   fused     sgd_step / rowwise_adagrad_step with a BagGradient (what step_bags calls)
 //   two       gather_sum_backward, then the step on its coalesced rows
 //   by hand   the fused step's row loop written plainly, on the batch's plan (built untimed):
 //             each row's terms summed in order (a row of one term read in place), then
-//             p -= 0.01 * g, with sparseopt's prefetch hints and split of rows between threads;
-//             row-wise Adagrad's turn also reads and writes its one-float sum, without its
-//             arithmetic. On SGD's turn it must leave the fused step's table to the bit.
+//             p -= 0.01 * g, with sparseopt's prefetch hints (batched as the library's), split
+//             of rows between threads and AVX2 copy; row-wise Adagrad's turn also reads and
+//             writes its one-float sum, without its arithmetic. On SGD's turn it must leave the
+//             fused step's table to the bit.
 // Each path has a table (and state) of its own. From the medians:
-//   slack     fused - plan - by hand: the fused step's row loop beyond the loop by hand. The two
-//             calls run the same row loops (the backward's sums, the step's updates), so this
-//             time is in both paths.
+//   slack     fused - plan - by hand: the fused step beyond its plan and the loop by hand (its
+//             call's setup included). The two calls run the same row loops (the backward's
+//             sums, the step's updates), so this time is taken as in both paths.
 //   ceiling   (two - slack) / (fused - slack): the ratio with both paths' row loops as fast as
 //             the loop by hand and the grouping as timed. Where it is below 1.5x, the bar needs
 //             a faster grouping (bench/diagnostics/grouping_floor.cpp: the plan already beats a
@@ -51,14 +52,18 @@ using diagnostics::median;
 
 struct Batch {
   std::vector<std::int64_t> indices, unique;
+  std::vector<float> grad_out;  // num_bags x width
 };
 
 std::vector<Batch> make_batches(bool zipf, std::int64_t rows, std::mt19937_64& random) {
   std::vector<std::int64_t> permutation(static_cast<std::size_t>(rows));
-  std::iota(permutation.begin(), permutation.end(), std::int64_t(0));
-  std::shuffle(permutation.begin(), permutation.end(), random);
   std::vector<Batch> out(batches);
   for (auto& batch : out) {
+    // a permutation of its own per batch, as bench_fused.py draws one
+    std::iota(permutation.begin(), permutation.end(), std::int64_t(0));
+    std::shuffle(permutation.begin(), permutation.end(), random);
+    batch.grad_out.resize(num_bags * width);
+    for (auto& g : batch.grad_out) g = float(double(random() >> 40) * 0x1.0p-24 - 0.5);
     batch.indices.resize(lookups);
     for (auto& x : batch.indices) {
       if (!zipf) {
@@ -89,9 +94,7 @@ int main(int argc, char** argv) {
   const int team = sparseopt::detail::resolve_threads(threads);
   const auto size = static_cast<std::size_t>(rows * width);
   Block fused_table(size), two_table(size), floor_table(size), fused_sum(rows), two_sum(rows), floor_sum(rows);
-  std::vector<float> grad_out(num_bags * width);
   std::mt19937_64 random(7);
-  for (auto& g : grad_out) g = float(double(random() >> 40) * 0x1.0p-24 - 0.5);
   std::vector<std::int64_t> indptr(num_bags + 1), out_rows(lookups);
   std::vector<float> values(lookups * width);
   for (std::int64_t b = 0; b <= num_bags; ++b) indptr[b] = b * bag_len;
@@ -130,12 +133,14 @@ int main(int argc, char** argv) {
       std::vector<std::function<void(std::size_t)>> loops = {
           [&](std::size_t b) { plan.build_by_row(bags(b), rows, sparseopt::BagReduction::sum, {}, threads); },
           [&](std::size_t b) {
-            const sparseopt::BagGradient<float, std::int64_t> grad{{grad_out.data(), num_bags, width}, bags(b), {}};
+            const sparseopt::BagGradient<float, std::int64_t> grad{
+                {data[b].grad_out.data(), num_bags, width}, bags(b), {}};
             step(fused_param, grad, fused_state, fused_steps);
           },
           [&](std::size_t b) {
             const std::int64_t u = sparseopt::gather_sum_backward<float>(
-                {grad_out.data(), num_bags, width}, bags(b), rows, two_plan, out_rows.data(), values.data(), lookups,
+                {data[b].grad_out.data(), num_bags, width}, bags(b), rows, two_plan, out_rows.data(), values.data(),
+                lookups,
                 sparseopt::BagReduction::sum, threads);
             step(two_param, sparseopt::RowSparse<float, std::int64_t>{out_rows.data(), values.data(), u, width},
                  two_state, two_steps);
@@ -146,29 +151,35 @@ int main(int argc, char** argv) {
             const std::int64_t* offsets = by_row.offsets.data();
             const std::int64_t* unique = by_row.rows.data();
             const std::int64_t n = by_row.size();
-            const float* const g = grad_out.data();
+            const float* const g = data[b].grad_out.data();
             float* const p = floor_table.data;
             float* const s = floor_sum.data;
+            // far hints in batches where the rows spread as far as the library batches them
+            const std::int64_t batch = sparseopt::detail::far_batch(
+                sparseopt::detail::row_spread_bytes(unique, n, width * std::int64_t(sizeof(float))));
             sparseopt::detail::parallel_for(
                 n, team, (lookups + n) * width,
                 [&](std::int64_t u, int slot) {
                   sparseopt::detail::prefetch_ahead(u, n, [&](std::int64_t ahead, auto level) {
                     sparseopt::detail::prefetch_row(p + unique[ahead] * width, width, level);
                     if (rowwise) sparseopt::detail::prefetch_row(s + unique[ahead], 1, level);
-                  });
-                  const float* term = g + bag[offsets[u]] * width;
-                  if (offsets[u + 1] - offsets[u] > 1) {
-                    float* acc = sink.row(slot);
-                    std::copy(term, term + width, acc);
-                    for (std::int64_t k = offsets[u] + 1; k < offsets[u + 1]; ++k) {
-                      const float* more = g + bag[k] * width;
-                      for (std::int64_t j = 0; j < width; ++j) acc[j] += more[j];
+                  }, batch);
+                  // the AVX2 copy where the CPU has it, as the library's sums and updates
+                  sparseopt::detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
+                    const float* term = g + bag[offsets[u]] * width;
+                    if (offsets[u + 1] - offsets[u] > 1) {
+                      float* acc = sink.row(slot);
+                      std::copy(term, term + width, acc);
+                      for (std::int64_t k = offsets[u] + 1; k < offsets[u + 1]; ++k) {
+                        const float* more = g + bag[k] * width;
+                        for (std::int64_t j = 0; j < width; ++j) acc[j] += more[j];
+                      }
+                      term = acc;
                     }
-                    term = acc;
-                  }
-                  float* row = p + unique[u] * width;
-                  for (std::int64_t j = 0; j < width; ++j) row[j] -= 0.01f * term[j];
-                  if (rowwise) s[unique[u]] += term[0];
+                    float* row = p + unique[u] * width;
+                    for (std::int64_t j = 0; j < width; ++j) row[j] -= 0.01f * term[j];
+                    if (rowwise) s[unique[u]] += term[0];
+                  });
                 },
                 [offsets](std::int64_t u) { return offsets[u] + 32 * u; });
           }};

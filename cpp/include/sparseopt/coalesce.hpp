@@ -45,14 +45,49 @@ struct UninitAllocator : std::allocator<T> {
 template <class T>
 using Scratch = std::vector<T, UninitAllocator<T>>;
 
+#if SPARSEOPT_HAS_VECTOR_EXT
+// index_range's whole rounds on the AVX2 path, for index types of 4 or 8 bytes (read as int32
+// or int64 lanes, through the vector type that may alias them): four vectors each of the OR and
+// of the largest, so that a vector's compare does not wait for the last one's. Folds them into
+// `any` and `hi` and returns how many indices the rounds covered.
+template <class I>
+SPARSEOPT_ALWAYS_INLINE std::int64_t index_range_rounds(const I* indices, std::int64_t n, I& any, I& hi) noexcept {
+  using W = std::conditional_t<sizeof(I) == 8, std::int64_t, std::int32_t>;
+  using V = Vec<W>;
+  using Mask = decltype(V{} > V{});
+  constexpr std::int64_t lanes = std::int64_t(sizeof(V) / sizeof(W)), chains = 4;
+  const W* const words = reinterpret_cast<const W*>(indices);
+  V ors[chains], his[chains];
+  for (std::int64_t c = 0; c < chains; ++c) {
+    ors[c] = V{};
+    his[c] = V{} - 1;
+  }
+  std::int64_t k = 0;
+  for (; k + chains * lanes <= n; k += chains * lanes)
+    for (std::int64_t c = 0; c < chains; ++c) {
+      V v;
+      load_vec(v, words + k + c * lanes);
+      ors[c] |= v;
+      const Mask above = v > his[c];
+      his[c] = above ? v : his[c];
+    }
+  for (std::int64_t c = 0; c < chains; ++c)
+    for (std::int64_t j = 0; j < lanes; ++j) {
+      any |= static_cast<I>(ors[c][j]);
+      hi = static_cast<I>(his[c][j]) > hi ? static_cast<I>(his[c][j]) : hi;
+    }
+  return k;
+}
+#endif
+
 // {min(0, smallest index), max(-1, largest index)} of indices[0, n). One pass takes the largest
 // and the OR of all the indices, whose sign bit says whether any is negative; the smallest only
-// then, in a second pass (a rejected call). On the AVX2 copy, where the CPU has it, four
-// vectors of each, so that a vector's compare does not wait for the last one's: 64-bit
-// compares (which the baseline SSE2 lacks, so its loop is scalar) chained through one
-// vector, and the smallest with the largest, ran 3x slower on indices in cache (6.6 against
-// 2.1 us for 16,384 int64 indices, Intel Xeon; within a step's grouping, where this is the
-// first pass over the indices and waits on memory, the two timed alike).
+// then, in a second pass (a rejected call). On the AVX2 copy, where the CPU has it, whole rounds
+// of vectors (index_range_rounds): 64-bit compares (which the baseline SSE2 lacks, so its loop
+// is scalar) chained through one vector, and the smallest with the largest, ran 3x slower on
+// indices in cache (6.6 against 2.1 us for 16,384 int64 indices, Intel Xeon; within a step's
+// grouping, where this is the first pass over the indices and waits on memory, the two timed
+// alike).
 template <class I>
 std::pair<std::int64_t, std::int64_t> index_range(const I* indices, std::int64_t n) noexcept {
   I any = 0, hi = -1;
@@ -60,27 +95,8 @@ std::pair<std::int64_t, std::int64_t> index_range(const I* indices, std::int64_t
     I o = 0, h = -1;
     std::int64_t k = 0;
 #if SPARSEOPT_HAS_VECTOR_EXT
-    if constexpr (decltype(avx2)::value && (std::is_same_v<I, std::int32_t> || std::is_same_v<I, std::int64_t>)) {
-      constexpr std::int64_t lanes = std::int64_t(sizeof(Vec<I>) / sizeof(I)), chains = 4;
-      Vec<I> ors[chains], his[chains];
-      for (std::int64_t c = 0; c < chains; ++c) {
-        ors[c] = Vec<I>{};
-        his[c] = Vec<I>{} - 1;
-      }
-      for (; k + chains * lanes <= n; k += chains * lanes)
-        for (std::int64_t c = 0; c < chains; ++c) {
-          Vec<I> v;
-          load_vec(v, indices + k + c * lanes);
-          ors[c] |= v;
-          const Vec<I> above = v > his[c];  // all ones where v is larger
-          his[c] = (v & above) | (his[c] & ~above);
-        }
-      for (std::int64_t c = 0; c < chains; ++c)
-        for (std::int64_t j = 0; j < lanes; ++j) {
-          o |= ors[c][j];
-          h = his[c][j] > h ? his[c][j] : h;
-        }
-    }
+    if constexpr (decltype(avx2)::value && (sizeof(I) == 4 || sizeof(I) == 8))
+      k = index_range_rounds(indices, n, o, h);
 #else
     (void)avx2;
 #endif

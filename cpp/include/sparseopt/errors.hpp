@@ -45,8 +45,9 @@ void append_part(std::string& out, const Part& part) {
   } else if constexpr (std::is_enum_v<P>) {
     out += std::to_string(static_cast<std::underlying_type_t<P>>(part));
   } else if constexpr (std::is_floating_point_v<P>) {
-    // The fewest digits that read back as the same double, as Python's repr writes it (0.1,
-    // not 0.10000000000000001); 17 always do.
+    // The first of 15, 16 or 17 significant digits that reads back as the same double (0.1,
+    // not 0.10000000000000001, as Python's repr writes it; 17 always do). Unlike repr, a whole
+    // number has no ".0" and a subnormal may keep more digits than it needs.
     char number[40];
     for (int digits = 15; digits <= 17; ++digits) {
       std::snprintf(number, sizeof number, "%.*g", digits, double(part));
