@@ -517,23 +517,17 @@ def test_values_sharing_memory_with_param_are_rejected():
     assert opt.state_dict()["step"] == 0
 
 
-@pytest.mark.parametrize("lr", [-0.0015, -1e-300, -123456.789, -(2.0 ** 70)])
+@pytest.mark.parametrize("lr", [-0.0015, -1e-300, -123456.789, -(2.0 ** 70), -0.1, -1 / 3, -2.5e-07,
+                                -123456789012345678.0, -math.pi])
 def test_messages_write_numbers_in_full(lr):
-    """The core's messages write a floating-point number as printf's %.17g and an integer in
-    decimal (errors.hpp's concat, which uses no iostreams)."""
-    with pytest.raises(ValueError) as info:
+    """The core's messages write a floating-point number as the shortest of 15, 16 or 17
+    significant digits that reads back as the same double, as Python's repr() writes these
+    (-0.1, not -0.10000000000000001), and an integer in decimal (errors.hpp's concat, which uses
+    no iostreams)."""
+    with pytest.raises(ValueError, match=r"^lr must be") as info:
         Adam(np.zeros((3, 2), np.float32), lr=lr)
-    assert f"got {lr:.17g}" in str(info.value)
+    assert str(info.value).endswith(f"got {lr!r}"), str(info.value)
     big = 2 ** 40 + 3
     with pytest.raises(IndexError) as info:
         sparseopt.coalesce(np.array([0, big], np.int64), np.ones((2, 1)), 7)
     assert f"indices[1] = {big} is out of range for a table of 7 rows" in str(info.value)
-
-
-@pytest.mark.parametrize("value", [-0.1, -1 / 3, -2.5e-07, -1e-300, -123456789012345678.0, -math.pi])
-def test_numbers_in_messages_read_as_python_writes_them(value):
-    """A number in an error message is the shortest that reads back as the same double, as
-    Python's repr() writes it (-0.1, not -0.10000000000000001)."""
-    with pytest.raises(ValueError, match=r"^lr must be") as error:
-        Adam(np.zeros((4, 2), np.float32), lr=value)
-    assert str(error.value).endswith(f"got {value!r}"), str(error.value)

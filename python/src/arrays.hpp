@@ -204,8 +204,8 @@ struct GradientArrays {
 };
 
 // check_values(values) checks the values' dtype where the caller has its own rule (a half
-// table's float32 gradient); by default they must have the table's dtype, or without a table
-// float32 or float64.
+// table's float32 gradient); by default (require_gradient) they must have the table's dtype, or
+// without a table float32 or float64. The table, when given, gives their shape.
 template <class CheckValues>
 GradientArrays require_gradient_with(py::handle indices_obj, py::handle values_obj, const py::array* table,
                                      CheckValues&& check_values) {

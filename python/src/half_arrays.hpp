@@ -97,21 +97,13 @@ py::array require_half_state(py::handle obj, const py::array& param, const char*
 // The gradient of a half table: int32/int64 indices, float32 values of shape
 // (len(indices), *param.shape[1:]).
 inline GradientArrays require_float_gradient(py::handle indices, py::handle values, const py::array& param) {
-  GradientArrays g = require_gradient_with(indices, values, nullptr, [&param](const py::array& v) {
+  // param gives the values' shape; their dtype is the half table's own rule
+  return require_gradient_with(indices, values, &param, [&param](const py::array& v) {
     if (!has_dtype<float>(v))
       throw py::type_error("values must have dtype float32 for a " + dtype_name(param) +
                            " table (gradients are summed and applied in float32), got " + dtype_name(v) +
                            "; pass values.astype(np.float32)");
   });
-  bool ok = g.values.ndim() == param.ndim();
-  for (py::ssize_t d = 1; ok && d < param.ndim(); ++d) ok = g.values.shape(d) == param.shape(d);
-  if (!ok) {
-    std::vector<py::ssize_t> want(param.shape(), param.shape() + param.ndim());
-    want[0] = g.indices.shape(0);
-    throw py::value_error("values must have shape " + shape_str(want) + " (len(indices), *param.shape[1:]), got " +
-                          shape_str(g.values));
-  }
-  return g;
 }
 
 inline HalfRounding rounding_of(const std::string& rounding, std::uint64_t seed) {
