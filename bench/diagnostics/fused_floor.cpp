@@ -34,7 +34,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -68,10 +67,8 @@ std::vector<Batch> make_batches(bool zipf, std::int64_t rows, std::mt19937_64& r
     for (auto& x : batch.indices) {
       if (!zipf) {
         x = static_cast<std::int64_t>(random() % std::uint64_t(rows));
-      } else {  // P(X >= k) ~ k^-(a - 1): the tail of numpy's zipf(1.1), by inversion
-        const double uniform = (double(random() >> 11) + 0.5) * 0x1.0p-53;
-        const double k = std::pow(uniform, -1.0 / 0.1);
-        x = permutation[static_cast<std::size_t>(k >= double(rows) ? rows - 1 : static_cast<std::int64_t>(k) - 1)];
+      } else {
+        x = permutation[static_cast<std::size_t>(diagnostics::zipf_rank(random, rows))];
       }
     }
     batch.unique = batch.indices;
@@ -119,11 +116,11 @@ int main(int argc, char** argv) {
       auto bags = [&](std::size_t b) {
         return sparseopt::Bags<float, std::int64_t>{indptr.data(), data[b].indices.data(), nullptr, num_bags, lookups};
       };
-      // The terms floor reads each batch's plan, built once here.
+      // The loop by hand reads each batch's plan, built once here, and sums into a row per thread.
       std::vector<sparseopt::GatherPlan<std::int64_t>> plans(batches);
       for (std::size_t b = 0; b < batches; ++b)
         plans[b].build_by_row(bags(b), rows, sparseopt::BagReduction::sum, {}, threads);
-      sparseopt::detail::ThreadRows<float> sink(team, width);
+      sparseopt::detail::ThreadRows<float> scratch(team, width);
       auto step = [&](const sparseopt::Table<float>& param, const auto& grad, auto& state, std::int64_t& steps) {
         if (rowwise)
           sparseopt::rowwise_adagrad_step(param, grad, state, adagrad, threads);
@@ -168,7 +165,7 @@ int main(int argc, char** argv) {
                   sparseopt::detail::simd_dispatch([&](auto) SPARSEOPT_INLINE_BODY {
                     const float* term = g + bag[offsets[u]] * width;
                     if (offsets[u + 1] - offsets[u] > 1) {
-                      float* acc = sink.row(slot);
+                      float* acc = scratch.row(slot);
                       std::copy(term, term + width, acc);
                       for (std::int64_t k = offsets[u] + 1; k < offsets[u + 1]; ++k) {
                         const float* more = g + bag[k] * width;

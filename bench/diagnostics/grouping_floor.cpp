@@ -27,10 +27,11 @@
 //   /tmp/grouping_floor [THREADS [REPS [ROWS [LOOKUPS]]]]   (defaults: all cores, 400, 1000000, 16384)
 #include <sparseopt/sparseopt.hpp>
 
+#include "rows_common.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -41,11 +42,7 @@
 namespace {
 
 constexpr std::int64_t bag_len = 32, batches = 8;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
+using diagnostics::median;
 
 // Rows, bounds and positions of the grouped lookups, as a plan holds them.
 struct Grouped {
@@ -136,10 +133,8 @@ int main(int argc, char** argv) {
       for (auto& x : indices) {
         if (!zipf) {
           x = static_cast<std::int64_t>(random() % std::uint64_t(num_rows));
-        } else {  // P(X >= k) ~ k^-(a - 1): the tail of numpy's zipf(1.1), by inversion
-          const double uniform = (double(random() >> 11) + 0.5) * 0x1.0p-53;
-          const double k = std::pow(uniform, -1.0 / 0.1);
-          x = k >= double(num_rows) ? num_rows - 1 : static_cast<std::int64_t>(k) - 1;
+        } else {
+          x = diagnostics::zipf_rank(random, num_rows);
         }
       }
       std::vector<std::int64_t> unique = indices;

@@ -1,12 +1,16 @@
-// What the scattered-row diagnostics (random_rows.cpp, size_floor.cpp) share: float arrays on
-// 2 MB pages, as NumPy puts large arrays, and the median of their timings. Header-only, next to
-// the programs that include it, so that each still builds from its one source file.
+// What the scattered-row diagnostics (random_rows.cpp, size_floor.cpp, grouping_floor.cpp,
+// fused_floor.cpp) share: float arrays on 2 MB pages, as NumPy puts large arrays, the median of
+// their timings, and bench_fused.py's Zipf ranks. Header-only, next to the programs that
+// include it, so that each still builds from its one source file.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #if defined(__linux__)
@@ -35,6 +39,14 @@ struct Block {  // a zeroed float array on 2 MB pages where the system has them
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// A rank in [0, rows) from numpy's zipf(1.1) clipped to the table, as bench_fused.py draws
+// them (before its permutation of the rows): P(X >= k) ~ k^-(a - 1), by inversion.
+inline std::int64_t zipf_rank(std::mt19937_64& random, std::int64_t rows) {
+  const double uniform = (double(random() >> 11) + 0.5) * 0x1.0p-53;
+  const double k = std::pow(uniform, -1.0 / 0.1);
+  return k >= double(rows) ? rows - 1 : static_cast<std::int64_t>(k) - 1;
 }
 
 }  // namespace diagnostics
